@@ -1,0 +1,34 @@
+"""nudge-rag: NUDGE fine-tuning of stored document embeddings (Zeighami et al., ICLR 2025).
+
+The solver is NumPy-only; text loading, embedding models and framework adapters are optional extras.
+"""
+
+from .compat import NUDGEM, NUDGEN
+from .estimators import DEFAULT_GAMMAS_N, NotFittedError, NudgeM, NudgeN
+from .evaluation import DEFAULT_METRICS, evaluate
+from .metrics import hit_at_k, mrr_at_k, ndcg_at_k, recall_at_k
+from .persistence import load, save
+from .queries import QueryAnswers
+from .search import search
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "NudgeN",
+    "NudgeM",
+    "NUDGEN",
+    "NUDGEM",
+    "QueryAnswers",
+    "NotFittedError",
+    "DEFAULT_GAMMAS_N",
+    "DEFAULT_METRICS",
+    "search",
+    "evaluate",
+    "recall_at_k",
+    "hit_at_k",
+    "mrr_at_k",
+    "ndcg_at_k",
+    "save",
+    "load",
+    "__version__",
+]

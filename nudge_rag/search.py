@@ -1,0 +1,118 @@
+"""Exact top-k search by blocked matrix products: never holds a (queries x documents) matrix."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._checks import as_matrix
+
+__all__ = ["search", "topk_merge", "RunningTopK", "SIMILARITIES"]
+
+SIMILARITIES = ("inner_product", "cosine")
+
+# Documents scored per block; a (QUERY_BLOCK x DOC_BLOCK) float32 tile is 16 MiB.
+DOC_BLOCK = 16_384
+QUERY_BLOCK = 256
+
+
+def topk_merge(scores: np.ndarray, index: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``k`` of each row of ``scores`` (Q, m) with matching ``index`` (Q, m), sorted best first.
+
+    Ties in score are ordered by the smaller index.
+    """
+    k = min(k, scores.shape[1])
+    if k < scores.shape[1]:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        scores = np.take_along_axis(scores, part, axis=1)
+        index = np.take_along_axis(index, part, axis=1)
+    order = np.lexsort((index, -scores), axis=1)
+    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(index, order, axis=1)
+
+
+class RunningTopK:
+    """Top-k of each query row over score blocks pushed one after another.
+
+    After the first block, only entries above a row's current k-th best score are merged, so a block costs
+    one comparison per score instead of a partial sort.
+    """
+
+    def __init__(self, n_rows: int, k: int) -> None:
+        self.k = k
+        self.scores = np.full((n_rows, k), -np.inf, dtype=np.float32)
+        self.index = np.full((n_rows, k), -1, dtype=np.int64)
+
+    def push(self, block: np.ndarray, columns: np.ndarray) -> None:
+        """Merge a (n_rows, m) float32 score block whose column j is document ``columns[j]``."""
+        if block.shape[1] == 0:
+            return
+        kth = self.scores[:, -1:]
+        mask = block > kth
+        counts = mask.sum(axis=1)
+        widest = int(counts.max())
+        if widest == 0:
+            return
+        if widest > 4 * self.k + 256:  # many newcomers: a partial sort of the block is cheaper
+            top_s, top_i = topk_merge(block, np.broadcast_to(columns, block.shape), self.k)
+        else:
+            rows, cols = np.nonzero(mask)
+            slot = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)
+            top_s = np.full((block.shape[0], widest), -np.inf, dtype=np.float32)
+            top_i = np.full((block.shape[0], widest), -1, dtype=np.int64)
+            top_s[rows, slot] = block[rows, cols]
+            top_i[rows, slot] = columns[cols]
+        self.scores, self.index = topk_merge(
+            np.concatenate([self.scores, top_s], axis=1), np.concatenate([self.index, top_i], axis=1), self.k
+        )
+
+
+def search(
+    queries: np.ndarray,
+    embeddings: np.ndarray,
+    k: int = 10,
+    *,
+    similarity: str = "inner_product",
+    doc_block: int = DOC_BLOCK,
+    query_block: int = QUERY_BLOCK,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k-nearest documents for each query.
+
+    Args:
+        queries: (Q, d) float32/float64 query vectors.
+        embeddings: (N, d) float32/float64 document vectors.
+        k: results per query (capped at N).
+        similarity: ``"inner_product"`` or ``"cosine"`` (cosine normalises both sides per block).
+        doc_block, query_block: tile sizes of the streamed computation.
+
+    Returns:
+        ``(scores, indices)``: (Q, k) float32 similarities, best first (ties: smaller row first), and
+        (Q, k) int64 document rows.
+    """
+    docs = as_matrix(embeddings, "embeddings")
+    qs = as_matrix(queries, "queries", dim=docs.shape[1], allow_empty=True)
+    if similarity not in SIMILARITIES:
+        raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    n = docs.shape[0]
+    k = min(int(k), n)
+    out_s = np.empty((qs.shape[0], k), dtype=np.float32)
+    out_i = np.empty((qs.shape[0], k), dtype=np.int64)
+    for q0 in range(0, qs.shape[0], query_block):
+        qb = qs[q0 : q0 + query_block].astype(np.float32, copy=False)
+        if similarity == "cosine":
+            qb = unit_rows(qb)
+        top = RunningTopK(qb.shape[0], k)
+        for d0 in range(0, n, doc_block):
+            db = docs[d0 : d0 + doc_block].astype(np.float32, copy=False)
+            if similarity == "cosine":
+                db = unit_rows(db)
+            top.push(qb @ db.T, np.arange(d0, d0 + db.shape[0], dtype=np.int64))
+        out_s[q0 : q0 + qb.shape[0]] = top.scores
+        out_i[q0 : q0 + qb.shape[0]] = top.index
+    return out_s, out_i
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (zero rows stay zero); returns a new array."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms == 0, 1, norms).astype(x.dtype, copy=False)
