@@ -52,7 +52,7 @@ def aggregate_training(train: QueryAnswers) -> TrainAggregate:
         rows = row_sorted[p0 : p0 + _CHUNK]
         slots = slot[p0 : p0 + _CHUNK]
         starts = np.flatnonzero(np.r_[True, slots[1:] != slots[:-1]])
-        sums[slots[starts]] += np.add.reduceat(train.embeddings[rows].astype(np.float64), starts, axis=0)
+        sums[slots[starts]] += np.add.reduceat(train.embeddings[rows], starts, axis=0)
     return TrainAggregate(docs, sums)
 
 

@@ -21,6 +21,10 @@ __all__ = ["static_topk", "PairLookup", "select_gamma_n", "select_gamma_m", "MCu
 VAL_BLOCK = 256
 # Upper bound on (validation pairs x moving documents) entries held at once by the NUDGE-M sweep.
 _PAIR_TILE = 1 << 22
+# The gamma grid is cut into this many stretches; candidates are pruned per stretch.
+_GAMMA_CHUNKS = 12
+# Mean candidates per query below which the whole grid is scored without cutting it into stretches.
+_FEW_CANDIDATES = 24
 
 
 def static_topk(
@@ -106,75 +110,109 @@ def select_gamma_n(
     Returns:
         (G,) float64 mean metric per gamma.
 
-    Per validation query, a moving document can only enter the top-k when the best score it reaches on its
-    arc (e moves along a great circle towards g_hat as gamma grows) beats the k-th best of the scores every
-    document is guaranteed to keep; only those candidates are re-scored per gamma.
+    Per validation query and range of gammas, a moving document can only enter the top-k when the best
+    score it reaches on that stretch of its arc (e moves along a great circle towards g_hat as gamma grows)
+    beats the k-th best of the scores guaranteed over the stretch; only those candidates are re-scored.
     """
     lookup = PairLookup(val, n_docs)
     n_ans = np.diff(val.indptr)
     ideal = ideal_dcg(val, k) if kind == "ndcg" else None
     totals = np.zeros(gammas.size, dtype=np.float64)
-    a_end = geo.cos_theta(float(gammas.max()))
-    shrink = (1.0 - gammas / 2.0).astype(np.float32)[:, None, None]
     c32 = geo.c.astype(np.float32)
+    chunks = np.array_split(np.arange(gammas.size), max(1, min(_GAMMA_CHUNKS, gammas.size // 8)))
     for v0 in range(0, len(val), VAL_BLOCK):
         rows = np.arange(v0, min(v0 + VAL_BLOCK, len(val)))
         qb = val.embeddings[rows].astype(np.float32, copy=False)
         alpha = qb @ geo.e.T
         beta = qb @ geo.z.T
-        lo, hi = _arc_bounds(alpha, beta, a_end)
-        pool = np.concatenate([static_s[rows], lo], axis=1)
-        kk = min(k, pool.shape[1])
-        floor = np.partition(pool, pool.shape[1] - kk, axis=1)[:, pool.shape[1] - kk][:, None]
-        cand = hi >= floor - 1e-6
-        counts = cand.sum(axis=1)
-        # rows grouped by candidate count so that padding stays small
-        by_count = np.argsort(counts, kind="stable")
-        for group in np.array_split(by_count, max(1, min(8, rows.size // 16))):
-            if group.size == 0:
-                continue
-            width = max(int(counts[group].max()), 1)
-            g_cand = cand[group]
-            r, cidx = np.nonzero(g_cand)
-            slot = np.arange(r.size) - np.repeat(np.cumsum(counts[group]) - counts[group], counts[group])
-            ca = np.zeros((group.size, width), dtype=np.float32)
-            cb = np.zeros_like(ca)
-            cc = np.ones_like(ca)
-            valid = np.zeros((group.size, width), dtype=bool)
-            src = group[r]
-            ca[r, slot], cb[r, slot], cc[r, slot] = alpha[src, cidx], beta[src, cidx], c32[cidx]
-            valid[r, slot] = True
-            cand_doc = np.full((group.size, width), -1, dtype=np.int64)
-            cand_doc[r, slot] = moving_docs[cidx]
-            grows = rows[group]
-            st_s = static_s[grows]
-            rel_all = np.concatenate([lookup(grows[:, None], static_i[grows]), lookup(grows[:, None], cand_doc)], axis=1)
-            sub_ans = n_ans[grows]
-            sub_ideal = None if ideal is None else ideal[grows]
-            step = max(1, (1 << 23) // (group.size * (width + k)))
-            for g0 in range(0, gammas.size, step):
-                a = np.maximum(shrink[g0 : g0 + step], cc[None])
-                s = a * ca[None] + np.sqrt(np.maximum(1.0 - a * a, 0.0)) * cb[None]
-                s[:, ~valid] = -np.inf
-                n_g = s.shape[0]
-                merged = np.concatenate([np.broadcast_to(st_s, (n_g, *st_s.shape)), s], axis=2)
-                ranked = _ranked_relevance(merged.reshape(n_g * group.size, -1), np.tile(rel_all, (n_g, 1)), k)
-                per_query = score_from_relevance(
-                    kind, ranked, np.tile(sub_ans, n_g), None if sub_ideal is None else np.tile(sub_ideal, n_g)
-                )
-                totals[g0 : g0 + n_g] += per_query.reshape(n_g, group.size).sum(axis=1)
+        radius = np.hypot(alpha, beta)
+        ctx = _BlockContext(
+            rows, static_s[rows], lookup(rows[:, None], static_i[rows]), n_ans[rows],
+            None if ideal is None else ideal[rows],
+        )
+        whole = _candidates(ctx.static_s, alpha, beta, radius, geo, gammas[0], gammas[-1], k)
+        if whole.sum() <= _FEW_CANDIDATES * rows.size:  # pruning over the whole grid is tight enough
+            totals += _score_candidates(ctx, whole, alpha, beta, c32, moving_docs, lookup, gammas, kind, k)
+            continue
+        for chunk in chunks:
+            cand = _candidates(ctx.static_s, alpha, beta, radius, geo, gammas[chunk[0]], gammas[chunk[-1]], k)
+            totals[chunk] += _score_candidates(ctx, cand, alpha, beta, c32, moving_docs, lookup, gammas[chunk], kind, k)
     return totals / len(val)
 
 
-def _arc_bounds(alpha: np.ndarray, beta: np.ndarray, a_end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Min and max of alpha cos t + beta sin t over t in [0, arccos(a_end)], elementwise ((V, m) each)."""
-    b_end = np.sqrt(np.clip(1.0 - a_end * a_end, 0.0, None)).astype(np.float32)
-    end = alpha * a_end.astype(np.float32) + beta * b_end
-    radius = np.hypot(alpha, beta)
-    peak_inside = (beta >= 0) & (alpha >= a_end * radius)
-    trough_inside = (beta <= 0) & (-alpha >= a_end * radius)
-    hi = np.where(peak_inside, radius, np.maximum(alpha, end))
-    lo = np.where(trough_inside, -radius, np.minimum(alpha, end))
+def _candidates(static_s, alpha, beta, radius, geo, g_lo, g_hi, k) -> np.ndarray:
+    """(b, m) bool: moving documents that may reach a query's top k for some gamma in [g_lo, g_hi]."""
+    lo, hi = _arc_bounds(alpha, beta, radius, geo.cos_theta(float(g_lo)), geo.cos_theta(float(g_hi)))
+    pool = np.concatenate([static_s, lo], axis=1)
+    kk = min(k, pool.shape[1])
+    floor = np.partition(pool, pool.shape[1] - kk, axis=1)[:, pool.shape[1] - kk][:, None]
+    return hi >= floor - 1e-6
+
+
+@dataclass
+class _BlockContext:
+    rows: np.ndarray  # (b,) validation rows of this block
+    static_s: np.ndarray  # (b, k) fixed competitors' scores
+    static_rel: np.ndarray  # (b, k) their relevance
+    n_ans: np.ndarray  # (b,)
+    ideal: np.ndarray | None  # (b,) ideal DCG for nDCG
+
+
+def _score_candidates(ctx, cand, alpha, beta, c32, moving_docs, lookup, gammas, kind, k) -> np.ndarray:
+    """Summed metric over the block's queries at each of ``gammas``, re-scoring only candidate documents."""
+    totals = np.zeros(gammas.size, dtype=np.float64)
+    shrink = (1.0 - gammas / 2.0).astype(np.float32)[:, None, None]
+    counts = cand.sum(axis=1)
+    by_count = np.argsort(counts, kind="stable")  # rows grouped by candidate count: little padding
+    for group in np.array_split(by_count, max(1, min(8, by_count.size // 16))):
+        if group.size == 0:
+            continue
+        width = max(int(counts[group].max()), 1)
+        r, cidx = np.nonzero(cand[group])
+        slot = np.arange(r.size) - np.repeat(np.cumsum(counts[group]) - counts[group], counts[group])
+        ca = np.zeros((group.size, width), dtype=np.float32)
+        cb = np.zeros_like(ca)
+        cc = np.ones_like(ca)
+        valid = np.zeros((group.size, width), dtype=bool)
+        src = group[r]
+        ca[r, slot], cb[r, slot], cc[r, slot] = alpha[src, cidx], beta[src, cidx], c32[cidx]
+        valid[r, slot] = True
+        cand_doc = np.full((group.size, width), -1, dtype=np.int64)
+        cand_doc[r, slot] = moving_docs[cidx]
+        st_s = ctx.static_s[group]
+        rel_all = np.concatenate([ctx.static_rel[group], lookup(ctx.rows[group][:, None], cand_doc)], axis=1)
+        sub_ans = ctx.n_ans[group]
+        sub_ideal = None if ctx.ideal is None else ctx.ideal[group]
+        step = max(1, (1 << 23) // (group.size * (width + k)))
+        for g0 in range(0, gammas.size, step):
+            a = np.maximum(shrink[g0 : g0 + step], cc[None])
+            s = a * ca[None] + np.sqrt(np.maximum(1.0 - a * a, 0.0)) * cb[None]
+            s[:, ~valid] = -np.inf
+            n_g = s.shape[0]
+            merged = np.concatenate([np.broadcast_to(st_s, (n_g, *st_s.shape)), s], axis=2)
+            ranked = _ranked_relevance(merged.reshape(n_g * group.size, -1), np.tile(rel_all, (n_g, 1)), k)
+            per_query = score_from_relevance(
+                kind, ranked, np.tile(sub_ans, n_g), None if sub_ideal is None else np.tile(sub_ideal, n_g)
+            )
+            totals[g0 : g0 + n_g] += per_query.reshape(n_g, group.size).sum(axis=1)
+    return totals
+
+
+def _arc_bounds(
+    alpha: np.ndarray, beta: np.ndarray, radius: np.ndarray, a_start: np.ndarray, a_stop: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Min and max of alpha cos t + beta sin t over t in [arccos(a_start), arccos(a_stop)], elementwise.
+
+    alpha, beta and radius = hypot(alpha, beta) are (b, m); a_start >= a_stop are (m,) cosines of the ends.
+    """
+    a0, a1 = a_start.astype(np.float32), a_stop.astype(np.float32)
+    s0 = alpha * a0 + beta * np.sqrt(np.maximum(1.0 - a0 * a0, 0.0))
+    s1 = alpha * a1 + beta * np.sqrt(np.maximum(1.0 - a1 * a1, 0.0))
+    # the sinusoid peaks at angle atan2(beta, alpha) and bottoms out opposite to it
+    peak = (beta >= 0) & (alpha <= a0 * radius) & (alpha >= a1 * radius)
+    trough = (beta <= 0) & (-alpha <= a0 * radius) & (-alpha >= a1 * radius)
+    hi = np.where(peak, radius, np.maximum(s0, s1))
+    lo = np.where(trough, -radius, np.minimum(s0, s1))
     return lo, hi
 
 

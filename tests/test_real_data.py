@@ -19,3 +19,13 @@ def test_scifact_test_split_gain(scifact, cls, min_gain):
     assert model.val_score_ > model.val_base_score_
     moved = np.flatnonzero(np.abs(model.embeddings_ - docs).max(axis=1) > 1e-6)
     assert set(moved.tolist()) <= set(train.indices.tolist())
+
+
+@pytest.mark.parametrize("metric", ["recall@1", "ndcg@10"])
+def test_scifact_pruned_curve_matches_dense_search(scifact, metric):
+    docs, train, val, _ = scifact
+    grid = [0.0, 0.05, 0.17, 0.33, 0.48]
+    model = NudgeN(metric=metric, gammas=grid).fit(docs, train, val)
+    for gamma, score in zip(model.gammas_, model.val_scores_):
+        dense = NudgeN(gamma=gamma).fit(docs, train).embeddings_
+        assert score == pytest.approx(evaluate(dense, val, [metric])[metric], abs=1e-9)
