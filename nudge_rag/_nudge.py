@@ -104,7 +104,9 @@ def n_geometry(base: np.ndarray, sums: np.ndarray, *, move_opposed: bool = False
     return NGeometry(rows, base[rows].astype(np.float32), z.astype(np.float32), c)
 
 
-def nudge_n_rows(base: np.ndarray, sums: np.ndarray, gamma: float, *, move_opposed: bool = False) -> tuple[np.ndarray, int]:
+def nudge_n_rows(
+    base: np.ndarray, sums: np.ndarray, gamma: float, *, move_opposed: bool = False
+) -> tuple[np.ndarray, int]:
     """NUDGE-N update of rows ``base`` (M, d) with sums (M, d): (new float32 rows, number that moved)."""
     geo = n_geometry(base, sums, move_opposed=move_opposed)
     out = base.astype(np.float32, copy=True)

@@ -14,7 +14,7 @@ import numpy as np
 from ._nudge import NGeometry
 from .metrics import ideal_dcg, score_from_relevance
 from .queries import QueryAnswers
-from .search import DOC_BLOCK, RunningTopK, topk_merge, unit_rows
+from .search import DOC_BLOCK, RunningTopK, unit_rows
 
 __all__ = ["static_topk", "PairLookup", "select_gamma_n", "select_gamma_m", "MCurve"]
 

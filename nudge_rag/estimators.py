@@ -141,7 +141,8 @@ class _NudgeBase:
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "embeddings_"):
-            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit(embeddings, train, val) first")
+            name = type(self).__name__
+            raise NotFittedError(f"this {name} is not fitted yet; call fit(embeddings, train, val) first")
 
     def _out_dtype(self) -> np.dtype:
         dtype = np.dtype(getattr(self, "dtype", np.float32))

@@ -17,7 +17,11 @@ FORMAT_VERSION = 1
 
 
 def atomic_write(path: str | os.PathLike, write) -> None:
-    """Call ``write(file_object)`` on a temporary file beside ``path`` and rename it into place."""
+    """Call ``write(binary_file)`` on a temporary file beside ``path`` and rename it into place.
+
+    Readers see the old file or the new one, never a mix; the file gets the usual permissions
+    (0666 minus the umask).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -26,11 +30,18 @@ def atomic_write(path: str | os.PathLike, write) -> None:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def save(model, path: str | os.PathLike) -> None:

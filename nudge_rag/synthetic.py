@@ -48,7 +48,8 @@ def make_synthetic(
     docs = np.empty((n_docs, dim), dtype=np.float32)
     for d0 in range(0, n_docs, 65_536):  # bounded temporaries for large N
         m = min(65_536, n_docs - d0)
-        block = centers[rng.integers(0, n_clusters, m)] + 0.35 * rng.standard_normal((m, dim), dtype=np.float32) / np.sqrt(dim)
+        spread = 0.35 * rng.standard_normal((m, dim), dtype=np.float32) / np.sqrt(dim)
+        block = centers[rng.integers(0, n_clusters, m)] + spread
         docs[d0 : d0 + m] = _unit(block)
     n_answered = max(1, int(answered_fraction * n_docs))
     answered = rng.choice(n_docs, n_answered, replace=False)

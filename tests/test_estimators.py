@@ -138,7 +138,7 @@ def test_insert_only_touches_named_documents(small_problem):
     [
         (lambda d, t, v: NudgeN().fit(d[:, :5], t, v), ValueError, "dimension 16 but the documents have dimension 5"),
         (lambda d, t, v: NudgeN().fit(d.astype(np.int32), t, v), TypeError, "float32 or float64"),
-        (lambda d, t, v: NudgeN().fit(np.where(np.arange(d.size).reshape(d.shape) == 5, np.nan, d), t, v), ValueError, "NaN or inf"),
+        (lambda d, t, v: NudgeN().fit(np.where(np.eye(*d.shape) > 0, np.nan, d), t, v), ValueError, "NaN or inf"),
         (lambda d, t, v: NudgeN().fit(d[:20], t, v), IndexError, "train names document row"),
         (lambda d, t, v: NudgeN().fit(d, t, None), ValueError, "val is required"),
         (lambda d, t, v: NudgeN(gamma=-0.1).fit(d, t, v), ValueError, "gamma must be finite and >= 0"),

@@ -1,0 +1,32 @@
+"""LlamaIndex integration of NUDGE: fine-tune the document vectors stored in a ``VectorStoreIndex``.
+
+The embedding model is never changed: queries are still embedded by the same base embed model.
+
+Example:
+    >>> from llama_index.nudge import NudgeFinetuneEngine
+    >>> engine = NudgeFinetuneEngine(index, train_dataset=pairs)
+    >>> report = engine.finetune()
+    >>> index = engine.get_finetuned_index()
+"""
+
+from llama_index.nudge._stores import StoreWriteError
+from llama_index.nudge.base import NudgeFinetuneEngine
+from llama_index.nudge.dataset import EmbeddingQAFinetuneDataset
+from llama_index.nudge.generate import (
+    DEFAULT_QUESTION_PROMPT,
+    GeneratedQuestions,
+    QuestionGenerationError,
+    generate_question_pairs,
+)
+from llama_index.nudge.report import NudgeFinetuneReport
+
+__all__ = [
+    "NudgeFinetuneEngine",
+    "NudgeFinetuneReport",
+    "EmbeddingQAFinetuneDataset",
+    "generate_question_pairs",
+    "GeneratedQuestions",
+    "QuestionGenerationError",
+    "StoreWriteError",
+    "DEFAULT_QUESTION_PROMPT",
+]

@@ -1,0 +1,334 @@
+"""The ``nudge-rag`` command line: ``finetune``, ``evaluate`` and ``demo``.
+
+Exit status: 0 on success, 1 on bad input (missing file, malformed line, unknown id, empty split, missing
+optional dependency), 2 on a usage error. Errors are one line on stderr; outputs are written atomically.
+Run ``nudge-rag COMMAND --help`` for the options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from ._pipeline import (
+    METHODS,
+    DataSource,
+    FitResult,
+    Prepared,
+    VectorSource,
+    baseline_result,
+    fit_method,
+    load_source,
+    prepare,
+    validation_metric_name,
+)
+from ._report import curve_of, format_table, plot_demo, require_matplotlib, write_json
+from .data import DataError
+from .evaluation import DEFAULT_METRICS, evaluate
+from .metrics import metric_names
+from .persistence import atomic_write
+
+__all__ = ["main", "build_parser"]
+
+PROG = "nudge-rag"
+
+
+# ---------------------------------------------------------------------------------------------- parser
+def _add_data_args(p: argparse.ArgumentParser, *, default_dataset: str | None = None) -> None:
+    g = p.add_argument_group("data (one of --dataset, --data, --pairs)")
+    g.add_argument("--dataset", metavar="NAME", help="BEIR dataset by name, e.g. scifact or nfcorpus"
+                   + (f" (default: {default_dataset})" if default_dataset else ""))
+    g.add_argument("--data", metavar="DIR", help="dataset folder: BEIR layout or corpus + pairs files")
+    g.add_argument("--corpus", metavar="FILE", help="corpus file (.jsonl, .jsonl.gz, .csv) to go with --pairs")
+    g.add_argument("--pairs", metavar="FILE", action="append", default=[],
+                   help="pairs file (.jsonl or .csv; repeatable)")
+    g.add_argument("--data-dir", metavar="DIR",
+                   help="root holding beir/<name>/ (default: $NUDGE_RAG_DATA_DIR, ../shared/data, user cache)")
+    g.add_argument("--no-download", action="store_true", help="never download a missing BEIR dataset")
+    g.add_argument("--split", choices=("auto", "official", "paper"), default="auto",
+                   help="official: the dataset's splits (val carved from train when there is no dev split); "
+                        "paper: pooled random 70/10/20 split; auto (default): official, except that demo uses "
+                        "paper when the data has no test split")
+    g.add_argument("--seed", type=int, default=0, help="seed of the validation carve / paper split (default 0)")
+    g.add_argument("--val-fraction", type=float, default=0.1, help="share of train carved as validation (default 0.1)")
+    v = p.add_argument_group("vectors (default: precomputed vectors beside the data, else the model + cache)")
+    v.add_argument("--doc-embeddings", metavar="PATH", help="(N, d) .npy document vectors, or a finetune output folder")
+    v.add_argument("--doc-ids", metavar="FILE", help="document ids, one per row of --doc-embeddings")
+    v.add_argument("--query-embeddings", metavar="PATH", help="(Q, d) .npy query vectors")
+    v.add_argument("--query-ids", metavar="FILE", help="query ids, one per row of --query-embeddings")
+    v.add_argument("--model", metavar="NAME_OR_PATH",
+                   help="sentence-transformers model (default: all-MiniLM-L6-v2, offline)")
+    v.add_argument("--batch-size", type=int, default=64, help="embedding batch size (default 64)")
+    v.add_argument("--cache-dir", metavar="DIR",
+                   help="embedding cache root (default: $NUDGE_RAG_CACHE_DIR or the user cache dir)")
+    v.add_argument("--no-precomputed", action="store_true",
+                   help="embed with the model even when precomputed vectors exist")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``nudge-rag``."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="NUDGE: fine-tune stored document embeddings so that questions retrieve their documents.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  nudge-rag demo                                  # SciFact: no fine-tuning vs NUDGE-M vs NUDGE-N\n"
+            "  nudge-rag demo --dataset nfcorpus --split paper --plot nudge.png\n"
+            "  nudge-rag finetune --dataset scifact --out nudged/ --method nudge-n\n"
+            "  nudge-rag evaluate --dataset scifact --doc-embeddings nudged/ --metric hit@5\n"
+            "  nudge-rag finetune --data my_data/ --out nudged/   # my_data: corpus.jsonl + pairs.jsonl\n"
+            "  nudge-rag demo --data my_data/                     # held-out test: the paper's split\n"
+            "\nexit status: 0 ok, 1 bad input (one-line error on stderr), 2 usage error"
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("finetune", help="nudge document embeddings and save them with a report")
+    _add_data_args(p)
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output folder: embeddings.npy, doc_ids.txt, model.npz, report.json")
+    p.add_argument("--method", choices=METHODS, default="nudge-n", help="NUDGE variant (default nudge-n)")
+    p.add_argument("--gamma", type=float, help="fixed step size (default: chosen on validation queries)")
+    p.add_argument("--metric", help="validation metric for choosing gamma with nudge-n (default recall@1)")
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("evaluate", help="retrieval metrics of a set of embeddings on a split")
+    _add_data_args(p)
+    p.add_argument("--on", choices=("train", "val", "test"), default="test", help="split to score (default test)")
+    p.add_argument("--similarity", choices=("inner_product", "cosine"), default="inner_product",
+                   help="search similarity (default inner_product; right for NUDGE-M and NUDGE-N output)")
+    p.add_argument("--metric", action="append", default=[], help="extra metric, e.g. recall@5 or hit@3 (repeatable)")
+    p.add_argument("--json", metavar="FILE", help="also write the metrics as JSON")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("demo", help="no fine-tuning vs NUDGE-M vs NUDGE-N on a real dataset (default scifact)")
+    _add_data_args(p, default_dataset="scifact")
+    p.add_argument("--metric", help="NUDGE-N validation metric (default recall@1)")
+    p.add_argument("--plot", metavar="FILE", help="save validation curves and before/after bars (png/pdf/svg)")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def _sources(args) -> tuple[DataSource, VectorSource]:
+    src = DataSource(args.dataset, args.data, args.corpus, list(args.pairs), args.data_dir, not args.no_download)
+    vs = VectorSource(args.doc_embeddings, args.doc_ids, args.query_embeddings, args.query_ids, args.model,
+                      args.batch_size, args.cache_dir, not args.no_precomputed)
+    if args.batch_size < 1:
+        raise DataError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if not 0 < args.val_fraction < 1:
+        raise DataError(f"--val-fraction must be in (0, 1), got {args.val_fraction}")
+    return src, vs
+
+
+def _load(args, *, need_test: bool) -> Prepared:
+    t0 = time.perf_counter()
+    src, vs = _sources(args)
+    ds = load_source(src, vs, default_dataset="scifact" if args.command == "demo" else None)
+    # Only demo (which trains and tests in one run) may fall back to the paper's split: evaluating a finetune
+    # output on a re-drawn test split would score queries it was trained on.
+    policy = "official" if args.split == "auto" and args.command != "demo" else args.split
+    p = prepare(ds, vs, policy=policy, seed=args.seed, val_fraction=args.val_fraction, need_test=need_test)
+    p.seconds = time.perf_counter() - t0
+    return p
+
+
+def _describe(p: Prepared) -> list[str]:
+    c = p.splits.counts()
+    note = f" ({p.splits.note})" if p.splits.note else ""
+    return [
+        f"data: {p.dataset.name} ({p.dataset.source}): {len(p.dataset.doc_ids)} documents",
+        f"split: {p.splits.policy}{note}: {c['train']} train / {c['val']} val / {c['test']} test queries",
+        f"vectors: {p.vectors} [{p.docs.shape[1]} dims; data + vectors {p.seconds:.1f} s]",
+    ]
+
+
+def _split_info(p: Prepared) -> dict:
+    return {"policy": p.splits.policy, "note": p.splits.note, "queries": p.splits.counts()}
+
+
+def _result_json(r: FitResult) -> dict:
+    out = {
+        "method": r.method,
+        "similarity": r.similarity,
+        "fit_seconds": r.fit_seconds,
+        "val_metrics": r.val_metrics,
+        "test_metrics": r.test_metrics,
+    }
+    if r.model is not None:
+        out.update(gamma=r.model.gamma_, n_moved=r.model.n_moved_, validation=_validation_json(r))
+    return out
+
+
+def _validation_json(r: FitResult) -> dict:
+    return {
+        "metric": validation_metric_name(r),
+        "score_at_gamma_0": r.model.val_base_score_,
+        "score": r.model.val_score_,
+        "curve": curve_of(r.model),
+    }
+
+
+def _metric_list(extra: Sequence[str]) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys((*DEFAULT_METRICS, *extra)))
+    metric_names(names)  # validates, raising ValueError with the offending name
+    return names
+
+
+# ---------------------------------------------------------------------------------------------- commands
+def cmd_finetune(args) -> int:
+    """``nudge-rag finetune``: fit one NUDGE variant and save vectors, ids, model and report."""
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out} exists and is not a folder")
+    metrics = _metric_list([args.metric] if args.metric else [])
+    p = _load(args, need_test=False)
+    base = baseline_result(p, metrics)
+    r = fit_method(p, args.method, gamma=args.gamma, metric=args.metric, metrics=metrics)
+    report = {
+        "command": "finetune",
+        "nudge_rag_version": __version__,
+        "dataset": {"name": p.dataset.name, "source": p.dataset.source, "n_documents": len(p.dataset.doc_ids)},
+        "split": _split_info(p),
+        "vectors": {"source": p.vectors, "dimension": int(p.docs.shape[1])},
+        "method": r.method,
+        "gamma": r.model.gamma_,
+        "gamma_fixed": args.gamma is not None,
+        "n_moved": r.model.n_moved_,
+        "fit_seconds": r.fit_seconds,
+        "similarity": r.similarity,
+        "validation": _validation_json(r),
+        "metrics": {
+            "val": {"before": base.val_metrics, "after": r.val_metrics},
+            "test": None if p.test is None else {"before": base.test_metrics, "after": r.test_metrics},
+        },
+        "outputs": {
+            "embeddings": "embeddings.npy",
+            "doc_ids": "doc_ids.txt",
+            "model": "model.npz",
+            "search_with": "inner_product" if r.similarity == "inner_product" else "cosine (or inner product)",
+        },
+    }
+    ids_text = "".join(f"{d}\n" for d in p.dataset.doc_ids)
+    if any("\n" in d or "\r" in d for d in p.dataset.doc_ids):
+        raise DataError("a document id contains a line break; cannot write doc_ids.txt")
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".nudge-rag-", dir=out) as tmp:
+        t = Path(tmp)
+        atomic_write(t / "embeddings.npy", lambda fh: np.save(fh, np.asarray(r.embeddings, dtype=np.float32)))
+        atomic_write(t / "doc_ids.txt", lambda fh: fh.write(ids_text.encode("utf-8")))
+        r.model.save(t / "model.npz")
+        write_json(t / "report.json", report)
+        for name in ("embeddings.npy", "doc_ids.txt", "model.npz", "report.json"):
+            os.replace(t / name, out / name)
+    for line in _describe(p):
+        print(line)
+    vm = validation_metric_name(r)
+    print(f"{r.label}: gamma = {r.model.gamma_:.4g}{' (fixed)' if args.gamma is not None else ''}, "
+          f"{r.model.n_moved_} documents moved, fit {r.fit_seconds:.2f} s; "
+          f"validation {vm}: {100 * r.model.val_base_score_:.1f} -> {100 * r.model.val_score_:.1f}")
+    rows = [{"label": "before (val)", "metrics": base.val_metrics}, {"label": "after (val)", "metrics": r.val_metrics}]
+    print(format_table(rows, metrics))
+    print(f"saved {out / 'embeddings.npy'} ({r.embeddings.shape[0]} x {r.embeddings.shape[1]} float32), "
+          f"doc_ids.txt, model.npz and report.json in {out}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    """``nudge-rag evaluate``: metrics of given (or raw) embeddings on one split."""
+    metrics = _metric_list(args.metric)
+    p = _load(args, need_test=args.on == "test")
+    qa = {"train": p.train, "val": p.val, "test": p.test}[args.on]
+    scores = evaluate(p.docs, qa, metrics, similarity=args.similarity)
+    for line in _describe(p):
+        print(line)
+    label = "given embeddings" if args.doc_embeddings else "original embeddings"
+    print(format_table([{"label": label, "metrics": scores}], metrics))
+    print(f"{args.on} split, {len(qa)} queries, {args.similarity}, x100")
+    if args.json:
+        write_json(args.json, {
+            "command": "evaluate", "dataset": p.dataset.name, "split": _split_info(p), "on": args.on,
+            "similarity": args.similarity, "vectors": p.vectors, "n_queries": len(qa), "metrics": scores,
+        })
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """``nudge-rag demo``: no fine-tuning vs NUDGE-M vs NUDGE-N on the test split, with fit times."""
+    t0 = time.perf_counter()
+    metrics = DEFAULT_METRICS
+    if args.plot:
+        require_matplotlib()  # fail before the work, not after
+    p = _load(args, need_test=True)
+    results = [baseline_result(p, metrics)]
+    results.append(fit_method(p, "nudge-m", metrics=metrics))
+    results.append(fit_method(p, "nudge-n", metric=args.metric, metrics=metrics))
+    for line in _describe(p):
+        print(line)
+    rows = [
+        {
+            "label": r.label,
+            "metrics": r.test_metrics,
+            "gamma": None if r.model is None else f"{r.model.gamma_:.4g}",
+            "fit": None if r.fit_seconds is None else f"{r.fit_seconds:.2f}",
+        }
+        for r in results
+    ]
+    print()
+    print(format_table(rows, metrics, extra=(("gamma", "gamma"), ("fit", "fit s"))))
+    print(f"\ntest split ({len(p.test)} queries), x100; recall@k capped at min(|relevant|, k); "
+          f"gamma chosen on {len(p.val)} validation queries (NUDGE-M: hit@1, NUDGE-N: "
+          f"{validation_metric_name(results[2])})")
+    if args.plot:
+        plot_demo(args.plot, results, metrics, f"NUDGE on {p.dataset.name} ({p.splits.policy} split)")
+        print(f"plot saved to {args.plot}")
+    if args.json:
+        write_json(args.json, {
+            "command": "demo", "nudge_rag_version": __version__, "dataset": p.dataset.name,
+            "source": p.dataset.source, "split": _split_info(p), "vectors": p.vectors,
+            "results": [_result_json(r) for r in results], "seconds": time.perf_counter() - t0,
+        })
+    print(f"total {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- entry
+def _one_line(exc: BaseException) -> str:
+    msg = str(exc) or type(exc).__name__
+    if isinstance(exc, FileNotFoundError) and exc.filename and not isinstance(exc, DataError):
+        msg = f"file not found: {exc.filename}"
+    return " ".join(msg.split())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``nudge-rag`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help / --version (0) or a usage error (2)
+        return int(exc.code or 0)
+    try:
+        return args.func(args)
+    except (DataError, ValueError, TypeError, IndexError, OSError, ImportError) as exc:
+        print(f"{PROG} {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+
+
+if __name__ == "__main__":
+    sys.exit(main())

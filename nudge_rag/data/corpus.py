@@ -1,0 +1,87 @@
+"""Readers for a document collection (JSONL, JSONL.gz or CSV) and a BEIR-style queries file."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ._io import iter_jsonl, iter_table, require_file
+from .dataset import doc_text
+from .errors import DataError, located
+
+__all__ = ["read_corpus", "read_queries", "ID_KEYS"]
+
+#: Field names accepted for a record's id, in order of preference.
+ID_KEYS = ("_id", "id", "doc_id")
+
+
+def _field_id(path, lineno, record: dict, keys: tuple[str, ...]) -> str:
+    for key in keys:
+        if key in record:
+            value = record[key]
+            if isinstance(value, bool) or not isinstance(value, (str, int)) or str(value).strip() == "":
+                msg = f"field {key!r} must be a non-empty string or integer, got {value!r}"
+                raise DataError(located(path, lineno, msg))
+            return str(value).strip()
+    raise DataError(located(path, lineno, f"missing id field (one of {', '.join(map(repr, keys))})"))
+
+
+def _field_text(path, lineno, record: dict, key: str, *, required: bool) -> str:
+    if key not in record or record[key] is None:
+        if required:
+            raise DataError(located(path, lineno, f"missing field {key!r}"))
+        return ""
+    value = record[key]
+    if not isinstance(value, str):
+        raise DataError(located(path, lineno, f"field {key!r} must be a string, got {type(value).__name__}"))
+    return value
+
+
+def _records(path: Path):
+    name = path.name.lower().removesuffix(".gz")
+    if name.endswith((".csv", ".tsv")):
+        return iter_table(path)
+    if name.endswith((".jsonl", ".json", ".ndjson")):
+        return iter_jsonl(path)
+    raise DataError(located(path, None, "unsupported file type (expected .jsonl, .jsonl.gz, .csv or .tsv)"))
+
+
+def read_corpus(path: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """Document ids and texts (``(title + " " + text).strip()``) from a corpus file, in file order.
+
+    JSON lines need an id (``_id``, ``id`` or ``doc_id``) and ``text``; ``title`` is optional. CSV/TSV files
+    need a header with the same column names. Duplicate ids raise :class:`DataError` with the line number.
+    """
+    p = require_file(path, "corpus file")
+    ids: list[str] = []
+    texts: list[str] = []
+    seen: dict[str, int] = {}
+    for lineno, rec in _records(p):
+        did = _field_id(p, lineno, rec, ID_KEYS)
+        if did in seen:
+            raise DataError(located(p, lineno, f"duplicate document id {did!r} (first on line {seen[did]})"))
+        seen[did] = lineno
+        ids.append(did)
+        texts.append(doc_text(_field_text(p, lineno, rec, "title", required=False),
+                              _field_text(p, lineno, rec, "text", required=True)))
+    if not ids:
+        raise DataError(located(p, None, "the corpus holds no documents"))
+    return ids, texts
+
+
+def read_queries(path: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """Query ids and texts from a BEIR ``queries.jsonl`` (fields ``_id`` and ``text``; others ignored)."""
+    p = require_file(path, "queries file")
+    ids: list[str] = []
+    texts: list[str] = []
+    seen: dict[str, int] = {}
+    for lineno, rec in _records(p):
+        qid = _field_id(p, lineno, rec, ("_id", "id", "query_id"))
+        if qid in seen:
+            raise DataError(located(p, lineno, f"duplicate query id {qid!r} (first on line {seen[qid]})"))
+        seen[qid] = lineno
+        ids.append(qid)
+        texts.append(_field_text(p, lineno, rec, "text", required=True))
+    if not ids:
+        raise DataError(located(p, None, "the queries file holds no queries"))
+    return ids, texts

