@@ -261,7 +261,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     default_data = Path(
-        os.environ.get("NUDGE_RAG_DATA_DIR", Path(__file__).resolve().parents[2].parent / "shared" / "data")
+        os.environ.get("NUDGE_RAG_DATA_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "data")
     )
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", default=str(default_data), help="folder holding beir/ and embeddings/")
