@@ -1,0 +1,177 @@
+"""Question-document pairs: the accepted input forms, their resolution to corpus rows and the validation split."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from langchain_core.documents import Document
+
+__all__ = [
+    "DocumentRef",
+    "QuestionPairsInput",
+    "content_key",
+    "Corpus",
+    "normalize_pairs",
+    "resolve_pairs",
+    "split_questions",
+]
+
+#: A document named by a pair: its id, or the ``Document`` itself (matched by id when set, else by content).
+DocumentRef = str | Document
+
+#: What ``NudgeEmbeddings.fit`` accepts as questions: ``(question, doc)`` / ``(question, doc, relevance)`` tuples,
+#: a mapping ``question -> doc id(s)``, or a :class:`~langchain_nudge.GeneratedQuestions`.
+QuestionPairsInput = Any
+
+
+def content_key(text: str) -> bytes:
+    """SHA-256 of a document's exact ``page_content`` (UTF-8): the key of content matching."""
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+@dataclass
+class Corpus:
+    """The documents a fit runs on: ids (``None`` where a document has none) and content keys, row-aligned."""
+
+    ids: list[str | None]
+    keys: list[bytes]
+
+    def __post_init__(self) -> None:
+        self.id_pos: dict[str, int] = {}
+        for row, doc_id in enumerate(self.ids):
+            if doc_id is None:
+                continue
+            if doc_id in self.id_pos:
+                raise ValueError(f"duplicate document id {doc_id!r} in the source documents")
+            self.id_pos[doc_id] = row
+        self.key_rows: dict[bytes, list[int]] = {}
+        for row, key in enumerate(self.keys):
+            self.key_rows.setdefault(key, []).append(row)
+
+    @classmethod
+    def from_documents(cls, documents: Sequence[Document]) -> Corpus:
+        return cls([d.id or None for d in documents], [content_key(d.page_content) for d in documents])
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def row_of(self, ref: DocumentRef, where: str) -> int:
+        """Row of the document ``ref`` names; ``ValueError`` when it names none (or several)."""
+        if isinstance(ref, str):
+            if ref not in self.id_pos:
+                raise ValueError(
+                    f"{where} names unknown document id {ref!r} (not among the {len(self)} source documents)"
+                )
+            return self.id_pos[ref]
+        if ref.id:
+            if ref.id not in self.id_pos:
+                raise ValueError(
+                    f"{where} names unknown document id {ref.id!r} (not among the {len(self)} source documents)"
+                )
+            return self.id_pos[ref.id]
+        rows = self.key_rows.get(content_key(ref.page_content), [])
+        if not rows:
+            preview = ref.page_content[:60].replace("\n", " ")
+            raise ValueError(
+                f"{where} names a document without id whose content matches no source document: {preview!r}"
+            )
+        if len(rows) > 1:
+            raise ValueError(
+                f"{where} names a document without id whose content matches {len(rows)} source documents; "
+                "give the document an id"
+            )
+        return rows[0]
+
+
+def normalize_pairs(questions: QuestionPairsInput, name: str) -> list[tuple[str, DocumentRef, float]]:
+    """``(question, document ref, relevance)`` triples from any accepted input form (see ``fit``)."""
+    if questions is None:
+        raise ValueError(f"{name}: no question-document pairs given")
+    pairs_attr = getattr(questions, "pairs", None)
+    if pairs_attr is not None and not isinstance(questions, (Mapping, str)):
+        questions = pairs_attr
+    if isinstance(questions, str):
+        raise TypeError(f"{name} must be pairs (question, document id), a mapping or GeneratedQuestions, not a string")
+    items: Iterable[Any]
+    if isinstance(questions, Mapping):
+        items = []
+        for q, docs in questions.items():
+            if isinstance(docs, (str, Document)):
+                items.append((q, docs))
+            elif isinstance(docs, Mapping):
+                items.extend((q, d, rel) for d, rel in docs.items())
+            else:
+                items.extend((q, d) for d in docs)
+    else:
+        items = questions
+    out: list[tuple[str, DocumentRef, float]] = []
+    for n, pair in enumerate(items):
+        if not isinstance(pair, (tuple, list)) or len(pair) not in (2, 3):
+            raise ValueError(
+                f"{name} pair {n} must be (question, document) or (question, document, relevance), got {pair!r}"
+            )
+        question, ref = pair[0], pair[1]
+        if not isinstance(question, str) or not question.strip():
+            raise ValueError(f"{name} pair {n}: the question must be a non-empty string, got {question!r}")
+        if isinstance(ref, (int, np.integer)) and not isinstance(ref, bool):
+            ref = str(ref)
+        if not isinstance(ref, (str, Document)):
+            raise TypeError(
+                f"{name} pair {n}: the document must be an id (str) or a Document, got {type(ref).__name__}"
+            )
+        rel = 1.0
+        if len(pair) == 3:
+            try:
+                rel = float(pair[2])
+            except (TypeError, ValueError):
+                raise ValueError(f"{name} pair {n}: relevance must be a number, got {pair[2]!r}") from None
+            if not np.isfinite(rel):
+                raise ValueError(f"{name} pair {n}: relevance must be finite, got {pair[2]!r}")
+        out.append((question, ref, rel))
+    if not out:
+        raise ValueError(f"{name}: the set of question-document pairs is empty")
+    return out
+
+
+def resolve_pairs(
+    pairs: list[tuple[str, DocumentRef, float]], corpus: Corpus, name: str
+) -> list[tuple[str, dict[int, float]]]:
+    """Group pairs by question text (first-seen order) and map their documents to corpus rows.
+
+    Pairs with relevance <= 0 are not answers; a question left without any answer is dropped, and no answer at
+    all is an error.
+    """
+    grouped: dict[str, dict[int, float]] = {}
+    for n, (question, ref, rel) in enumerate(pairs):
+        row = corpus.row_of(ref, f"{name} pair {n}")
+        answers = grouped.setdefault(question, {})
+        if rel > 0:
+            answers[row] = max(rel, answers.get(row, 0.0))
+    out = [(q, a) for q, a in grouped.items() if a]
+    if not out:
+        raise ValueError(f"{name}: no pair has a positive relevance")
+    return out
+
+
+def split_questions(
+    grouped: list[tuple[str, dict[int, float]]], fraction: float, seed: int
+) -> tuple[list[tuple[str, dict[int, float]]], list[tuple[str, dict[int, float]]]]:
+    """Carve a validation set of ``fraction`` of the questions (at least one), deterministically from ``seed``."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1), got {fraction!r}")
+    n = len(grouped)
+    n_val = max(1, int(round(fraction * n)))
+    if n - n_val < 1:
+        raise ValueError(
+            f"cannot carve a validation split from {n} question(s): pass more questions, validation=..., "
+            "or a fixed gamma"
+        )
+    order = np.random.default_rng(seed).permutation(n)
+    val_rows = set(order[:n_val].tolist())
+    train = [g for i, g in enumerate(grouped) if i not in val_rows]
+    val = [g for i, g in enumerate(grouped) if i in val_rows]
+    return train, val

@@ -1,0 +1,382 @@
+"""Synthetic training questions: ask any LangChain chat model or LLM for questions that a document answers.
+
+Documents are sent in batches (``Runnable.batch`` / ``abatch`` with bounded concurrency). Models that implement
+``with_structured_output`` return a parsed :class:`QuestionList`; for the others the prompt asks for JSON and the
+answer is parsed leniently (code fences, prose around the JSON, numbered lists of questions). A document for
+which the model raises or answers nothing usable is counted and skipped, never fatal; only a run that yields
+no question at all raises :class:`QuestionGenerationError`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from langchain_core.documents import Document
+from langchain_core.exceptions import OutputParserException
+from langchain_core.language_models import BaseLanguageModel
+from langchain_core.messages import BaseMessage
+from langchain_core.prompts import BasePromptTemplate, ChatPromptTemplate
+from langchain_core.runnables import Runnable
+from langchain_core.vectorstores import VectorStore
+from pydantic import BaseModel, Field
+
+from langchain_nudge._pairs import DocumentRef
+
+__all__ = [
+    "DEFAULT_QUESTION_PROMPT",
+    "QuestionList",
+    "GeneratedQuestions",
+    "QuestionGenerationError",
+    "generate_questions",
+    "agenerate_questions",
+    "parse_questions",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_QUESTION_PROMPT = ChatPromptTemplate.from_messages(
+    [
+        (
+            "system",
+            "You write search questions for a retrieval benchmark. Each question must be answerable from the "
+            "given passage alone, make sense without seeing the passage, and use the wording a user would type.",
+        ),
+        (
+            "human",
+            "Passage:\n---------------------\n{document}\n---------------------\n\n"
+            "Write {num_questions} distinct questions that this passage answers. Reply with JSON only, "
+            'exactly in this form: {{"questions": ["first question", "second question"]}}',
+        ),
+    ]
+)
+
+
+class QuestionList(BaseModel):
+    """Questions that a passage answers (the structured output asked of the model)."""
+
+    questions: list[str] = Field(description="Distinct questions answered by the passage, one string each")
+
+
+class QuestionGenerationError(ValueError):
+    """The model produced no usable question for any document."""
+
+
+@dataclass
+class GeneratedQuestions:
+    """Result of :func:`generate_questions`; pass it (or its ``pairs``) to ``NudgeEmbeddings.fit``.
+
+    Attributes:
+        pairs: ``(question, document)`` pairs; the document is its id, or the ``Document`` when it has none.
+        n_documents: documents asked about.
+        n_succeeded: documents that got at least one usable question.
+        n_short: of those, documents that got fewer questions than requested.
+        n_failed: documents without any question (``n_errors + n_unparseable + n_empty + n_skipped``).
+        n_errors: the model raised (rate limit, timeout, ...).
+        n_unparseable: the answer held nothing parseable (junk, empty, malformed JSON).
+        n_empty: the answer parsed but held no usable question.
+        n_skipped: documents with empty text (not sent to the model).
+        n_questions: questions in ``pairs``.
+        failures: ``{"document", "reason"}`` for the first 100 failed documents.
+    """
+
+    pairs: list[tuple[str, DocumentRef]] = field(default_factory=list)
+    n_documents: int = 0
+    n_succeeded: int = 0
+    n_short: int = 0
+    n_failed: int = 0
+    n_errors: int = 0
+    n_unparseable: int = 0
+    n_empty: int = 0
+    n_skipped: int = 0
+    n_questions: int = 0
+    failures: list[dict[str, str]] = field(default_factory=list)
+
+    def stats(self) -> dict[str, Any]:
+        """The counters as a JSON-ready dict (without the pairs)."""
+        out = asdict(self)
+        out.pop("pairs")
+        return out
+
+    def _fail(self, ref: DocumentRef, kind: str, reason: str) -> None:
+        self.n_failed += 1
+        setattr(self, kind, getattr(self, kind) + 1)
+        if len(self.failures) < 100:
+            name = ref if isinstance(ref, str) else f"<document without id: {ref.page_content[:40]!r}>"
+            self.failures.append({"document": name, "reason": reason[:300]})
+
+
+# ---------------------------------------------------------------------------------------------- parsing
+_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
+_BULLET = re.compile(r"^\s*(?:[-*\u2022>]+|\(?\d{1,3}[.):\]]|(?:q|question)\s*\d*\s*[:.)-])\s*", re.I)
+_WORD = re.compile(r"[^\W\d_]+")
+
+
+def _clean(question: Any) -> str | None:
+    if isinstance(question, dict):
+        question = question.get("question", question.get("text"))
+    if not isinstance(question, str):
+        return None
+    text = _BULLET.sub("", question.strip()).strip()  # otherwise verbatim: no case or whitespace changes
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":  # a quoted line: drop the pair of quotes
+        text = text[1:-1].strip()
+    if len(_WORD.findall(text)) < 3 or len(text) > 500 or text.endswith(":"):
+        return None
+    return text
+
+
+def _json_candidates(text: str) -> list[str]:
+    out = [m.group(1) for m in _FENCE.finditer(text)]
+    out.append(text)
+    for open_, close in (("{", "}"), ("[", "]")):
+        start, stop = text.find(open_), text.rfind(close)
+        if 0 <= start < stop:
+            out.append(text[start : stop + 1])
+    return out
+
+
+def _from_json(obj: Any) -> list[Any] | None:
+    if isinstance(obj, dict):
+        for key in ("questions", "Questions", "items", "output"):
+            if isinstance(obj.get(key), list):
+                return obj[key]
+        if isinstance(obj.get("question"), str):
+            return [obj["question"]]
+        return None
+    if isinstance(obj, list):
+        return obj
+    return None
+
+
+def parse_questions(output: Any, limit: int | None = None) -> list[str] | None:
+    """Questions in a model answer, or ``None`` when nothing in it can be parsed.
+
+    Accepts a :class:`QuestionList`, a dict (``{"questions": [...]}``), a message or a string holding JSON (bare,
+    in a code fence or surrounded by prose) or, failing that, lines that end with "?" (numbered, bulleted or
+    quoted). Questions need at least three words; repeats are dropped; at most ``limit`` are returned.
+    """
+    items: list[Any] | None
+    if isinstance(output, BaseMessage):  # before BaseModel: messages are pydantic models too
+        output = output.content
+    elif isinstance(output, BaseModel):
+        output = output.model_dump()
+    if isinstance(output, list) and all(isinstance(b, dict) and "text" in b for b in output):
+        output = "".join(str(b["text"]) for b in output)  # content blocks
+    if isinstance(output, (dict, list)):
+        items = _from_json(output)
+    elif isinstance(output, str):
+        items = None
+        for candidate in _json_candidates(output):
+            try:
+                items = _from_json(json.loads(candidate))
+            except (json.JSONDecodeError, ValueError):
+                continue
+            if items is not None:
+                break
+        if items is None:  # no JSON: salvage question lines (also from truncated or malformed JSON)
+            lines = [line.strip().rstrip(",").strip() for line in output.splitlines()]
+            items = [line for line in lines if line.rstrip('"').endswith("?") and not re.search(r"[{}\[\]]", line)]
+            if not items:
+                return None
+    else:
+        return None
+    if items is None:
+        return None
+    out: list[str] = []
+    seen: set[str] = set()
+    for item in items:
+        question = _clean(item)
+        if question is None or question.casefold() in seen:
+            continue
+        seen.add(question.casefold())
+        out.append(question)
+        if limit is not None and len(out) == limit:
+            break
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- generation
+def _documents_of(documents: Sequence[Document] | VectorStore) -> list[Document]:
+    if isinstance(documents, VectorStore):
+        from langchain_nudge.vectorstores.adapters import get_adapter
+
+        return get_adapter(documents).extract(documents)[0]
+    docs = list(documents)
+    for n, doc in enumerate(docs):
+        if not isinstance(doc, Document):
+            raise TypeError(f"documents[{n}] must be a langchain_core Document, got {type(doc).__name__}")
+    return docs
+
+
+def _runnable(llm: Any, prompt: BasePromptTemplate, structured_output: bool | None) -> Runnable:
+    if not isinstance(llm, (BaseLanguageModel, Runnable)):
+        raise TypeError(f"llm must be a LangChain chat model, LLM or Runnable, got {type(llm).__name__}")
+    missing = set(prompt.input_variables) - {"document", "num_questions"}
+    if missing:
+        raise ValueError(f"prompt may only use the variables 'document' and 'num_questions', it also needs {missing}")
+    if structured_output is not False and hasattr(llm, "with_structured_output"):
+        try:
+            return prompt | llm.with_structured_output(QuestionList)
+        except NotImplementedError:
+            if structured_output:
+                raise
+            logger.debug("%s has no structured output; asking for JSON in the prompt", type(llm).__name__)
+    elif structured_output:
+        raise NotImplementedError(f"{type(llm).__name__} has no with_structured_output")
+    return prompt | llm
+
+
+def _setup(documents, llm, questions_per_document, prompt, batch_size, max_concurrency, structured_output):
+    n_q = questions_per_document
+    if isinstance(n_q, bool) or not isinstance(n_q, int) or n_q < 1:
+        raise ValueError(f"questions_per_document must be a positive integer, got {questions_per_document!r}")
+    for name, value in (("batch_size", batch_size), ("max_concurrency", max_concurrency)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    docs = _documents_of(documents)
+    chain = _runnable(llm, prompt or DEFAULT_QUESTION_PROMPT, structured_output)
+    result = GeneratedQuestions(n_documents=len(docs))
+    todo: list[tuple[DocumentRef, dict[str, Any]]] = []
+    for doc in docs:
+        ref: DocumentRef = doc.id if doc.id else doc
+        if not doc.page_content.strip():
+            result._fail(ref, "n_skipped", "empty document text")
+        else:
+            todo.append((ref, {"document": doc.page_content, "num_questions": n_q}))
+    return chain, result, todo
+
+
+def _record(result: GeneratedQuestions, ref: DocumentRef, output: Any, n_q: int) -> None:
+    if isinstance(output, OutputParserException):
+        result._fail(ref, "n_unparseable", f"{type(output).__name__}: {output}")
+        return
+    if isinstance(output, BaseException):
+        result._fail(ref, "n_errors", f"{type(output).__name__}: {output}")
+        return
+    questions = parse_questions(output, n_q)
+    if questions is None:
+        result._fail(ref, "n_unparseable", f"nothing parseable in the answer: {str(output)[:120]!r}")
+    elif not questions:
+        result._fail(ref, "n_empty", "the answer held no usable question")
+    else:
+        result.n_succeeded += 1
+        result.n_short += len(questions) < n_q
+        result.pairs.extend((q, ref) for q in questions)
+        result.n_questions += len(questions)
+
+
+def _failed_wholesale(outputs: list[Any]) -> bool:
+    """Whether a whole batch failed with one and the same exception.
+
+    That happens when a model's ``batch`` ignores ``return_exceptions`` (e.g. ``FakeListChatModel``), or when
+    ``RunnableSequence.batch`` hands one step's exception to every input: the documents are then retried one by
+    one so that a single failure does not sink the others.
+    """
+    return len(outputs) > 1 and isinstance(outputs[0], BaseException) and all(o is outputs[0] for o in outputs)
+
+
+def _finish(result: GeneratedQuestions) -> GeneratedQuestions:
+    logger.info("question generation: %s", result.stats())
+    if result.n_questions == 0:
+        first = result.failures[0]["reason"] if result.failures else "no documents"
+        raise QuestionGenerationError(
+            f"the model produced no usable question for any of the {result.n_documents} document(s) "
+            f"({result.n_errors} errors, {result.n_unparseable} unparseable, {result.n_empty} empty, "
+            f"{result.n_skipped} skipped; first failure: {first})"
+        )
+    return result
+
+
+def generate_questions(
+    documents: Sequence[Document] | VectorStore,
+    llm: BaseLanguageModel | Runnable,
+    *,
+    questions_per_document: int = 2,
+    prompt: BasePromptTemplate | None = None,
+    batch_size: int = 16,
+    max_concurrency: int = 4,
+    structured_output: bool | None = None,
+) -> GeneratedQuestions:
+    """Ask ``llm`` for ``questions_per_document`` questions about each document.
+
+    Args:
+        documents: the documents (their ``page_content`` is shown to the model), or a supported vector store.
+        llm: any LangChain chat model or LLM (or a Runnable taking the prompt's output).
+        questions_per_document: questions requested per document.
+        prompt: a prompt template with the variables ``document`` and ``num_questions``
+            (default :data:`DEFAULT_QUESTION_PROMPT`).
+        batch_size: documents per ``batch`` call.
+        max_concurrency: concurrent model calls within a batch.
+        structured_output: ``None`` uses ``llm.with_structured_output(QuestionList)`` where the model implements
+            it and JSON prompting otherwise; ``True`` requires it; ``False`` never uses it.
+
+    Returns:
+        :class:`GeneratedQuestions`: the pairs and counters (failures are counted, not raised).
+
+    Raises:
+        QuestionGenerationError: no document got a usable question.
+
+    Example:
+        >>> result = generate_questions(docs, ChatOpenAI(model="gpt-4o-mini"), questions_per_document=3)
+        >>> embeddings.fit(docs, result)
+    """
+    chain, result, todo = _setup(
+        documents, llm, questions_per_document, prompt, batch_size, max_concurrency, structured_output
+    )
+    config = {"max_concurrency": max_concurrency}
+    for b0 in range(0, len(todo), batch_size):
+        batch = todo[b0 : b0 + batch_size]
+        inputs = [inp for _, inp in batch]
+        try:
+            outputs = chain.batch(inputs, config=config, return_exceptions=True)
+        except Exception as exc:  # noqa: BLE001
+            outputs = [exc] * len(inputs)
+        if _failed_wholesale(outputs):  # one document's failure sank the batch: isolate per document
+            outputs = []
+            for inp in inputs:
+                try:
+                    outputs.append(chain.invoke(inp))
+                except Exception as exc:  # noqa: BLE001 - counted, not fatal
+                    outputs.append(exc)
+        for (ref, _), out in zip(batch, outputs):
+            _record(result, ref, out, questions_per_document)
+        logger.debug("generated questions for %d/%d documents", min(b0 + batch_size, len(todo)), len(todo))
+    return _finish(result)
+
+
+async def agenerate_questions(
+    documents: Sequence[Document] | VectorStore,
+    llm: BaseLanguageModel | Runnable,
+    *,
+    questions_per_document: int = 2,
+    prompt: BasePromptTemplate | None = None,
+    batch_size: int = 16,
+    max_concurrency: int = 4,
+    structured_output: bool | None = None,
+) -> GeneratedQuestions:
+    """Async :func:`generate_questions` (``Runnable.abatch``)."""
+    chain, result, todo = _setup(
+        documents, llm, questions_per_document, prompt, batch_size, max_concurrency, structured_output
+    )
+    config = {"max_concurrency": max_concurrency}
+    for b0 in range(0, len(todo), batch_size):
+        batch = todo[b0 : b0 + batch_size]
+        inputs = [inp for _, inp in batch]
+        try:
+            outputs = await chain.abatch(inputs, config=config, return_exceptions=True)
+        except Exception as exc:  # noqa: BLE001
+            outputs = [exc] * len(inputs)
+        if _failed_wholesale(outputs):
+            outputs = []
+            for inp in inputs:
+                try:
+                    outputs.append(await chain.ainvoke(inp))
+                except Exception as exc:  # noqa: BLE001 - counted, not fatal
+                    outputs.append(exc)
+        for (ref, _), out in zip(batch, outputs):
+            _record(result, ref, out, questions_per_document)
+    return _finish(result)

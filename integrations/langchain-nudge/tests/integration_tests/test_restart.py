@@ -1,0 +1,52 @@
+"""Save -> new process -> load gives the same retrieval results (a service restart keeps the nudged vectors)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from langchain_core.vectorstores import InMemoryVectorStore
+from langchain_nudge import NudgeEmbeddings
+
+WORKER = Path(__file__).with_name("restart_worker.py")
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_save_then_load_in_a_new_process_gives_the_same_results(scifact, sup, tmp_path):
+    from langchain_community.vectorstores import FAISS
+
+    base = sup.MiniLMEmbeddings(scifact.known, live=False)
+    rows = scifact.subset_rows(1000)
+    docs = scifact.documents(rows)
+    store = InMemoryVectorStore(embedding=base)
+    store.add_documents(docs)
+    wrapper = NudgeEmbeddings(base)
+    nudged_mem = wrapper.fit_vectorstore(store, scifact.pairs("train"))
+    # the same nudged vectors in a FAISS store built by the package
+    nudged_faiss = wrapper.build_vectorstore(docs, FAISS)
+
+    questions = list(scifact.answers("test"))
+    asked = {"faiss": questions, "inmemory": questions[:40]}
+    expected = {
+        "faiss": sup.retrieve_ids(nudged_faiss, asked["faiss"], k=10),
+        "inmemory": sup.retrieve_ids(nudged_mem, asked["inmemory"], k=10),
+    }
+    base_ids = sup.retrieve_ids(store, asked["inmemory"], k=10)
+    assert base_ids != expected["inmemory"]  # the nudge changes results, so equality below means something
+
+    wrapper.save(tmp_path / "nudge.npz")
+    nudged_faiss.save_local(str(tmp_path / "faiss"))
+    (tmp_path / "questions.json").write_text(json.dumps(asked))
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore")
+    proc = subprocess.run(
+        [sys.executable, str(WORKER), str(tmp_path)], env=env, capture_output=True, text=True, timeout=180
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads((tmp_path / "results.json").read_text())
+    assert got["faiss"] == expected["faiss"]
+    assert got["inmemory"] == expected["inmemory"]
+    assert got["report"] == wrapper.report_ and not got["torch_loaded"]
