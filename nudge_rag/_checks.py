@@ -38,7 +38,7 @@ def as_matrix(x: object, name: str, *, dim: int | None = None, allow_empty: bool
 def normalize_rows(x: np.ndarray, name: str, dtype: np.dtype = np.float32) -> np.ndarray:
     """Return a new (n, d) array of unit-norm rows in ``dtype``; zero rows are an error."""
     out = np.array(x, dtype=dtype, copy=True)
-    norms = np.linalg.norm(out, axis=1)
+    norms = np.sqrt(np.einsum("ij,ij->i", out, out, dtype=np.float64))  # no (n, d) temporary
     zero = np.flatnonzero(norms == 0)
     if zero.size:
         raise ValueError(f"{name} has {zero.size} zero vector(s) (first at row {int(zero[0])}); cannot normalise")
