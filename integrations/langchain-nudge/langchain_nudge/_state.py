@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from nudge_rag.persistence import atomic_write
 
 __all__ = ["FittedState", "save_state", "load_state", "atomic_write", "FORMAT", "FORMAT_VERSION"]
 
@@ -76,23 +76,6 @@ class FittedState:
             row = self.key_pos.get(key, -1)
             rows[n] = max(row, -1)
         return rows
-
-
-def atomic_write(path: str | os.PathLike, write) -> None:
-    """Call ``write(binary file)`` on a temporary file beside ``path``, fsync it and rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _json_bytes(obj: Any) -> np.ndarray:
