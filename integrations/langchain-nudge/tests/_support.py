@@ -16,6 +16,7 @@ import gzip
 import json
 import os
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
+from pydantic import PrivateAttr
 
 HERE = Path(__file__).resolve().parent
 SHARED = Path(os.environ.get("NUDGE_RAG_DATA_DIR", HERE.parents[2].parent / "shared" / "data"))
@@ -193,6 +195,7 @@ class ClaimsChatModel(BaseChatModel):
     claims: dict[str, list[str]]
     junk_every: int = 7
     calls: int = 0
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)  # batches run in worker threads
 
     @property
     def _llm_type(self) -> str:
@@ -222,6 +225,7 @@ class ClaimsChatModel(BaseChatModel):
     def _generate(
         self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kwargs: Any
     ) -> ChatResult:
-        self.calls += 1
+        with self._lock:
+            self.calls += 1
         prompt = "\n".join(str(m.content) for m in messages)
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=self.answer(prompt)))])
