@@ -6,6 +6,9 @@ import numpy as np
 
 __all__ = ["as_matrix", "normalize_rows", "check_gamma"]
 
+# Rows checked for NaN/inf at a time, so the check needs no (n, d) boolean temporary.
+_CHECK_ROWS = 65_536
+
 
 def as_matrix(x: object, name: str, *, dim: int | None = None, allow_empty: bool = False) -> np.ndarray:
     """Validate a 2-D float array and return it without copying when possible.
@@ -29,7 +32,7 @@ def as_matrix(x: object, name: str, *, dim: int | None = None, allow_empty: bool
         raise ValueError(f"{name} has dimension 0 (shape {arr.shape})")
     if dim is not None and arr.shape[1] != dim:
         raise ValueError(f"{name} has dimension {arr.shape[1]}, expected {dim} to match the document embeddings")
-    if not np.isfinite(arr).all():
+    if not all(np.isfinite(arr[i : i + _CHECK_ROWS]).all() for i in range(0, arr.shape[0], _CHECK_ROWS)):
         bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
         raise ValueError(f"{name} contains NaN or inf in {bad.size} row(s), first at row {int(bad[0])}")
     return arr
