@@ -702,7 +702,15 @@ def _rel(path: str) -> str:
         return path
 
 
+# Sections of RESULTS.md written by other benchmark scripts start at this line and are kept on rewrite.
+OTHER_SECTIONS = "<!-- sections below come from other benchmark scripts and are kept by bench_solver.py -->"
+
+
 def write_atomic(path: Path, text: str) -> None:
+    if path.is_file():
+        old = path.read_text(encoding="utf-8")
+        if OTHER_SECTIONS in old:
+            text = text.rstrip("\n") + "\n\n" + old[old.index(OTHER_SECTIONS):]
     data = text.encode("utf-8")
     atomic_write(path, lambda fh: fh.write(data))
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
 from pathlib import Path
 
@@ -40,36 +38,13 @@ def small_problem(rng):
     return docs, queries(120, 1), queries(40, 2), queries(40, 3)
 
 
-def _read_qrels(path: Path, qpos: dict, dpos: dict) -> dict[int, dict[int, float]]:
-    out: dict[int, dict[int, float]] = {}
-    with open(path, newline="") as fh:
-        next(fh)
-        for line in fh:
-            qid, did, score = line.rstrip("\r\n").split("\t")
-            if float(score) > 0:
-                out.setdefault(qpos[qid], {})[dpos[did]] = float(score)
-    return out
-
-
 @pytest.fixture(scope="session")
 def scifact():
-    """Real SciFact: (docs (5183, 384), train, val, test) with official splits, val = seeded 10% of train."""
-    beir = SHARED_DATA / "beir" / "scifact"
-    emb = SHARED_DATA / "embeddings" / "all-MiniLM-L6-v2" / "scifact"
-    with gzip.open(beir / "corpus.jsonl.gz", "rt") as fh:
-        dpos = {json.loads(line)["_id"]: i for i, line in enumerate(fh)}
-    with open(beir / "queries.jsonl") as fh:
-        qpos = {json.loads(line)["_id"]: i for i, line in enumerate(fh)}
-    docs = np.load(emb / "corpus.npy")
-    qv = np.load(emb / "queries.npy")
-    train = _read_qrels(beir / "qrels" / "train.tsv", qpos, dpos)
-    test = _read_qrels(beir / "qrels" / "test.tsv", qpos, dpos)
-    rows = np.array(sorted(train))
-    np.random.default_rng(0).shuffle(rows)
-    n_val = len(rows) // 10
+    """Real SciFact through the library's loader and official splits (as ``nudge-rag demo``):
+    (docs (5183, 384), train, val, test), with the shared precomputed all-MiniLM-L6-v2 vectors."""
+    from nudge_rag._pipeline import VectorSource, prepare
+    from nudge_rag.data import find_beir, load_dataset
 
-    def qa(qrels, r):
-        r = np.sort(r)
-        return QueryAnswers.from_lists(qv[r], [list(qrels[i]) for i in r], [list(qrels[i].values()) for i in r])
-
-    return docs, qa(train, rows[n_val:]), qa(train, rows[:n_val]), qa(test, np.array(sorted(test)))
+    ds = load_dataset(find_beir("scifact", SHARED_DATA, download=False), name="scifact")
+    p = prepare(ds, VectorSource(), policy="official", need_test=True)
+    return p.docs, p.train, p.val, p.test
