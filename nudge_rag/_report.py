@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .persistence import atomic_write
+from ._files import atomic_write
 
 __all__ = [
     "SHORT_NAMES",

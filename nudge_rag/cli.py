@@ -34,7 +34,7 @@ from ._report import curve_of, format_table, plot_demo, require_matplotlib, writ
 from .data import DataError
 from .evaluation import DEFAULT_METRICS, evaluate
 from .metrics import metric_names
-from .persistence import atomic_write
+from ._files import atomic_write
 
 __all__ = ["main", "build_parser"]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .data.locate import user_cache_dir
-from .persistence import atomic_write
+from ._files import atomic_write
 
 __all__ = [
     "DEFAULT_MODEL",

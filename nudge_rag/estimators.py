@@ -9,8 +9,10 @@ import numpy as np
 
 from ._checks import as_matrix, check_gamma, normalize_rows
 from ._nudge import TrainAggregate, aggregate_training, m_directions, n_geometry, nudge_m_rows, nudge_n_rows
-from ._validation import select_gamma_m, select_gamma_n, static_topk
+from ._gamma_search import select_gamma_m, select_gamma_n
+from .corpus import ArrayCorpus, Corpus, as_corpus
 from .metrics import parse_metric
+from .patch import Patch
 from .queries import QueryAnswers
 
 __all__ = ["NudgeN", "NudgeM", "NotFittedError", "DEFAULT_GAMMAS_N"]
@@ -31,7 +33,7 @@ class _NudgeBase:
     # ------------------------------------------------------------------ public API
     def fit(
         self,
-        embeddings: np.ndarray,
+        embeddings: np.ndarray | Corpus,
         train: QueryAnswers,
         val: QueryAnswers | None = None,
         *,
@@ -40,31 +42,44 @@ class _NudgeBase:
         """Nudge ``embeddings`` (N, d) towards the training queries; choose gamma on ``val``.
 
         Args:
-            embeddings: (N, d) float32/float64 document vectors (normalised internally; not modified).
+            embeddings: (N, d) float32/float64 document vectors (normalised internally; not modified), or a
+                :class:`~nudge_rag.corpus.Corpus` (a vector store, a Dask array, ...) that the fit reads by row.
             train: training queries whose answers index rows of ``embeddings``.
             val: validation queries; required unless ``gamma`` was fixed in the constructor.
             nontrain_embeddings: optional (X, d) extra documents that never move and answer no query;
-                they only compete in validation (scored by cosine).
+                they only compete in validation (scored by cosine). Arrays only.
 
         Returns:
-            self, with ``embeddings_``, ``gamma_``, ``gammas_``, ``val_scores_``, ``val_score_``,
-            ``val_base_score_``, ``n_moved_``, ``moved_docs_`` and ``similarity_`` set.
+            self, with ``patch_`` (the moved rows), ``gamma_``, ``gammas_``, ``val_scores_``, ``val_score_``,
+            ``val_base_score_``, ``n_moved_``, ``moved_docs_`` and ``similarity_`` set, and ``embeddings_``
+            (N, d) when ``embeddings`` is an array (a corpus fit never materialises N x d).
         """
-        emb = as_matrix(embeddings, "embeddings")
-        dim = emb.shape[1]
-        train = _check_queries(train, "train", emb.shape[0], dim)
-        val = None if val is None else _check_queries(val, "val", emb.shape[0], dim)
+        corpus, docs = self._open_corpus(embeddings, nontrain_embeddings)
+        train = _check_queries(train, "train", corpus.n_docs, corpus.dim)
+        val = None if val is None else _check_queries(val, "val", corpus.n_docs, corpus.dim)
         fixed = self._checked_params()
         if fixed is None and val is None:
             raise ValueError("val is required to choose gamma; pass validation queries or fix gamma in the constructor")
-        extra = None if nontrain_embeddings is None else as_matrix(nontrain_embeddings, "nontrain_embeddings", dim=dim)
-        docs = normalize_rows(emb, "embeddings", self._out_dtype())
         agg = aggregate_training(train)
-        base = docs[agg.docs].copy()
-        gamma, gammas, scores = self._choose(docs, agg, base, val, extra, fixed)
-        docs[agg.docs] = self._move(base, agg.sums, gamma)
-        self._set_state(docs, agg, base, val, gamma, gammas, scores)
+        base = np.array(corpus.fetch(agg.docs), dtype=self._out_dtype(), copy=True)
+        gamma, gammas, scores = self._choose(corpus, agg, base, val, fixed)
+        new = self._move(base, agg.sums, gamma)
+        if docs is not None:
+            docs[agg.docs] = new
+        self._set_state(docs, corpus.n_docs, corpus.dim, agg, base, new, val, gamma, gammas, scores)
         return self
+
+    def _open_corpus(self, embeddings: object, extra: np.ndarray | None) -> tuple[Corpus, np.ndarray | None]:
+        """(corpus, unit-row copy of the array or None for a non-array corpus)."""
+        if isinstance(embeddings, (np.ndarray, list, tuple)):
+            emb = as_matrix(embeddings, "embeddings")
+            docs = normalize_rows(emb, "embeddings", self._out_dtype())
+            ext = None if extra is None else as_matrix(extra, "nontrain_embeddings", dim=emb.shape[1])
+            return ArrayCorpus(docs, ext), docs
+        if extra is not None:
+            raise ValueError("nontrain_embeddings is only supported when embeddings is an in-memory array")
+        corpus = as_corpus(embeddings)
+        return corpus, None
 
     def insert(
         self,
@@ -79,6 +94,11 @@ class _NudgeBase:
         are re-scored. The result equals a full refit with ``gamma=self.gamma_``. Returns self.
         """
         self._check_fitted()
+        if getattr(self, "embeddings_", None) is None:
+            raise NotImplementedError(
+                f"insert on a {type(self).__name__} fitted on a corpus (not an array) is not supported here; "
+                "refit on the corpus with gamma fixed to gamma_"
+            )
         if new_embeddings is None and train is None and val is None:
             raise ValueError("insert needs new_embeddings, train or val")
         dim = self.embeddings_.shape[1]
@@ -100,16 +120,17 @@ class _NudgeBase:
             touched = np.searchsorted(merged.docs, extra.docs)
             docs[extra.docs] = self._move(base[touched], merged.sums[touched], self.gamma_)
             agg = merged
+        new = docs[agg.docs]
         all_val = self.val_
         if val is not None:
             val = _check_queries(val, "val", n, dim)
             all_val = val if all_val is None else all_val.concat(val)
         if all_val is not None:
             all_val.check_documents(n, "val")
-            _, gammas, scores = self._choose(docs, agg, base, all_val, None, self.gamma_)
+            _, gammas, scores = self._choose(ArrayCorpus(docs), agg, base, all_val, self.gamma_)
         else:
             gammas, scores = np.array([0.0, self.gamma_]), None
-        self._set_state(docs, agg, base, all_val, self.gamma_, gammas, scores)
+        self._set_state(docs, n, dim, agg, base, new, all_val, self.gamma_, gammas, scores)
         return self
 
     def save(self, path: str | os.PathLike) -> None:
@@ -119,9 +140,12 @@ class _NudgeBase:
         save(self, path)
 
     # ------------------------------------------------------------------ helpers
-    def _set_state(self, docs, agg, base, val, gamma, gammas, scores) -> None:
-        moved = agg.docs[self._moving(base, agg.sums, gamma)]
+    def _set_state(self, docs, n_docs, dim, agg, base, new, val, gamma, gammas, scores) -> None:
+        pos = self._moving(base, agg.sums, gamma)
+        moved = agg.docs[pos]
+        self.patch_ = Patch(moved, new[pos], base[pos])
         self.embeddings_ = docs
+        self.n_documents_ = int(n_docs)
         self.gamma_ = float(gamma)
         self.gammas_ = np.asarray(gammas, dtype=np.float64)
         self.val_scores_ = None if scores is None else np.asarray(scores, dtype=np.float64)
@@ -133,14 +157,14 @@ class _NudgeBase:
         self.moved_docs_ = moved
         self.n_moved_ = int(moved.size)
         self.similarity_ = self.similarity
-        self.n_features_in_ = int(docs.shape[1])
+        self.n_features_in_ = int(dim)
         self.train_docs_ = agg.docs
         self.train_sums_ = agg.sums
         self.train_base_ = base
         self.val_ = val
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "embeddings_"):
+        if not hasattr(self, "gamma_"):
             name = type(self).__name__
             raise NotFittedError(f"this {name} is not fitted yet; call fit(embeddings, train, val) first")
 
@@ -217,15 +241,15 @@ class NudgeN(_NudgeBase):
             check_gamma(g, upper=self.gamma_upper, name="gammas value")
         return np.unique(np.r_[0.0, grid])
 
-    def _choose(self, docs, agg, base, val, extra, fixed):
+    def _choose(self, corpus, agg, base, val, fixed):
         kind, k = parse_metric(self.metric)
         gammas = self._candidates(fixed)
         if val is None:
             return fixed, np.array([0.0, fixed]), None
         geo = n_geometry(base, agg.sums, move_opposed=self.move_opposed)
         moving = agg.docs[geo.rows]
-        s, i = static_topk(val.embeddings, docs, moving, k, extra)
-        scores = select_gamma_n(val, geo, moving, s, i, gammas, kind, k, docs.shape[0])
+        s, i = corpus.competitors(val.embeddings, moving, k)
+        scores = select_gamma_n(val, geo, moving, s, i, gammas, kind, k, corpus.n_docs)
         gamma = fixed if fixed is not None else _smoothed_argmax(gammas, scores, self.smoothing)
         return gamma, gammas, scores
 
@@ -263,11 +287,11 @@ class NudgeM(_NudgeBase):
         self.margin = margin
         self.dtype = dtype
 
-    def _choose(self, docs, agg, base, val, extra, fixed):
+    def _choose(self, corpus, agg, base, val, fixed):
         if val is None:
             return fixed, np.array([0.0, fixed]), None
-        s, i = static_topk(val.embeddings, docs, agg.docs, 2, extra)
-        curve = select_gamma_m(val, docs, agg.docs, base, m_directions(agg.sums), s, i)
+        s, i = corpus.competitors(val.embeddings, agg.docs, 2)
+        curve = select_gamma_m(val, corpus.fetch, agg.docs, base, m_directions(agg.sums), s, i)
         margin = check_gamma(self.margin, upper=None, name="margin")
         gamma = curve.best(margin) if fixed is None else fixed
         if fixed is None:

@@ -4,44 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
+from ._files import atomic_write
+from .patch import Patch
 from .queries import QueryAnswers
 
-__all__ = ["save", "load", "atomic_write", "FORMAT_VERSION"]
+__all__ = ["save", "load", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
-
-
-def atomic_write(path: str | os.PathLike, write) -> None:
-    """Call ``write(binary_file)`` on a temporary file beside ``path`` and rename it into place.
-
-    Readers see the old file or the new one, never a mix; the file gets the usual permissions
-    (0666 minus the umask).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def save(model, path: str | os.PathLike) -> None:
@@ -128,6 +100,9 @@ def load(path: str | os.PathLike):
         model.train_sums_ = data["train_sums"]
         model.train_base_ = data["train_base"]
         model.val_ = val
+        model.n_documents_ = int(meta["n_documents"])
+        pos = np.searchsorted(model.train_docs_, model.moved_docs_)
+        model.patch_ = Patch(model.moved_docs_, model.embeddings_[model.moved_docs_], model.train_base_[pos])
     if model.embeddings_.shape != (meta["n_documents"], meta["dimension"]):
         raise ValueError(f"{path}: embeddings have shape {model.embeddings_.shape}, metadata says "
                          f"({meta['n_documents']}, {meta['dimension']})")

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from nudge_rag.persistence import atomic_write
+from nudge_rag._files import atomic_write
 
 __all__ = ["FittedState", "save_state", "load_state", "atomic_write", "FORMAT", "FORMAT_VERSION"]
 

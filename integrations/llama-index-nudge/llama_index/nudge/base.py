@@ -18,7 +18,7 @@ from llama_index.core.llms import LLM
 from llama_index.core.schema import BaseNode, MetadataMode
 from llama_index.core.settings import Settings
 from llama_index.core.storage.storage_context import DEFAULT_PERSIST_DIR
-from llama_index.nudge._io import atomic_write_text
+from nudge_rag._files import atomic_write_text
 from llama_index.nudge._stores import COSINE, EUCLIDEAN, INNER_PRODUCT, Snapshot, VectorStoreAdapter, make_adapter
 from llama_index.nudge.dataset import PairsInput, QuestionSet, collect_questions, split_questions
 from llama_index.nudge.generate import generate_question_pairs

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
-from llama_index.nudge._io import atomic_write_text
+from nudge_rag._files import atomic_write_text
 
 __all__ = ["EmbeddingQAFinetuneDataset", "PairsInput", "QuestionSet", "collect_questions", "split_questions"]
 

@@ -209,7 +209,7 @@ def generate_question_pairs(
                 queries[f"q{counter}"] = q
                 relevant[f"q{counter}"] = [node.node_id]
         if path is not None:
-            from llama_index.nudge._io import atomic_write_text
+            from nudge_rag._files import atomic_write_text
 
             atomic_write_text(
                 path,

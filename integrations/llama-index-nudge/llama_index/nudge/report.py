@@ -7,7 +7,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from llama_index.nudge._io import atomic_write_text
+from nudge_rag._files import atomic_write_text
 
 __all__ = ["NudgeFinetuneReport", "REPORT_FILENAME"]
 

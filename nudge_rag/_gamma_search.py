@@ -7,6 +7,7 @@ combinations of two precomputed score columns, so trying a gamma costs no new ma
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -269,7 +270,7 @@ class MCurve:
 
 def select_gamma_m(
     val: QueryAnswers,
-    docs: np.ndarray,
+    fetch: Callable[[np.ndarray], np.ndarray],
     moving_docs: np.ndarray,
     base_moving: np.ndarray,
     directions: np.ndarray,
@@ -280,7 +281,7 @@ def select_gamma_m(
 
     Args:
         val: validation queries with answers.
-        docs: (N, d) unit document rows (the unmoved base).
+        fetch: reads unit document rows (the unmoved base) by row, ``fetch(rows) -> (r, d)``.
         moving_docs: (m,) sorted rows of documents with training queries; ``base_moving`` (m, d) their unit
             rows and ``directions`` (m, d) their g_hat.
         static_s, static_i: (V, 2) best two scores/rows among documents that do not move.
@@ -296,11 +297,13 @@ def select_gamma_m(
         pair_x = val.indices[p0:p1]
         pos = np.minimum(np.searchsorted(moving_docs, pair_x), max(moving_docs.size - 1, 0))
         is_moving = (moving_docs[pos] == pair_x) if moving_docs.size else np.zeros(pair_x.size, bool)
-        s_x = np.where(
-            is_moving,
-            s_mat[pair_r, pos] if moving_docs.size else 0.0,
-            np.einsum("ij,ij->i", qb[pair_r], docs[pair_x].astype(np.float32)),
-        ).astype(np.float32)
+        s_x = np.zeros(pair_x.size, dtype=np.float32)
+        if moving_docs.size:
+            s_x[is_moving] = s_mat[pair_r[is_moving], pos[is_moving]]
+        still = np.flatnonzero(~is_moving)
+        if still.size:
+            rows_x = np.asarray(fetch(pair_x[still]), dtype=np.float32)
+            s_x[still] = np.einsum("ij,ij->i", qb[pair_r[still]], rows_x)
         h_x = np.where(is_moving, h_mat[pair_r, pos] if moving_docs.size else 0.0, 0.0).astype(np.float32)
         # best fixed competitor other than x itself
         first_is_x = static_i[rows][pair_r, 0] == pair_x
