@@ -50,7 +50,7 @@ if str(REPO) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(REPO))
 
 from nudge_rag import NudgeM, NudgeN, QueryAnswers, evaluate  # noqa: E402
-from nudge_rag._pipeline import VectorSource, prepare  # noqa: E402
+from nudge_rag.prepare import VectorSource, prepare  # noqa: E402
 from nudge_rag.data import find_beir, load_dataset  # noqa: E402
 from nudge_rag._files import atomic_write  # noqa: E402
 from nudge_rag.synthetic import make_synthetic  # noqa: E402

@@ -10,11 +10,18 @@ __all__ = ["as_matrix", "normalize_rows", "check_gamma"]
 _CHECK_ROWS = 65_536
 
 
-def as_matrix(x: object, name: str, *, dim: int | None = None, allow_empty: bool = False) -> np.ndarray:
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def as_matrix(
+    x: object, name: str, *, dim: int | None = None, allow_empty: bool = False, float32_range: bool = True
+) -> np.ndarray:
     """Validate a 2-D float array and return it without copying when possible.
 
     Accepts float32 and float64; rejects integer, boolean, object and mixed inputs, wrong rank,
-    a mismatched second dimension and non-finite values. The caller's array is never modified.
+    a mismatched second dimension and non-finite values. With ``float32_range`` (the default) float64 values
+    beyond the float32 range are refused too, since the solver and search compute in float32 (documents,
+    which are normalised first, pass ``False``). The caller's array is never modified.
     """
     if isinstance(x, np.ndarray):
         arr = x
@@ -35,12 +42,28 @@ def as_matrix(x: object, name: str, *, dim: int | None = None, allow_empty: bool
     if not all(np.isfinite(arr[i : i + _CHECK_ROWS]).all() for i in range(0, arr.shape[0], _CHECK_ROWS)):
         bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
         raise ValueError(f"{name} contains NaN or inf in {bad.size} row(s), first at row {int(bad[0])}")
+    if float32_range and arr.dtype == np.float64 and arr.size:
+        top = max(float(np.abs(arr[i : i + _CHECK_ROWS]).max()) for i in range(0, arr.shape[0], _CHECK_ROWS))
+        if top > _F32_MAX:
+            raise ValueError(
+                f"{name} has values up to {top:.3g}, beyond the float32 range ({_F32_MAX:.3g}) the computation uses"
+            )
     return arr
 
 
 def normalize_rows(x: np.ndarray, name: str, dtype: np.dtype = np.float32) -> np.ndarray:
-    """Return a new (n, d) array of unit-norm rows in ``dtype``; zero rows are an error."""
-    out = np.array(x, dtype=dtype, copy=True)
+    """Return a new (n, d) array of unit-norm rows in ``dtype``; zero rows are an error.
+
+    Rows whose scale would overflow or underflow float32 (e.g. float64 values of 1e39 or 1e-50) are first
+    divided by their largest absolute value, in the input precision, so every finite non-zero row normalises.
+    """
+    with np.errstate(over="ignore", under="ignore"):  # such rows are rescaled just below
+        out = np.array(x, dtype=dtype, copy=True)
+    if np.asarray(x).dtype == np.float64 and out.size:
+        peak = np.concatenate([np.abs(x[i : i + _CHECK_ROWS]).max(axis=1) for i in range(0, x.shape[0], _CHECK_ROWS)])
+        odd = np.flatnonzero((peak > 1e30) | ((peak < 1e-30) & (peak > 0)))
+        if odd.size:
+            out[odd] = (x[odd] / peak[odd, None]).astype(dtype)
     norms = np.sqrt(np.einsum("ij,ij->i", out, out, dtype=np.float64))  # no (n, d) temporary
     zero = np.flatnonzero(norms == 0)
     if zero.size:

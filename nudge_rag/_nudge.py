@@ -39,21 +39,50 @@ class TrainAggregate:
         sums[np.searchsorted(docs, other.docs)] += other.sums
         return TrainAggregate(docs, sums)
 
+    def extend(self, train: QueryAnswers) -> TrainAggregate:
+        """This aggregate with the pairs of ``train`` added after the ones already summed.
+
+        Bit for bit the aggregate of all pairs in order (what a refit on the concatenated queries computes),
+        because every sum is accumulated one query at a time, in pair order.
+        """
+        docs = np.union1d(self.docs, train.indices)
+        sums = np.zeros((docs.size, self.sums.shape[1]), dtype=np.float64)
+        sums[np.searchsorted(docs, self.docs)] = self.sums
+        _accumulate(sums, np.searchsorted(docs, train.indices), train)
+        return TrainAggregate(docs, sums)
+
 
 def aggregate_training(train: QueryAnswers) -> TrainAggregate:
-    """Sum the training query embeddings per answer document, streamed over chunks of pairs."""
-    order = np.argsort(train.indices, kind="stable")
-    doc_sorted = train.indices[order]
-    row_sorted = train.pair_rows()[order]
-    docs, first = np.unique(doc_sorted, return_index=True)
+    """Sum the training query embeddings per answer document, streamed over chunks of pairs.
+
+    Each sum is accumulated in float64 one query at a time in pair order (``np.add.at`` is unbuffered and
+    sequential), so sums extended later by :meth:`TrainAggregate.extend` equal a refit's exactly.
+    """
+    docs = np.unique(train.indices)
     sums = np.zeros((docs.size, train.dim), dtype=np.float64)
-    slot = np.repeat(np.arange(docs.size), np.diff(np.append(first, doc_sorted.size)))
-    for p0 in range(0, doc_sorted.size, _CHUNK):
-        rows = row_sorted[p0 : p0 + _CHUNK]
-        slots = slot[p0 : p0 + _CHUNK]
-        starts = np.flatnonzero(np.r_[True, slots[1:] != slots[:-1]])
-        sums[slots[starts]] += np.add.reduceat(train.embeddings[rows], starts, axis=0)
+    _accumulate(sums, np.searchsorted(docs, train.indices), train)
     return TrainAggregate(docs, sums)
+
+
+def _accumulate(sums: np.ndarray, slots: np.ndarray, train: QueryAnswers) -> None:
+    """sums[slots[p]] += embedding of the query of pair p, for p in order (in place, float64).
+
+    Vectorised by rank: step t adds every document's t-th query at once (slots are distinct within a step),
+    so each sum is built one query at a time in pair order whatever the chunking.
+    """
+    if slots.size == 0:
+        return
+    rows = train.pair_rows()
+    order = np.argsort(slots, kind="stable")
+    slot_s, row_s = slots[order], rows[order]
+    starts = np.flatnonzero(np.r_[True, slot_s[1:] != slot_s[:-1]])
+    rank = np.arange(slot_s.size) - np.repeat(starts, np.diff(np.r_[starts, slot_s.size]))
+    by_rank = np.argsort(rank, kind="stable")
+    bounds = np.r_[0, np.cumsum(np.bincount(rank))]
+    for t0, t1 in zip(bounds[:-1], bounds[1:]):
+        for c0 in range(t0, t1, _CHUNK):
+            pick = by_rank[c0 : min(c0 + _CHUNK, t1)]
+            sums[slot_s[pick]] += train.embeddings[row_s[pick]]
 
 
 @dataclass

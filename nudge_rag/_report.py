@@ -103,7 +103,7 @@ def require_matplotlib():
 def plot_demo(path: str | os.PathLike, results: Sequence, metrics: Sequence[str], title: str) -> None:
     """Save a figure: each NUDGE variant's validation curve and grouped before/after test-metric bars.
 
-    ``results`` are :class:`~nudge_rag._pipeline.FitResult` objects (the first is the baseline). The file
+    ``results`` are :class:`~nudge_rag.finetune.FinetuneResult` objects (the first is the baseline). The file
     format follows the extension (png, pdf, svg); written atomically. Needs matplotlib.
     """
     plt = require_matplotlib()
@@ -116,7 +116,7 @@ def plot_demo(path: str | os.PathLike, results: Sequence, metrics: Sequence[str]
             ax.plot(curve["gamma"], np.asarray(curve["score"]) * 100, drawstyle=style)
             ax.axvline(r.model.gamma_, color="tab:red", linestyle="--", label=f"chosen gamma = {r.model.gamma_:.3g}")
             ax.legend(loc="lower right")
-        metric = r.model.metric if r.method == "nudge-n" else "hit@1"
+        metric = r.report.val_metric
         ax.set(title=f"{r.label}: validation curve", xlabel="gamma", ylabel=f"validation {_short(metric)} (x100)")
         ax.grid(alpha=0.3)
     ax = axes[-1]

@@ -18,18 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from ._pipeline import (
-    METHODS,
-    DataSource,
-    FitResult,
-    Prepared,
-    VectorSource,
-    baseline_result,
-    fit_method,
-    load_source,
-    prepare,
-    validation_metric_name,
-)
+from .finetune import VARIANTS, FinetuneResult, baseline, finetune_queries
+from .prepare import DataSource, Prepared, VectorSource, load_source, prepare
 from ._report import curve_of, format_table, plot_demo, require_matplotlib, write_json
 from .data import DataError
 from .evaluation import DEFAULT_METRICS, evaluate
@@ -97,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(p)
     p.add_argument("--out", required=True, metavar="DIR",
                    help="output folder: embeddings.npy, doc_ids.txt, model.npz, report.json")
-    p.add_argument("--method", choices=METHODS, default="nudge-n", help="NUDGE variant (default nudge-n)")
+    p.add_argument("--method", choices=VARIANTS, default="nudge-n", help="NUDGE variant (default nudge-n)")
     p.add_argument("--gamma", type=float, help="fixed step size (default: chosen on validation queries)")
     p.add_argument("--metric", help="validation metric for choosing gamma with nudge-n (default recall@1)")
     p.set_defaults(func=cmd_finetune)
@@ -117,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="FILE", help="save validation curves and before/after bars (png/pdf/svg)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.set_defaults(func=cmd_demo)
+
+    from .generate import add_generate_command  # issue 11: `nudge-rag generate` lives in nudge_rag/generate.py
+
+    add_generate_command(sub)
     return parser
 
 
@@ -158,7 +152,18 @@ def _split_info(p: Prepared) -> dict:
     return {"policy": p.splits.policy, "note": p.splits.note, "queries": p.splits.counts()}
 
 
-def _result_json(r: FitResult) -> dict:
+def _fit(p: Prepared, method: str, *, gamma: float | None = None, metric: str | None = None,
+         metrics: tuple[str, ...] = DEFAULT_METRICS) -> FinetuneResult:
+    """One NUDGE variant on the prepared splits (gamma chosen on ``p.val`` unless fixed), scored on val/test."""
+    return finetune_queries(p.docs, p.train, p.val, variant=method, gamma=gamma, metric=metric, test=p.test,
+                            metrics=metrics, val_source="given")
+
+
+def _baseline(p: Prepared, metrics: tuple[str, ...] = DEFAULT_METRICS) -> FinetuneResult:
+    return baseline(p.docs, p.val, p.test, metrics=metrics)
+
+
+def _result_json(r: FinetuneResult) -> dict:
     out = {
         "method": r.method,
         "similarity": r.similarity,
@@ -171,9 +176,9 @@ def _result_json(r: FitResult) -> dict:
     return out
 
 
-def _validation_json(r: FitResult) -> dict:
+def _validation_json(r: FinetuneResult) -> dict:
     return {
-        "metric": validation_metric_name(r),
+        "metric": r.report.val_metric,
         "score_at_gamma_0": r.model.val_base_score_,
         "score": r.model.val_score_,
         "curve": curve_of(r.model),
@@ -194,9 +199,10 @@ def cmd_finetune(args) -> int:
         raise DataError(f"--out {out} exists and is not a folder")
     metrics = _metric_list([args.metric] if args.metric else [])
     p = _load(args, need_test=False)
-    base = baseline_result(p, metrics)
-    r = fit_method(p, args.method, gamma=args.gamma, metric=args.metric, metrics=metrics)
+    base = _baseline(p, metrics)
+    r = _fit(p, args.method, gamma=args.gamma, metric=args.metric, metrics=metrics)
     report = {
+        **r.report.to_dict(),
         "command": "finetune",
         "nudge_rag_version": __version__,
         "dataset": {"name": p.dataset.name, "source": p.dataset.source, "n_documents": len(p.dataset.doc_ids)},
@@ -234,7 +240,7 @@ def cmd_finetune(args) -> int:
             os.replace(t / name, out / name)
     for line in _describe(p):
         print(line)
-    vm = validation_metric_name(r)
+    vm = r.report.val_metric
     print(f"{r.label}: gamma = {r.model.gamma_:.4g}{' (fixed)' if args.gamma is not None else ''}, "
           f"{r.model.n_moved_} documents moved, fit {r.fit_seconds:.2f} s; "
           f"validation {vm}: {100 * r.model.val_base_score_:.1f} -> {100 * r.model.val_score_:.1f}")
@@ -271,9 +277,9 @@ def cmd_demo(args) -> int:
     if args.plot:
         require_matplotlib()  # fail before the work, not after
     p = _load(args, need_test=True)
-    results = [baseline_result(p, metrics)]
-    results.append(fit_method(p, "nudge-m", metrics=metrics))
-    results.append(fit_method(p, "nudge-n", metric=args.metric, metrics=metrics))
+    results = [_baseline(p, metrics)]
+    results.append(_fit(p, "nudge-m", metrics=metrics))
+    results.append(_fit(p, "nudge-n", metric=args.metric, metrics=metrics))
     for line in _describe(p):
         print(line)
     rows = [
@@ -289,7 +295,7 @@ def cmd_demo(args) -> int:
     print(format_table(rows, metrics, extra=(("gamma", "gamma"), ("fit", "fit s"))))
     print(f"\ntest split ({len(p.test)} queries), x100; recall@k capped at min(|relevant|, k); "
           f"gamma chosen on {len(p.val)} validation queries (NUDGE-M: hit@1, NUDGE-N: "
-          f"{validation_metric_name(results[2])})")
+          f"{results[2].report.val_metric})")
     if args.plot:
         plot_demo(args.plot, results, metrics, f"NUDGE on {p.dataset.name} ({p.splits.policy} split)")
         print(f"plot saved to {args.plot}")

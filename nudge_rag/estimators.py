@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import os
-from typing import ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ._checks import as_matrix, check_gamma, normalize_rows
-from ._nudge import TrainAggregate, aggregate_training, m_directions, n_geometry, nudge_m_rows, nudge_n_rows
 from ._gamma_search import select_gamma_m, select_gamma_n
+from ._nudge import TrainAggregate, aggregate_training, m_directions, n_geometry, nudge_m_rows, nudge_n_rows
+from ._state import STATE_FIELDS, FittedStateError, restore_state
 from .corpus import ArrayCorpus, Corpus, as_corpus
 from .metrics import parse_metric
 from .patch import Patch
 from .queries import QueryAnswers
 
-__all__ = ["NudgeN", "NudgeM", "NotFittedError", "DEFAULT_GAMMAS_N"]
+__all__ = ["NudgeN", "NudgeM", "NotFittedError", "FittedStateError", "DEFAULT_GAMMAS_N", "STATE_FIELDS"]
 
 #: NUDGE-N candidates: 0 to 0.48 in steps of 0.0025 (8x finer than the reference's 25-point grid).
 DEFAULT_GAMMAS_N = np.round(np.linspace(0.0, 0.48, 193), 6)
@@ -67,12 +69,13 @@ class _NudgeBase:
         if docs is not None:
             docs[agg.docs] = new
         self._set_state(docs, corpus.n_docs, corpus.dim, agg, base, new, val, gamma, gammas, scores)
+        self.corpus_ = None if docs is not None else corpus  # what a corpus insert reads from
         return self
 
     def _open_corpus(self, embeddings: object, extra: np.ndarray | None) -> tuple[Corpus, np.ndarray | None]:
         """(corpus, unit-row copy of the array or None for a non-array corpus)."""
         if isinstance(embeddings, (np.ndarray, list, tuple)):
-            emb = as_matrix(embeddings, "embeddings")
+            emb = as_matrix(embeddings, "embeddings", float32_range=False)
             docs = normalize_rows(emb, "embeddings", self._out_dtype())
             ext = None if extra is None else as_matrix(extra, "nontrain_embeddings", dim=emb.shape[1])
             return ArrayCorpus(docs, ext), docs
@@ -94,17 +97,16 @@ class _NudgeBase:
         are re-scored. The result equals a full refit with ``gamma=self.gamma_``. Returns self.
         """
         self._check_fitted()
-        if getattr(self, "embeddings_", None) is None:
-            raise NotImplementedError(
-                f"insert on a {type(self).__name__} fitted on a corpus (not an array) is not supported here; "
-                "refit on the corpus with gamma fixed to gamma_"
-            )
+        if getattr(self, "embeddings_", None) is None:  # fitted on a corpus: new rows are appended to it
+            from .distributed.insert import insert_on_corpus  # NumPy only; no optional dependency
+
+            return insert_on_corpus(self, new_embeddings, train, val)
         if new_embeddings is None and train is None and val is None:
             raise ValueError("insert needs new_embeddings, train or val")
         dim = self.embeddings_.shape[1]
         docs = self.embeddings_
         if new_embeddings is not None:
-            new = as_matrix(new_embeddings, "new_embeddings", dim=dim)
+            new = as_matrix(new_embeddings, "new_embeddings", dim=dim, float32_range=False)
             docs = np.concatenate([docs, normalize_rows(new, "new_embeddings", docs.dtype)])
         else:
             docs = docs.copy()
@@ -113,12 +115,12 @@ class _NudgeBase:
         base = self.train_base_
         if train is not None:
             train = _check_queries(train, "train", n, dim)
-            extra = aggregate_training(train)
-            merged = agg.merge(extra)
+            merged = agg.extend(train)  # sums continue in pair order: bit for bit a refit's
             base = docs[merged.docs].copy()  # rows not previously trained are still unmoved
             base[np.searchsorted(merged.docs, agg.docs)] = self.train_base_
-            touched = np.searchsorted(merged.docs, extra.docs)
-            docs[extra.docs] = self._move(base[touched], merged.sums[touched], self.gamma_)
+            named = np.unique(train.indices)
+            touched = np.searchsorted(merged.docs, named)
+            docs[named] = self._move(base[touched], merged.sums[touched], self.gamma_)
             agg = merged
         new = docs[agg.docs]
         all_val = self.val_
@@ -133,35 +135,109 @@ class _NudgeBase:
         self._set_state(docs, n, dim, agg, base, new, all_val, self.gamma_, gammas, scores)
         return self
 
+    def inserted(
+        self,
+        new_embeddings: np.ndarray | None = None,
+        train: QueryAnswers | None = None,
+        val: QueryAnswers | None = None,
+    ):
+        """A copy of this fitted model with :meth:`insert` applied; this model is left unchanged."""
+        import copy
+
+        return copy.deepcopy(self).insert(new_embeddings, train, val)
+
+    #: Writes a model file; installed by :mod:`nudge_rag.persistence` (which depends on this module, never the
+    #: reverse), so ``model.save(path)`` and ``nudge_rag.save(model, path)`` are one function.
+    _file_writer: ClassVar[Callable[[Any, str | os.PathLike], None] | None] = None
+
     def save(self, path: str | os.PathLike) -> None:
-        """Write the fitted state to ``path`` (a portable ``.npz``), atomically."""
-        from .persistence import save
+        """Write the fitted state to ``path`` (a portable ``.npz``), atomically: ``nudge_rag.save(self, path)``."""
+        if _NudgeBase._file_writer is None:
+            raise RuntimeError("nudge_rag.persistence is not loaded; use nudge_rag.save(model, path)")
+        _NudgeBase._file_writer(self, path)
 
-        save(self, path)
+    # ------------------------------------------------------------------ fitted state
+    def to_state(self) -> dict[str, Any]:
+        """The fitted state: the :data:`STATE_FIELDS` present (arrays and numbers), ``class`` and ``params``."""
+        self._check_fitted()
+        val: QueryAnswers | None = self.val_
+        params = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in self.get_params().items()}
+        params["dtype"] = np.dtype(params.get("dtype", np.float32)).name
+        state: dict[str, Any] = {
+            "embeddings": getattr(self, "embeddings_", None),
+            "n_documents": self.n_documents_,
+            "n_features_in": self.n_features_in_,
+            "gamma": self.gamma_,
+            "gammas": self.gammas_,
+            "val_scores": self.val_scores_,
+            "train_docs": self.train_docs_,
+            "train_sums": self.train_sums_,
+            "train_base": self.train_base_,
+            "patch_rows": self.patch_.rows,
+            "patch_new": self.patch_.new,
+            "patch_old": self.patch_.old,
+            "val_embeddings": None if val is None else val.embeddings,
+            "val_indptr": None if val is None else val.indptr,
+            "val_indices": None if val is None else val.indices,
+            "val_relevance": None if val is None else val.relevance,
+            "val_ids": None if val is None or val.ids is None else np.array(val.ids, dtype=str),
+        }
+        if state.keys() != STATE_FIELDS.keys():  # the schema is the single list of fields
+            raise RuntimeError(f"to_state out of step with STATE_FIELDS: {sorted(state.keys() ^ STATE_FIELDS.keys())}")
+        return {"class": type(self).__name__, "params": params, **{k: v for k, v in state.items() if v is not None}}
 
-    # ------------------------------------------------------------------ helpers
-    def _set_state(self, docs, n_docs, dim, agg, base, new, val, gamma, gammas, scores) -> None:
-        pos = self._moving(base, agg.sums, gamma)
-        moved = agg.docs[pos]
-        self.patch_ = Patch(moved, new[pos], base[pos])
-        self.embeddings_ = docs
-        self.n_documents_ = int(n_docs)
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> _NudgeBase:
+        """A fitted estimator restored from :meth:`to_state` output, every field validated first.
+
+        Raises :class:`FittedStateError` naming the first field that is missing, of the wrong type or shape,
+        non-finite, out of range or inconsistent with the others.
+        """
+        return restore_state(cls, state)
+
+    def _assign(
+        self,
+        *,
+        embeddings: np.ndarray | None,
+        n_documents: int,
+        n_features_in: int,
+        gamma: float,
+        gammas: np.ndarray,
+        val_scores: np.ndarray | None,
+        agg: TrainAggregate,
+        base: np.ndarray,
+        patch: Patch,
+        val: QueryAnswers | None,
+    ) -> None:
+        """Set every fitted attribute (the one place they are written) and the ones derived from them."""
+        self.patch_ = patch
+        self.embeddings_ = embeddings
+        self.n_documents_ = int(n_documents)
+        self.n_features_in_ = int(n_features_in)
         self.gamma_ = float(gamma)
         self.gammas_ = np.asarray(gammas, dtype=np.float64)
-        self.val_scores_ = None if scores is None else np.asarray(scores, dtype=np.float64)
-        if scores is None:
+        self.val_scores_ = None if val_scores is None else np.asarray(val_scores, dtype=np.float64)
+        if self.val_scores_ is None:
             self.val_score_ = self.val_base_score_ = None
         else:
-            self.val_score_ = float(self.val_scores_[np.searchsorted(self.gammas_, gamma)])
+            self.val_score_ = float(self.val_scores_[np.searchsorted(self.gammas_, self.gamma_)])
             self.val_base_score_ = float(self.val_scores_[0])
-        self.moved_docs_ = moved
-        self.n_moved_ = int(moved.size)
+        self.moved_docs_ = patch.rows
+        self.n_moved_ = int(patch.rows.size)
         self.similarity_ = self.similarity
-        self.n_features_in_ = int(dim)
         self.train_docs_ = agg.docs
         self.train_sums_ = agg.sums
         self.train_base_ = base
         self.val_ = val
+
+    # ------------------------------------------------------------------ helpers
+    def _set_state(self, docs, n_docs, dim, agg, base, new, val, gamma, gammas, scores) -> None:
+        pos = self._moving(base, agg.sums, gamma)
+        patch = Patch(agg.docs[pos], new[pos], base[pos])
+        self._assign(
+            embeddings=docs, n_documents=n_docs, n_features_in=dim, gamma=gamma, gammas=gammas, val_scores=scores,
+            agg=agg, base=base, patch=patch, val=val,
+        )
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "gamma_"):
@@ -176,6 +252,11 @@ class _NudgeBase:
 
     def _checked_params(self) -> float | None:
         return None if self.gamma is None else check_gamma(self.gamma, upper=self.gamma_upper)
+
+    def _check_params(self) -> None:
+        """Validate every constructor parameter (raises ValueError/TypeError naming it)."""
+        self._out_dtype()
+        self._checked_params()
 
     def get_params(self, deep: bool = True) -> dict:
         """Constructor parameters (scikit-learn convention)."""
@@ -241,6 +322,14 @@ class NudgeN(_NudgeBase):
             check_gamma(g, upper=self.gamma_upper, name="gammas value")
         return np.unique(np.r_[0.0, grid])
 
+    def _check_params(self) -> None:
+        super()._check_params()
+        parse_metric(self.metric)
+        self._candidates(None)
+        check_gamma(self.smoothing, upper=None, name="smoothing")
+        if not isinstance(self.move_opposed, (bool, np.bool_)):
+            raise TypeError(f"move_opposed must be True or False, got {self.move_opposed!r}")
+
     def _choose(self, corpus, agg, base, val, fixed):
         kind, k = parse_metric(self.metric)
         gammas = self._candidates(fixed)
@@ -249,9 +338,9 @@ class NudgeN(_NudgeBase):
         geo = n_geometry(base, agg.sums, move_opposed=self.move_opposed)
         moving = agg.docs[geo.rows]
         s, i = corpus.competitors(val.embeddings, moving, k)
-        scores = select_gamma_n(val, geo, moving, s, i, gammas, kind, k, corpus.n_docs)
-        gamma = fixed if fixed is not None else _smoothed_argmax(gammas, scores, self.smoothing)
-        return gamma, gammas, scores
+        totals = select_gamma_n(val, geo, moving, s, i, gammas, kind, k, corpus.n_docs)
+        gamma = fixed if fixed is not None else _smoothed_argmax(gammas, totals, self.smoothing)
+        return gamma, gammas, totals / len(val)
 
     def _move(self, base, sums, gamma):
         rows, _ = nudge_n_rows(base, sums, gamma, move_opposed=self.move_opposed)
@@ -265,12 +354,15 @@ class NudgeN(_NudgeBase):
 class NudgeM(_NudgeBase):
     """NUDGE-M: add gamma times the unit direction of its training queries to each trained document.
 
-    e_i' = e_i + gamma g_i / |g_i|; gamma maximises validation hit@1 exactly (each validation pair contributes
-    the interval of gamma on which its answer ranks first). Output rows are not unit-norm: search them with
-    inner product (``similarity_ == "inner_product"``), never cosine.
+    e_i' = e_i + gamma g_i / |g_i|; gamma maximises validation hit@1 exactly: each validation query is hit on
+    the union of the gamma intervals on which one of its answers ranks first, ties in score going to the
+    smaller row (as :func:`~nudge_rag.search` does), so the curve equals :func:`~nudge_rag.evaluate` on the
+    nudged vectors at every gamma. Output rows are not unit-norm: search them with inner product
+    (``similarity_ == "inner_product"``), never cosine.
 
     Args:
-        gamma: fixed step size (>= 0); ``None`` chooses it on validation queries.
+        gamma: fixed step size, 0 <= gamma <= 1e38 (larger steps overflow float32 output); ``None`` chooses it
+            on validation queries.
         margin: relative offset of gamma into the optimal segment of the hit@1 curve (capped at half the
             segment): its left end is where one answer exactly ties its competitor. 0 keeps the left end,
             as the reference implementation does.
@@ -279,7 +371,7 @@ class NudgeM(_NudgeBase):
 
     variant = "nudge-m"
     similarity = "inner_product"
-    gamma_upper = None
+    gamma_upper = 1e38
     _param_names = ("gamma", "margin", "dtype")
 
     def __init__(self, gamma=None, *, margin=1e-4, dtype=np.float32):
@@ -287,13 +379,19 @@ class NudgeM(_NudgeBase):
         self.margin = margin
         self.dtype = dtype
 
+    def _check_params(self) -> None:
+        super()._check_params()
+        check_gamma(self.margin, upper=None, name="margin")
+
     def _choose(self, corpus, agg, base, val, fixed):
         if val is None:
             return fixed, np.array([0.0, fixed]), None
         s, i = corpus.competitors(val.embeddings, agg.docs, 2)
-        curve = select_gamma_m(val, corpus.fetch, agg.docs, base, m_directions(agg.sums), s, i)
+        curve = select_gamma_m(val, corpus.fetch, agg.docs, base, m_directions(agg.sums), s, i, n_docs=corpus.n_docs)
         margin = check_gamma(self.margin, upper=None, name="margin")
         gamma = curve.best(margin) if fixed is None else fixed
+        if fixed is None:
+            check_gamma(gamma, upper=self.gamma_upper, name="the gamma chosen on validation")
         if fixed is None:
             gammas, scores = curve.curve(gamma)
         else:
@@ -303,22 +401,36 @@ class NudgeM(_NudgeBase):
 
     def _move(self, base, sums, gamma):
         rows, _ = nudge_m_rows(base, sums, gamma)
-        return rows.astype(self._out_dtype(), copy=False)
+        out = rows.astype(self._out_dtype(), copy=False)
+        if not np.isfinite(out).all():
+            raise ValueError(f"gamma={gamma!r} overflows the {out.dtype} output; use a smaller gamma")
+        return out
 
     def _moving(self, base, sums, gamma):
         return np.flatnonzero(np.linalg.norm(sums, axis=1) > 0) if gamma > 0 else np.zeros(0, dtype=np.int64)
 
 
-def _smoothed_argmax(gammas: np.ndarray, scores: np.ndarray, width: float) -> float:
-    """A gamma with the best raw validation score; among tied gammas, the one whose neighbourhood
-    (+-width/2) scores best on average, then the smallest. With ``width == 0``, simply the smallest."""
+# Summed validation scores closer than this (relative) count as equal: floating-point noise of fractional metrics.
+_TIE_RTOL = 1e-9
+
+
+def _smoothed_argmax(gammas: np.ndarray, totals: np.ndarray, width: float) -> float:
+    """A gamma with the best validation total; among tied gammas, the one whose neighbourhood (+-width/2)
+    scores best on average, then the smallest. With ``width == 0``, simply the smallest.
+
+    ``totals`` are per-query scores summed (exact integers for hit@k and recall@1); ties are decided on them
+    with a relative tolerance of 1e-9, so a flat curve gives the smallest gamma (0: nothing moves without
+    evidence), whatever rounding the summation order introduced.
+    """
     width = check_gamma(width, upper=None, name="smoothing")
-    best = np.flatnonzero(scores == scores.max())
+    tol = _TIE_RTOL * max(1.0, float(np.abs(totals).max()))
+    best = np.flatnonzero(totals >= totals.max() - tol)
     if width > 0 and best.size > 1:
-        csum = np.r_[0.0, np.cumsum(scores)]
+        csum = np.r_[0.0, np.cumsum(totals)]
         left = np.searchsorted(gammas, gammas[best] - width / 2, side="left")
         right = np.searchsorted(gammas, gammas[best] + width / 2, side="right")
-        best = best[[int(np.argmax((csum[right] - csum[left]) / (right - left)))]]
+        avg = (csum[right] - csum[left]) / (right - left)
+        best = best[avg >= avg.max() - tol]
     return float(gammas[best[0]])
 
 

@@ -1,109 +1,124 @@
-"""Save and load fitted estimators as portable ``.npz`` files (no pickle), written atomically."""
+"""Save and load fitted estimators as portable ``.npz`` files (no pickle), written atomically.
+
+This module only does file I/O: the fields of a fitted model and their validation are defined once, by the
+estimators (:data:`nudge_rag.estimators.STATE_FIELDS`, ``to_state`` / ``from_state``). It depends on the
+estimators, never the other way round; ``model.save(path)`` reaches :func:`save` through a hook set here.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import zipfile
+from typing import Any
 
 import numpy as np
 
 from ._files import atomic_write
-from .patch import Patch
-from .queries import QueryAnswers
+from .estimators import FittedStateError, NudgeM, NudgeN, _NudgeBase
 
-__all__ = ["save", "load", "FORMAT_VERSION"]
+__all__ = ["save", "load", "FORMAT_VERSION", "ModelFileError"]
 
-FORMAT_VERSION = 1
+#: 2: the fitted-state fields as arrays (patch included); 1 (still read): vectors plus metadata.
+FORMAT_VERSION = 2
+_CLASSES: dict[str, type] = {"NudgeN": NudgeN, "NudgeM": NudgeM}
 
 
-def save(model, path: str | os.PathLike) -> None:
+class ModelFileError(ValueError):
+    """A file handed to :func:`load` is not a valid nudge-rag model; the message names the file and the problem."""
+
+    def __init__(self, path: str | os.PathLike, problem: str) -> None:
+        super().__init__(f"{os.fspath(path)}: {problem}")
+        self.path = os.fspath(path)
+        self.problem = problem
+
+
+def save(model: Any, path: str | os.PathLike) -> None:
     """Write a fitted :class:`~nudge_rag.NudgeN` / :class:`~nudge_rag.NudgeM` to ``path``.
 
-    The file holds the nudged vectors, gamma, the validation curve, the training aggregates needed by
-    ``insert`` and metadata (variant, similarity, dimension, parameters) as JSON.
+    The file holds every fitted-state field as an array and, as JSON metadata, the class, parameters and a
+    readable summary (variant, similarity, gamma, scores). Works for array and corpus fits alike.
     """
-    model._check_fitted()
-    params = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in model.get_params().items()}
-    params["dtype"] = np.dtype(params.get("dtype", np.float32)).name
+    state = model.to_state()
+    arrays = {k: np.asarray(v) for k, v in state.items() if k not in ("class", "params")}
     meta = {
         "format": "nudge-rag",
         "format_version": FORMAT_VERSION,
+        "class": state["class"],
+        "params": state["params"],
         "variant": model.variant,
-        "class": type(model).__name__,
         "similarity": model.similarity_,
         "gamma": model.gamma_,
-        "n_documents": int(model.embeddings_.shape[0]),
+        "n_documents": model.n_documents_,
         "dimension": model.n_features_in_,
         "n_moved": model.n_moved_,
         "val_score": model.val_score_,
         "val_base_score": model.val_base_score_,
-        "params": params,
     }
-    arrays = {
-        "embeddings": model.embeddings_,
-        "moved_docs": model.moved_docs_,
-        "gammas": model.gammas_,
-        "train_docs": model.train_docs_,
-        "train_sums": model.train_sums_,
-        "train_base": model.train_base_,
-        "meta": np.array(json.dumps(meta)),
-    }
-    if model.val_scores_ is not None:
-        arrays["val_scores"] = model.val_scores_
-    if model.val_ is not None:
-        val = model.val_
-        arrays.update(
-            val_embeddings=val.embeddings, val_indptr=val.indptr, val_indices=val.indices, val_relevance=val.relevance
-        )
-        if val.ids is not None:
-            arrays["val_ids"] = np.array(val.ids, dtype=str)
+    arrays["meta"] = np.array(json.dumps(meta))
     atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
-def load(path: str | os.PathLike):
-    """Read a file written by :func:`save`; returns a fitted estimator ready for search or ``insert``."""
-    from .estimators import NudgeM, NudgeN
+def load(path: str | os.PathLike) -> Any:
+    """Read a file written by :func:`save`; returns a fitted estimator ready for search or ``insert``.
 
+    Every field is validated (types, shapes, finiteness, ranges, consistency); any problem raises
+    :class:`ModelFileError` (a ``ValueError``) naming the file and what is wrong.
+    """
     try:
         data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path} is not a nudge-rag model file: {exc}") from exc
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ModelFileError(path, f"not a nudge-rag model file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ModelFileError(path, "not a nudge-rag model file: a plain .npy array, not an .npz archive")
     with data:
         if "meta" not in data.files:
-            raise ValueError(f"{path} is not a nudge-rag model file (no metadata)")
-        meta = json.loads(str(data["meta"]))
-        if meta.get("format") != "nudge-rag" or meta.get("format_version", 0) > FORMAT_VERSION:
-            raise ValueError(f"{path}: unsupported format {meta.get('format')!r} v{meta.get('format_version')}")
-        cls = {"NudgeN": NudgeN, "NudgeM": NudgeM}[meta["class"]]
-        params = dict(meta["params"])
-        params["dtype"] = np.dtype(params["dtype"]).type
-        if params.get("gammas") is not None:
-            params["gammas"] = np.asarray(params["gammas"])
-        model = cls(**params)
-        val = None
-        if "val_embeddings" in data.files:
-            ids = tuple(data["val_ids"].tolist()) if "val_ids" in data.files else None
-            val = QueryAnswers(
-                data["val_embeddings"], data["val_indptr"], data["val_indices"], data["val_relevance"], ids
-            )
-        model.embeddings_ = data["embeddings"]
-        model.gamma_ = float(meta["gamma"])
-        model.gammas_ = data["gammas"]
-        model.val_scores_ = data["val_scores"] if "val_scores" in data.files else None
-        model.val_score_ = meta["val_score"]
-        model.val_base_score_ = meta["val_base_score"]
-        model.moved_docs_ = data["moved_docs"]
-        model.n_moved_ = int(meta["n_moved"])
-        model.similarity_ = meta["similarity"]
-        model.n_features_in_ = int(meta["dimension"])
-        model.train_docs_ = data["train_docs"]
-        model.train_sums_ = data["train_sums"]
-        model.train_base_ = data["train_base"]
-        model.val_ = val
-        model.n_documents_ = int(meta["n_documents"])
-        pos = np.searchsorted(model.train_docs_, model.moved_docs_)
-        model.patch_ = Patch(model.moved_docs_, model.embeddings_[model.moved_docs_], model.train_base_[pos])
-    if model.embeddings_.shape != (meta["n_documents"], meta["dimension"]):
-        raise ValueError(f"{path}: embeddings have shape {model.embeddings_.shape}, metadata says "
-                         f"({meta['n_documents']}, {meta['dimension']})")
-    return model
+            raise ModelFileError(path, "not a nudge-rag model file (no metadata)")
+        try:
+            members = {name: data[name] for name in data.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+            raise ModelFileError(path, f"damaged archive member ({type(exc).__name__}: {exc})") from None
+    meta = _meta(path, members.pop("meta"))
+    cls = _CLASSES.get(meta.get("class"))  # type: ignore[arg-type]
+    if cls is None:
+        raise ModelFileError(path, f"unknown model class {meta.get('class')!r} (expected NudgeN or NudgeM)")
+    state = members if meta["format_version"] >= 2 else _from_v1(path, meta, members)
+    state.update({"class": meta["class"], "params": meta.get("params")})
+    try:
+        return cls.from_state(state)
+    except FittedStateError as exc:
+        raise ModelFileError(path, str(exc)) from None
+
+
+def _meta(path: str | os.PathLike, raw: np.ndarray) -> dict[str, Any]:
+    if raw.dtype.kind != "U" or raw.ndim != 0:
+        raise ModelFileError(path, f"metadata must be a JSON string, got a {raw.dtype} array of shape {raw.shape}")
+    try:
+        meta = json.loads(str(raw))
+    except json.JSONDecodeError as exc:
+        raise ModelFileError(path, f"metadata is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != "nudge-rag":
+        raise ModelFileError(path, "not a nudge-rag model file (metadata has no nudge-rag format tag)")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= FORMAT_VERSION:
+        raise ModelFileError(path, f"unsupported format version {version!r} (this version reads 1 to {FORMAT_VERSION})")
+    return meta
+
+
+def _from_v1(path: str | os.PathLike, meta: dict[str, Any], m: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The fitted state of a version-1 file (vectors, moved rows and scalars in the metadata)."""
+    try:
+        emb, moved, docs, base = m["embeddings"], m["moved_docs"], m["train_docs"], m["train_base"]
+        state: dict[str, Any] = {k: v for k, v in m.items() if k not in ("moved_docs",)}
+        state.update(
+            n_documents=meta["n_documents"], n_features_in=meta["dimension"], gamma=meta["gamma"],
+            patch_rows=moved, patch_new=emb[moved], patch_old=base[np.searchsorted(docs, moved)],
+        )
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise ModelFileError(path, f"incomplete version-1 model file ({type(exc).__name__}: {exc})") from None
+    return state
+
+
+_NudgeBase._file_writer = save

@@ -18,22 +18,43 @@ QUERY_BLOCK = 256
 def topk_merge(scores: np.ndarray, index: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Top ``k`` of each row of ``scores`` (Q, m) with matching ``index`` (Q, m), sorted best first.
 
-    Ties in score are ordered by the smaller index.
+    Ties in score are ordered by the smaller index, also at the cut-off: of several entries tied for the k-th
+    place, the smaller indices are kept (so the result never depends on the block layout).
     """
     k = min(k, scores.shape[1])
     if k < scores.shape[1]:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        scores = np.take_along_axis(scores, part, axis=1)
-        index = np.take_along_axis(index, part, axis=1)
+        keep = _top_columns(scores, index, k)
+        scores = np.take_along_axis(scores, keep, axis=1)
+        index = np.take_along_axis(index, keep, axis=1)
     order = np.lexsort((index, -scores), axis=1)
     return np.take_along_axis(scores, order, axis=1), np.take_along_axis(index, order, axis=1)
+
+
+def _top_columns(scores: np.ndarray, index: np.ndarray, k: int) -> np.ndarray:
+    """(Q, k) columns of the k best entries per row, ties at the k-th score going to the smaller index."""
+    part = np.argpartition(-scores, k - 1, axis=1)
+    kth = np.take_along_axis(scores, part[:, k - 1 : k], axis=1)
+    better = scores > kth
+    tied = scores == kth
+    need = k - better.sum(axis=1)
+    rows = np.flatnonzero(tied.sum(axis=1) > need)  # rows where argpartition chose among tied entries
+    if rows.size == 0:
+        return part[:, :k]
+    chosen = better | tied
+    width = scores.shape[1]
+    big = np.iinfo(np.int64).max
+    key = np.where(tied[rows], index[rows].astype(np.int64) * width + np.arange(width), big)
+    cut = np.take_along_axis(np.sort(key, axis=1), (need[rows] - 1)[:, None], axis=1)
+    chosen[rows] = better[rows] | (tied[rows] & (key <= cut))
+    return np.nonzero(chosen)[1].reshape(scores.shape[0], k)
 
 
 class RunningTopK:
     """Top-k of each query row over score blocks pushed one after another.
 
     After the first block, only entries above a row's current k-th best score are merged, so a block costs
-    one comparison per score instead of a partial sort.
+    one comparison per score instead of a partial sort. Blocks must come in increasing document order (an
+    entry that only ties the current k-th best loses to it, being a larger row).
     """
 
     def __init__(self, n_rows: int, k: int) -> None:

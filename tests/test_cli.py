@@ -159,6 +159,7 @@ def test_finetune_from_user_vectors_and_pairs_matches_beir_run(subset, tmp_path,
     np.testing.assert_allclose(vecs_user, np.load(tmp_path / "beir" / "embeddings.npy"), atol=1e-6)
 
 
+@pytest.mark.integration
 def test_subprocess_paper_split_with_plot(subset, tmp_path):
     pytest.importorskip("matplotlib")
     plot = tmp_path / "curve.png"
@@ -174,6 +175,7 @@ def test_subprocess_paper_split_with_plot(subset, tmp_path):
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.integration  # embeds with the real model
 def test_user_pairs_demo_embeds_once_then_uses_cache(subset, tmp_path, capsys):
     pytest.importorskip("sentence_transformers")
     data = tmp_path / "mine"
@@ -233,6 +235,7 @@ def test_usage_errors_and_help(capsys):
     capsys.readouterr()
 
 
+@pytest.mark.integration  # embeds with the real model
 def test_precomputed_with_wrong_row_count_falls_back_to_the_model(tmp_path, capsys):
     pytest.importorskip("sentence_transformers")
     import shutil

@@ -10,6 +10,8 @@ import nudge_rag
 from nudge_rag import NUDGEM, NUDGEN
 from nudge_rag.synthetic import make_synthetic
 
+pytestmark = pytest.mark.integration  # runs the reference package nudge-ft (imports torch) side by side
+
 nudge = pytest.importorskip("nudge", reason="nudge-ft is part of the dev extras: pip install 'nudge-rag[dev]'")
 
 

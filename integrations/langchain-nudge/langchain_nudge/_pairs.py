@@ -1,4 +1,5 @@
-"""Question-document pairs: the accepted input forms, their resolution to corpus rows and the validation split."""
+"""Question-document pairs: the accepted input forms and their resolution to corpus rows (grouping and the
+validation carve are :mod:`nudge_rag.finetune`'s)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from typing import Any
 import numpy as np
 from langchain_core.documents import Document
 
+from nudge_rag.finetune import Questions, group_pairs
+
 __all__ = [
     "DocumentRef",
     "QuestionPairsInput",
@@ -17,7 +20,6 @@ __all__ = [
     "Corpus",
     "normalize_pairs",
     "resolve_pairs",
-    "split_questions",
 ]
 
 #: A document named by a pair: its id, or the ``Document`` itself (matched by id when set, else by content).
@@ -137,41 +139,14 @@ def normalize_pairs(questions: QuestionPairsInput, name: str) -> list[tuple[str,
     return out
 
 
-def resolve_pairs(
-    pairs: list[tuple[str, DocumentRef, float]], corpus: Corpus, name: str
-) -> list[tuple[str, dict[int, float]]]:
-    """Group pairs by question text (first-seen order) and map their documents to corpus rows.
+def resolve_pairs(pairs: list[tuple[str, DocumentRef, float]], corpus: Corpus, name: str) -> Questions:
+    """Map each pair's document to its corpus row, then group by question text (:func:`nudge_rag.finetune.group_pairs`:
+    first-seen order, relevance <= 0 is not an answer, a question left without an answer is dropped).
 
-    Pairs with relevance <= 0 are not answers; a question left without any answer is dropped, and no answer at
-    all is an error.
+    No answer at all is an error.
     """
-    grouped: dict[str, dict[int, float]] = {}
-    for n, (question, ref, rel) in enumerate(pairs):
-        row = corpus.row_of(ref, f"{name} pair {n}")
-        answers = grouped.setdefault(question, {})
-        if rel > 0:
-            answers[row] = max(rel, answers.get(row, 0.0))
-    out = [(q, a) for q, a in grouped.items() if a]
-    if not out:
+    rows = [(q, corpus.row_of(ref, f"{name} pair {n}"), rel) for n, (q, ref, rel) in enumerate(pairs)]
+    out = group_pairs(rows)
+    if len(out) == 0:
         raise ValueError(f"{name}: no pair has a positive relevance")
     return out
-
-
-def split_questions(
-    grouped: list[tuple[str, dict[int, float]]], fraction: float, seed: int
-) -> tuple[list[tuple[str, dict[int, float]]], list[tuple[str, dict[int, float]]]]:
-    """Carve a validation set of ``fraction`` of the questions (at least one), deterministically from ``seed``."""
-    if not 0 < fraction < 1:
-        raise ValueError(f"val_fraction must be in (0, 1), got {fraction!r}")
-    n = len(grouped)
-    n_val = max(1, int(round(fraction * n)))
-    if n - n_val < 1:
-        raise ValueError(
-            f"cannot carve a validation split from {n} question(s): pass more questions, validation=..., "
-            "or a fixed gamma"
-        )
-    order = np.random.default_rng(seed).permutation(n)
-    val_rows = set(order[:n_val].tolist())
-    train = [g for i, g in enumerate(grouped) if i not in val_rows]
-    val = [g for i, g in enumerate(grouped) if i in val_rows]
-    return train, val

@@ -10,8 +10,19 @@ from typing import Any
 import numpy as np
 
 from nudge_rag._files import atomic_write
+from nudge_rag.finetune import FinetuneReport
 
-__all__ = ["FittedState", "save_state", "load_state", "atomic_write", "FORMAT", "FORMAT_VERSION"]
+__all__ = [
+    "FittedState",
+    "NudgeEmbeddingsReport",
+    "known_dimension",
+    "StateFileError",
+    "save_state",
+    "load_state",
+    "atomic_write",
+    "FORMAT",
+    "FORMAT_VERSION",
+]
 
 FORMAT = "langchain-nudge"
 FORMAT_VERSION = 1
@@ -58,23 +69,24 @@ class FittedState:
     def dimension(self) -> int:
         return int(self.embeddings.shape[1])
 
-    def lookup(self, keys: list[bytes], ids: list[str | None] | None) -> np.ndarray:
-        """Row of each document in the table, -1 where it must be embedded by the base model.
+    def lookup(self, keys: list[bytes], ids: list[str | None] | None, *, strict: bool = False) -> np.ndarray:
+        """Row of each document in the table, -1 where it must be embedded by the base model, -2 where its
+        content alone matches several fitted documents with different nudged vectors (base vector too).
 
-        A known id matches when the content is unchanged (a changed document gets the base vector); a missing
-        or unknown id falls back to exact content, unless several fitted documents share that content with
-        different nudged vectors.
+        A known id matches when the content is unchanged (a changed document gets the base vector). A missing
+        id falls back to exact content; so does an unknown id unless ``strict`` (then: base vector), which the
+        vector-store paths use because they know every document's id.
         """
         rows = np.full(len(keys), -1, dtype=np.int64)
         for n, key in enumerate(keys):
             doc_id = None if ids is None else ids[n]
-            if doc_id is not None and doc_id in self.id_pos:
-                row = self.id_pos[doc_id]
-                if self.keys[row].tobytes() == key:
+            if doc_id is not None and (strict or doc_id in self.id_pos):
+                row = self.id_pos.get(doc_id, -1)
+                if row >= 0 and self.keys[row].tobytes() == key:
                     rows[n] = row
                 continue
             row = self.key_pos.get(key, -1)
-            rows[n] = max(row, -1)
+            rows[n] = -2 if row == _AMBIGUOUS else row
         return rows
 
 
@@ -107,32 +119,96 @@ def save_state(state: FittedState, path: str | os.PathLike, extra_meta: dict[str
     atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
-def load_state(path: str | os.PathLike) -> tuple[FittedState, dict[str, Any]]:
-    """Read a file written by :func:`save_state`; returns the state and the file's metadata."""
+class StateFileError(ValueError):
+    """A file handed to :func:`load_state` is not a valid langchain-nudge file (the message names it)."""
+
+
+def load_state(path: str | os.PathLike, dimension: int | None = None) -> tuple[FittedState, dict[str, Any]]:
+    """Read and validate a file written by :func:`save_state`; returns the state and the file's metadata.
+
+    ``dimension``, when known, is the base model's vector size: a file of another size is refused. Any
+    problem raises :class:`StateFileError` naming the file and what is wrong.
+    """
+
+    def bad(what: str) -> StateFileError:
+        return StateFileError(f"{path} is not a langchain-nudge file: {what}")
+
     try:
         data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path} is not a langchain-nudge file: {exc}") from exc
-    with data:
-        if "meta" not in data.files:
-            raise ValueError(f"{path} is not a langchain-nudge file (no metadata)")
-        meta = json.loads(data["meta"].tobytes().decode("utf-8"))
-        if meta.get("format") != FORMAT or int(meta.get("format_version", 0)) > FORMAT_VERSION:
-            raise ValueError(f"{path}: unsupported format {meta.get('format')!r} v{meta.get('format_version')}")
-        ids = json.loads(data["ids"].tobytes().decode("utf-8"))
+    except (OSError, ValueError, EOFError) as exc:
+        raise bad(f"{type(exc).__name__}: {exc}") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise bad(f"a plain .npy array of shape {getattr(data, 'shape', '?')}, not a .npz archive")
+    try:
+        with data:
+            missing = [k for k in ("meta", "ids", "keys", "embeddings") if k not in data.files]
+            if missing:
+                raise bad(f"missing {', '.join(missing)}")
+            meta = json.loads(data["meta"].tobytes().decode("utf-8"))
+            ids = json.loads(data["ids"].tobytes().decode("utf-8"))
+            keys, emb = data["keys"], data["embeddings"]
+            gammas = np.array(data["gammas"]) if "gammas" in data.files else None
+            val_scores = np.array(data["val_scores"]) if "val_scores" in data.files else None
+    except StateFileError:
+        raise
+    except Exception as exc:  # a damaged archive: BadZipFile, zlib.error, EOFError, UnicodeDecodeError, ...
+        raise bad(f"damaged content ({type(exc).__name__}: {exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise bad(f"unknown format {meta.get('format') if isinstance(meta, dict) else meta!r}")
+    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+        raise bad(f"format version {meta.get('format_version')} is newer than this package reads ({FORMAT_VERSION})")
+    if meta.get("variant") not in ("nudge-n", "nudge-m") or meta.get("similarity") not in ("cosine", "inner_product"):
+        raise bad(f"variant {meta.get('variant')!r} / similarity {meta.get('similarity')!r}")
+    if emb.ndim != 2 or emb.dtype.kind != "f" or emb.shape[0] == 0 or not np.isfinite(emb).all():
+        raise bad(f"embeddings must be a non-empty finite 2-D float array, got shape {emb.shape} dtype {emb.dtype}")
+    if emb.shape != (meta.get("n_documents"), meta.get("dimension")):
+        n, d = meta.get("n_documents"), meta.get("dimension")
+        raise bad(f"vectors have shape {emb.shape}, metadata says ({n}, {d})")
+    bad_ids = not isinstance(ids, list) or len(ids) != emb.shape[0]
+    if bad_ids or any(i is not None and not isinstance(i, str) for i in ids):
+        raise bad(f"ids must be {emb.shape[0]} strings or nulls")
+    if keys.dtype != np.uint8 or keys.shape != (emb.shape[0], 32):
+        raise bad(f"content hashes must be ({emb.shape[0]}, 32) uint8, got {keys.shape} {keys.dtype}")
+    if dimension is not None and emb.shape[1] != dimension:
+        raise bad(f"it holds {emb.shape[1]}-dimensional vectors but the base embeddings return {dimension}")
+    try:
         state = FittedState(
             variant=meta["variant"],
             similarity=meta["similarity"],
             ids=tuple(ids),
-            keys=np.array(data["keys"], dtype=np.uint8),
-            embeddings=np.array(data["embeddings"], dtype=np.float32),
+            keys=np.array(keys, dtype=np.uint8),
+            embeddings=np.array(emb, dtype=np.float32),
             report=dict(meta.get("report") or {}),
-            gammas=np.array(data["gammas"]) if "gammas" in data.files else None,
-            val_scores=np.array(data["val_scores"]) if "val_scores" in data.files else None,
+            gammas=gammas,
+            val_scores=val_scores,
         )
-    if state.embeddings.shape != (meta["n_documents"], meta["dimension"]):
-        raise ValueError(
-            f"{path}: vectors have shape {state.embeddings.shape}, "
-            f"metadata says ({meta['n_documents']}, {meta['dimension']})"
-        )
+    except ValueError as exc:
+        raise bad(str(exc)) from None
     return state, meta
+
+
+@dataclass
+class NudgeEmbeddingsReport(FinetuneReport):
+    """:class:`nudge_rag.finetune.FinetuneReport` plus ``source``: what the fit read (a store's name or
+    ``"documents"``). :attr:`NudgeEmbeddings.report_` is its dict, with ``validation`` (``"given"``,
+    ``"carved"`` or ``"none (fixed gamma)"``) and ``metric`` (the metric gamma was chosen on) kept as aliases."""
+
+    source: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        legacy = {"none": "none (fixed gamma)"}.get(self.val_source, self.val_source)
+        return {**self.to_dict(), "validation": legacy, "metric": self.val_metric}
+
+
+def known_dimension(emb: Any) -> int | None:
+    """The vector size ``emb`` declares without an embedding call, or ``None``."""
+    for name in ("size", "dimensions", "dimension"):
+        value = getattr(emb, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    client = getattr(emb, "client", None) or getattr(emb, "_client", None)
+    get_dim = getattr(client, "get_sentence_embedding_dimension", None)
+    if callable(get_dim):
+        value = get_dim()
+        return int(value) if isinstance(value, int) else None
+    return None

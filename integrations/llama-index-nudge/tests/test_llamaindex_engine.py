@@ -26,6 +26,7 @@ def _vectors(index) -> dict[str, np.ndarray]:
     return {k: np.asarray(v, dtype=np.float32) for k, v in index.vector_store.data.embedding_dict.items()}
 
 
+@pytest.mark.integration  # subprocess
 def test_import_pulls_no_torch_and_no_qdrant():
     code = (
         "import sys, llama_index.nudge;"
@@ -35,6 +36,7 @@ def test_import_pulls_no_torch_and_no_qdrant():
     assert out == "[]"
 
 
+@pytest.mark.slow
 def test_finetune_improves_heldout_retrieval_and_keeps_nodes(scifact, embed_model, helpers):
     index = _index(scifact, embed_model)
     before = helpers.snapshot_simple(index)
@@ -51,7 +53,7 @@ def test_finetune_improves_heldout_retrieval_and_keeps_nodes(scifact, embed_mode
     # report
     assert report.variant == "nudge-n" and report.similarity == "cosine"
     n_questions = len({q for q, _ in scifact.pairs("train")})  # 809 claims, 2 texts occur twice
-    assert report.val_source == "carved" and report.n_val_questions == round(0.1 * n_questions)
+    assert report.val_source == "carved" and report.n_val_questions == int(0.1 * n_questions)  # floor: nudge_rag.finetune.carve_rows
     assert report.n_train_questions + report.n_val_questions == n_questions
     assert 0 < report.gamma <= 0.48 and len(report.gammas) == len(report.val_scores) > 10
     assert report.val_score >= report.val_base_score
@@ -117,6 +119,8 @@ def test_dataset_object_json_file_and_pairs_agree(scifact, embed_model, tmp_path
     assert gamma2 == gamma0 and all(np.allclose(vecs2[k], vecs0[k], atol=1e-6) for k in vecs0)  # == plain pairs
 
 
+@pytest.mark.slow
+@pytest.mark.integration  # subprocess
 def test_persist_and_load_round_trip(scifact, embed_model, tmp_path, helpers):
     index = _index(scifact, embed_model)
     engine = NudgeFinetuneEngine(index, train_dataset=scifact.pairs("train"))
@@ -150,6 +154,7 @@ def test_persist_and_load_round_trip(scifact, embed_model, tmp_path, helpers):
     assert not np.allclose(json.loads(out), scifact.vectors[row])  # the nudged vector, not the original
 
 
+@pytest.mark.slow
 def test_insert_updates_only_what_it_touches(scifact, embed_model, tmp_path, helpers):
     n_new = 150
     held_back = list(range(len(scifact.doc_ids)))[-n_new:]
@@ -195,6 +200,8 @@ def test_insert_updates_only_what_it_touches(scifact, embed_model, tmp_path, hel
     assert helpers.hit_rate(index, dict(list(scifact.answers("test").items())[::5])) > 0.8
 
 
+@pytest.mark.slow
+@pytest.mark.integration  # the real model embeds live
 def test_nodes_without_vectors_are_embedded_in_batches_once(scifact, live_embed_model, helpers):
     """~20 nodes: the index embeds them itself with the real model; then one vector goes missing."""
     train = scifact.pairs("train")
@@ -225,6 +232,7 @@ def test_nodes_without_vectors_are_embedded_in_batches_once(scifact, live_embed_
     assert helpers.hit_rate(index, {q: {n} for q, n in pairs[:5]}, k=3) > 0
 
 
+@pytest.mark.integration  # the real model embeds one node live
 def test_build_from_nodes_with_settings_fallback(scifact, embed_model, helpers):
     nodes = scifact.nodes()
     nodes[5].embedding = None  # one node without a vector: embedded, the others kept as given

@@ -75,6 +75,7 @@ async def test_generation_inside_a_running_event_loop(scifact, llms):
     assert result.n_questions == 4
 
 
+@pytest.mark.integration  # the real model embeds the questions live
 def test_engine_generates_questions_with_settings_llm(scifact, embed_model, llms, tmp_path):
     """Questions about 40 of 1000 chunks, 2 each, written by the LLM in Settings and embedded live."""
     index = VectorStoreIndex(scifact.nodes(), embed_model=embed_model)

@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.integration  # Qdrant (local mode) and a subprocess
 pytest.importorskip("qdrant_client")
 pytest.importorskip("llama_index.vector_stores.qdrant")
 

@@ -13,30 +13,21 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import InMemoryVectorStore, VectorStore
 
-from langchain_nudge._pairs import (
-    Corpus,
-    QuestionPairsInput,
-    content_key,
-    normalize_pairs,
-    resolve_pairs,
-    split_questions,
-)
-from langchain_nudge._state import FittedState, load_state, save_state
-from langchain_nudge.vectorstores.adapters import get_adapter
-from nudge_rag import NotFittedError, NudgeM, NudgeN, QueryAnswers
+from langchain_nudge._pairs import Corpus, QuestionPairsInput, content_key, normalize_pairs, resolve_pairs
+from langchain_nudge._state import FittedState, NudgeEmbeddingsReport, known_dimension, load_state, save_state
+from langchain_nudge.vectorstores.adapters import get_adapter, read_source
+from nudge_rag import NotFittedError, NudgeM, NudgeN
+from nudge_rag.finetune import DEFAULT_VAL_FRACTION, canonical_variant, finetune_pairs, make_model
 
 __all__ = ["NudgeEmbeddings"]
 
 logger = logging.getLogger(__name__)
 
-_VARIANTS = {
-    "nudge-n": "nudge-n",
-    "n": "nudge-n",
-    "nudgen": "nudge-n",
-    "nudge-m": "nudge-m",
-    "m": "nudge-m",
-    "nudgem": "nudge-m",
-}
+_AMBIGUOUS_WARNING = (
+    "{n} text(s) match several fitted documents that share this content but have different nudged vectors; "
+    "they get the base model's vector. Pass ids=... (or use nudge_vectorstore / build_vectorstore, which know "
+    "the ids) to get each document's own nudged vector."
+)
 
 
 def _as_list(vector: Any) -> list[float]:
@@ -53,6 +44,12 @@ class NudgeEmbeddings(Embeddings):
     - ``embed_query`` / ``aembed_query`` always delegate to the base model;
     - ``embed_documents`` / ``aembed_documents`` return the nudged vector of each fitted document (matched by
       document id when ``ids`` are given, else by exact content) and the base model's vector for anything else.
+
+    Matching: :meth:`nudge_vectorstore` and :meth:`build_vectorstore` know every document's id and match by id
+    only (a fitted text re-added under a new id gets the base vector). Vector stores call ``embed_documents``
+    with texts only (``add_documents``), so there the exact content decides: a fitted text added again under
+    another id gets the nudged vector, and a text shared by fitted documents with different nudged vectors gets
+    the base vector, with a ``UserWarning``.
 
     Nothing is nudged implicitly (not in ``add_documents``, not in ``embed_documents``): only :meth:`fit` (or
     :meth:`fit_vectorstore`) computes nudged vectors.
@@ -89,14 +86,11 @@ class NudgeEmbeddings(Embeddings):
             raise TypeError(
                 f"underlying_embeddings must be a LangChain Embeddings, got {type(underlying_embeddings).__name__}"
             )
-        key = str(variant).strip().lower().replace("_", "-")
-        if key not in _VARIANTS:
-            raise ValueError(f"variant must be 'nudge-n' or 'nudge-m', got {variant!r}")
         self.underlying_embeddings = underlying_embeddings
-        self.variant = _VARIANTS[key]
+        self.variant = canonical_variant(variant)
         self.gamma = gamma
         self.solver_params = dict(solver_params or {})
-        self._make_solver()  # validate the parameters now rather than at fit time
+        make_model(self.variant, gamma=gamma, **self.solver_params)  # validate the parameters now, not at fit time
         self._state: FittedState | None = None
         self.model_: NudgeN | NudgeM | None = None
 
@@ -149,7 +143,9 @@ class NudgeEmbeddings(Embeddings):
         return f"{type(self).__name__}({self.underlying_embeddings!r}, variant={self.variant!r}{fitted})"
 
     # ------------------------------------------------------------------------------------------ Embeddings API
-    def _split(self, texts: list[str], ids: Sequence[str | None] | None) -> tuple[FittedState | None, np.ndarray]:
+    def _split(
+        self, texts: list[str], ids: Sequence[str | None] | None, *, strict: bool = False
+    ) -> tuple[FittedState | None, np.ndarray]:
         texts = list(texts)
         if ids is not None and len(ids) != len(texts):
             raise ValueError(f"got {len(texts)} texts but {len(ids)} ids")
@@ -157,7 +153,11 @@ class NudgeEmbeddings(Embeddings):
         if state is None:
             return None, np.full(len(texts), -1, dtype=np.int64)
         id_list = None if ids is None else [None if i is None else str(i) for i in ids]
-        return state, state.lookup([content_key(t) for t in texts], id_list)
+        rows = state.lookup([content_key(t) for t in texts], id_list, strict=strict)
+        ambiguous = int((rows == -2).sum())
+        if ambiguous:
+            warnings.warn(_AMBIGUOUS_WARNING.format(n=ambiguous), UserWarning, stacklevel=3)
+        return state, np.maximum(rows, -1)
 
     def _merge(self, state, rows, texts, base_vectors) -> list[list[float]]:
         out: list[list[float] | None] = [None] * len(texts)
@@ -202,53 +202,22 @@ class NudgeEmbeddings(Embeddings):
 
     def embed_query(self, text: str) -> list[float]:
         """The base model's query vector (queries are never nudged)."""
-        return _as_list(self.underlying_embeddings.embed_query(text))
+        return self._checked_query(self.underlying_embeddings.embed_query(text))
 
     async def aembed_query(self, text: str) -> list[float]:
         """Async :meth:`embed_query`."""
-        return _as_list(await self.underlying_embeddings.aembed_query(text))
+        return self._checked_query(await self.underlying_embeddings.aembed_query(text))
+
+    def _checked_query(self, vector: Any) -> list[float]:
+        out = _as_list(vector)
+        if self._state is not None and len(out) != self._state.dimension:
+            raise ValueError(
+                f"dimension mismatch: the base embeddings return {len(out)}-dimensional query vectors but the "
+                f"nudged vectors have {self._state.dimension}; wrap the model the vectors were fitted with"
+            )
+        return out
 
     # ------------------------------------------------------------------------------------------ fitting
-    def _make_solver(self) -> NudgeN | NudgeM:
-        cls = NudgeN if self.variant == "nudge-n" else NudgeM
-        try:
-            return cls(gamma=self.gamma, **self.solver_params)
-        except TypeError as exc:
-            raise TypeError(f"invalid solver_params for {cls.__name__}: {exc}") from None
-
-    def _source(self, source: VectorStore | Sequence[Document]) -> tuple[list[Document], np.ndarray, str]:
-        if isinstance(source, VectorStore):
-            adapter = get_adapter(source)
-            emb = getattr(source, "embeddings", None)
-            if isinstance(emb, NudgeEmbeddings) and emb.is_fitted:
-                warnings.warn(
-                    "this vector store already holds nudged vectors (its embeddings are a fitted NudgeEmbeddings); "
-                    "fitting on it nudges them again. Fit on the original store to start from the base vectors.",
-                    UserWarning,
-                    stacklevel=3,
-                )
-            docs, vectors = adapter.extract(source)
-            kind = adapter.name
-        elif isinstance(source, (list, tuple)):
-            docs = list(source)
-            for n, doc in enumerate(docs):
-                if not isinstance(doc, Document):
-                    raise TypeError(f"source[{n}] must be a langchain_core Document, got {type(doc).__name__}")
-            vectors = np.zeros((0, 0), dtype=np.float32)
-            if docs:
-                raw = self.underlying_embeddings.embed_documents([d.page_content for d in docs])
-                if len(raw) != len(docs):
-                    raise ValueError(f"the base embeddings returned {len(raw)} vectors for {len(docs)} documents")
-                vectors = np.asarray(raw, dtype=np.float32)
-            kind = "documents"
-        else:
-            raise TypeError(f"source must be a vector store or a list of Document, got {type(source).__name__}")
-        if not docs:
-            raise ValueError("the source holds no documents")
-        if vectors.ndim != 2 or vectors.shape[0] != len(docs):
-            raise ValueError(f"expected one vector per document, got an array of shape {vectors.shape}")
-        return docs, vectors, kind
-
     def _embed_questions(self, questions: list[str], dim: int) -> np.ndarray:
         vecs = [_as_list(self.underlying_embeddings.embed_query(q)) for q in questions]
         dims = {len(v) for v in vecs}
@@ -268,7 +237,7 @@ class NudgeEmbeddings(Embeddings):
         questions: QuestionPairsInput,
         *,
         validation: QuestionPairsInput | None = None,
-        val_fraction: float = 0.2,
+        val_fraction: float = DEFAULT_VAL_FRACTION,
         seed: int = 0,
     ) -> NudgeEmbeddings:
         """Compute nudged vectors for the documents of ``source`` from question-document pairs.
@@ -281,8 +250,9 @@ class NudgeEmbeddings(Embeddings):
                 mapping ``question -> id or list of ids``; or the :class:`GeneratedQuestions` of
                 :func:`generate_questions`. Questions are embedded with the base model's ``embed_query``.
             validation: validation pairs (same forms) used to choose gamma; when ``None`` and gamma is not
-                fixed, ``val_fraction`` of the training questions are carved out (deterministically, ``seed``).
-            val_fraction: share of questions carved out for validation when ``validation`` is ``None``.
+                fixed, ``val_fraction`` of the training questions are carved out by the one rule of
+                :func:`nudge_rag.finetune.carve_rows` (``floor(val_fraction * n)``, at least 1; seeded by ``seed``).
+            val_fraction: share of questions carved out for validation when ``validation`` is ``None`` (0.1).
             seed: seed of that split.
 
         Returns:
@@ -292,41 +262,30 @@ class NudgeEmbeddings(Embeddings):
             ValueError: empty source or pair set, a pair naming an unknown document, or a dimension mismatch
                 between the base model and the stored vectors.
         """
-        docs, vectors, kind = self._source(source)
+        docs, vectors, kind = read_source(source, self.underlying_embeddings)
         corpus = Corpus.from_documents(docs)
         train = resolve_pairs(normalize_pairs(questions, "questions"), corpus, "questions")
-        split = "given"
+        val = None
         if validation is not None:
             val = resolve_pairs(normalize_pairs(validation, "validation"), corpus, "validation")
-        elif self.gamma is None:
-            train, val = split_questions(train, val_fraction, seed)
-            split = "carved"
-        else:
-            val, split = None, "none (fixed gamma)"
         dim = int(vectors.shape[1])
-        q_train = self._embed_questions([q for q, _ in train], dim)
-        train_qa = QueryAnswers.from_lists(q_train, [list(a) for _, a in train], [list(a.values()) for _, a in train])
-        val_qa = None
-        if val is not None:
-            q_val = self._embed_questions([q for q, _ in val], dim)
-            val_qa = QueryAnswers.from_lists(q_val, [list(a) for _, a in val], [list(a.values()) for _, a in val])
-        model = self._make_solver().fit(vectors, train_qa, val_qa)
-        report = {
-            "variant": self.variant,
-            "similarity": model.similarity_,
-            "source": kind,
-            "n_documents": len(docs),
-            "dimension": dim,
-            "n_train_questions": len(train_qa),
-            "n_train_pairs": int(train_qa.indices.size),
-            "n_val_questions": 0 if val_qa is None else len(val_qa),
-            "validation": split,
-            "gamma": float(model.gamma_),
-            "metric": getattr(model, "metric", "hit@1"),
-            "val_score": model.val_score_,
-            "val_base_score": model.val_base_score_,
-            "n_moved": int(model.n_moved_),
-        }
+        params = dict(self.solver_params)
+        result = finetune_pairs(
+            vectors,
+            train,
+            val,
+            row_of={r: r for r in range(len(docs))},
+            embed_queries=lambda texts: self._embed_questions(texts, dim),
+            variant=self.variant,
+            gamma=self.gamma,
+            val_fraction=val_fraction,
+            seed=seed,
+            metric=params.pop("metric", None),
+            params=params,
+            report_cls=NudgeEmbeddingsReport,
+        )
+        model, report = result.model, result.report
+        report.source = kind
         keys = np.frombuffer(b"".join(corpus.keys), dtype=np.uint8).reshape(len(docs), 32).copy()
         state = FittedState(
             variant=self.variant,
@@ -334,7 +293,7 @@ class NudgeEmbeddings(Embeddings):
             ids=tuple(corpus.ids),
             keys=keys,
             embeddings=np.array(model.embeddings_, dtype=np.float32),
-            report=report,
+            report=report.as_dict(),
             gammas=None if model.val_scores_ is None else np.asarray(model.gammas_),
             val_scores=None if model.val_scores_ is None else np.asarray(model.val_scores_),
         )
@@ -360,7 +319,7 @@ class NudgeEmbeddings(Embeddings):
                     f"dimension mismatch: the store holds {vectors.shape[1]}-dimensional vectors but the nudged "
                     f"vectors have {state.dimension}"
                 )
-            rows = state.lookup([content_key(d.page_content) for d in docs], [d.id for d in docs])
+            _, rows = self._split([d.page_content for d in docs], [d.id for d in docs], strict=True)
             hit = rows >= 0
             vectors = vectors.copy()
             vectors[hit] = state.embeddings[rows[hit]]
@@ -390,11 +349,13 @@ class NudgeEmbeddings(Embeddings):
         adapter = get_adapter(vectorstore_cls)
         adapter.check_variant(self.variant, None, **kwargs)
         docs = list(documents)
-        vectors = (
-            np.asarray(self.embed_documents([d.page_content for d in docs], ids=[d.id for d in docs]), dtype=np.float32)
-            if docs
-            else np.zeros((0, 0), dtype=np.float32)
-        )
+        vectors = np.zeros((0, 0), dtype=np.float32)
+        if docs:  # the documents' ids are known here: match by id only
+            texts = [d.page_content for d in docs]
+            state, rows = self._split(texts, [d.id for d in docs], strict=True)
+            misses = [t for t, r in zip(texts, rows) if r < 0]
+            base = self.underlying_embeddings.embed_documents(misses) if misses else []
+            vectors = np.asarray(self._merge(state, rows, texts, base), dtype=np.float32)
         return adapter.build(vectorstore_cls, docs, vectors, self, self.variant, **kwargs)
 
     # ------------------------------------------------------------------------------------------ persistence
@@ -409,9 +370,13 @@ class NudgeEmbeddings(Embeddings):
     def load(cls, path: str | os.PathLike, underlying_embeddings: Embeddings, **kwargs: Any) -> NudgeEmbeddings:
         """A wrapper around ``underlying_embeddings`` with the vectors saved by :meth:`save`.
 
-        The variant comes from the file; ``kwargs`` (``gamma``, ``solver_params``) only matter for a later refit.
+        The file is validated (a damaged or foreign file raises ``ValueError`` naming it). When the base model
+        tells its vector size without being called (``size``, ``dimensions`` or ``dimension``; a
+        sentence-transformers ``client``), a file of another size is refused here; otherwise the first base
+        model vector of another size is. The variant comes from the file; ``kwargs`` (``gamma``,
+        ``solver_params``) only matter for a later refit.
         """
-        state, _ = load_state(path)
+        state, _ = load_state(path, known_dimension(underlying_embeddings))
         out = cls(underlying_embeddings, variant=state.variant, **kwargs)
         out._state = state
         return out

@@ -23,6 +23,7 @@ __all__ = [
     "FAISSAdapter",
     "register_adapter",
     "get_adapter",
+    "read_source",
     "FAISS_INSTALL_HINT",
 ]
 
@@ -278,3 +279,43 @@ def _stack(vectors: Sequence[Any], name: str) -> np.ndarray:
     if len(dims) != 1:
         raise ValueError(f"{name} holds vectors of different dimensions: {sorted(dims)}")
     return np.asarray(vectors, dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------------------------- reading a source
+def read_source(source: VectorStore | Sequence[Document], base: Embeddings) -> tuple[list[Document], np.ndarray, str]:
+    """The documents a fit runs on, their vectors (row-aligned) and a name of the source.
+
+    A vector store's stored vectors are read as they are (through its adapter); a list of ``Document`` is
+    embedded once with ``base``. Empty sources and malformed inputs raise with a clear message.
+    """
+    if isinstance(source, VectorStore):
+        adapter = get_adapter(source)
+        emb = getattr(source, "embeddings", None)
+        if type(emb).__name__ == "NudgeEmbeddings" and getattr(emb, "is_fitted", False):
+            warnings.warn(
+                "this vector store already holds nudged vectors (its embeddings are a fitted NudgeEmbeddings); "
+                "fitting on it nudges them again. Fit on the original store to start from the base vectors.",
+                UserWarning,
+                stacklevel=3,
+            )
+        docs, vectors = adapter.extract(source)
+        kind = adapter.name
+    elif isinstance(source, (list, tuple)):
+        docs = list(source)
+        for n, doc in enumerate(docs):
+            if not isinstance(doc, Document):
+                raise TypeError(f"source[{n}] must be a langchain_core Document, got {type(doc).__name__}")
+        vectors = np.zeros((0, 0), dtype=np.float32)
+        if docs:
+            raw = base.embed_documents([d.page_content for d in docs])
+            if len(raw) != len(docs):
+                raise ValueError(f"the base embeddings returned {len(raw)} vectors for {len(docs)} documents")
+            vectors = np.asarray(raw, dtype=np.float32)
+        kind = "documents"
+    else:
+        raise TypeError(f"source must be a vector store or a list of Document, got {type(source).__name__}")
+    if not docs:
+        raise ValueError("the source holds no documents")
+    if vectors.ndim != 2 or vectors.shape[0] != len(docs):
+        raise ValueError(f"expected one vector per document, got an array of shape {vectors.shape}")
+    return docs, vectors, kind

@@ -12,6 +12,8 @@ import pytest
 from langchain_core.vectorstores import InMemoryVectorStore
 from langchain_nudge import NudgeEmbeddings
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # a second Python process
+
 WORKER = Path(__file__).with_name("restart_worker.py")
 
 

@@ -18,7 +18,8 @@ import pytest
 from langchain_core.vectorstores import InMemoryVectorStore
 from langchain_nudge import NudgeEmbeddings, generate_questions
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+# the real model, FAISS and the full SciFact corpus
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,7 @@ def test_inmemory_swap_in_improves_held_out_retrieval(scifact, emb, sup):
     live_before = (emb.live_documents, emb.live_queries)
 
     nudged_emb = NudgeEmbeddings(emb)
-    nudged = nudged_emb.fit_vectorstore(store, scifact.pairs("train"))
+    nudged = nudged_emb.fit_vectorstore(store, scifact.pairs("train"), val_fraction=0.2)  # the default is 0.1
 
     report = nudged_emb.report_
     n_questions = len(scifact.answers("train"))  # distinct claim texts (a few train claims share a text)

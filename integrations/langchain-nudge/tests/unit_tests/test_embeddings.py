@@ -131,13 +131,13 @@ async def test_async_variants_match_sync(fitted, docs):
 
 # ------------------------------------------------------------------------------------------ fitting
 def test_validation_split_is_carved_when_none_given(base, docs, pairs):
-    w = NudgeEmbeddings(base).fit(docs, pairs, seed=3)
+    w = NudgeEmbeddings(base).fit(docs, pairs, seed=3, val_fraction=0.2)  # default 0.1 (nudge_rag.finetune)
     r = w.report_
     assert r["validation"] == "carved" and r["n_val_questions"] == 12 and r["n_train_questions"] == 48
     gammas, scores = w.validation_curve_
     assert gammas.shape == scores.shape and gammas[0] == 0.0
     assert r["val_score"] >= r["val_base_score"]
-    again = NudgeEmbeddings(base).fit(docs, pairs, seed=3)
+    again = NudgeEmbeddings(base).fit(docs, pairs, seed=3, val_fraction=0.2)
     np.testing.assert_array_equal(again.embeddings_, w.embeddings_)  # deterministic
 
 

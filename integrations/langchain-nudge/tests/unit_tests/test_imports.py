@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import langchain_nudge
+import pytest
 from langchain_nudge import embeddings, vectorstores
 
 EXPECTED_ALL = [
@@ -34,6 +35,7 @@ def test_subpackage_all() -> None:
     )
 
 
+@pytest.mark.integration  # a subprocess importing the package cold
 def test_import_needs_only_langchain_core_and_nudge_rag() -> None:
     """langchain-community and faiss are imported lazily (only when a FAISS store is used)."""
     code = (

@@ -241,3 +241,25 @@ def make_adapter(index: Any) -> VectorStoreAdapter:
         "(the default) and QdrantVectorStore. Build the index with one of them, or pass the nodes (with their "
         "embeddings) instead of the index."
     )
+
+
+def new_store_similarity(vector_store: Any) -> tuple[str, str]:
+    """(similarity, store name) a store will use for an index built from nodes (before any collection exists)."""
+    name = vector_store.class_name() if hasattr(vector_store, "class_name") else type(vector_store).__name__
+    if name == "SimpleVectorStore":
+        return COSINE, "SimpleVectorStore"
+    if name == "QdrantVectorStore":
+        client = getattr(vector_store, "client", None)
+        if client is not None and client.collection_exists(vector_store.collection_name):
+            raise ValueError(
+                f"Qdrant collection {vector_store.collection_name!r} already exists; to fine-tune what it holds, "
+                "pass VectorStoreIndex.from_vector_store(...) instead of nodes"
+            )
+        config = getattr(vector_store, "_dense_config", None)
+        distance = str(getattr(getattr(config, "distance", None), "value", "Cosine"))
+        sim = {"Cosine": COSINE, "Dot": INNER_PRODUCT, "Euclid": EUCLIDEAN}.get(distance, distance)
+        return sim, f"Qdrant collection {vector_store.collection_name!r}"
+    raise NotImplementedError(
+        f"NUDGE fine-tuning cannot build into a {name} yet; supported: SimpleVectorStore and QdrantVectorStore"
+    )
+

@@ -1,8 +1,12 @@
-"""``NudgeFinetuneEngine``: NUDGE fine-tuning of the document vectors stored in a ``VectorStoreIndex``."""
+"""``NudgeFinetuneEngine``: NUDGE fine-tuning of the document vectors stored in a ``VectorStoreIndex``.
+
+Framework-specific work only: capturing the stored vectors (:mod:`llama_index.nudge._capture`), reading and
+writing the vector store (:mod:`llama_index.nudge._stores`), embedding questions with the base embed model.
+Grouping pairs, carving validation questions, the estimator and the report come from :mod:`nudge_rag.finetune`.
+"""
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
@@ -15,28 +19,38 @@ import numpy as np
 from llama_index.core import StorageContext, VectorStoreIndex
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.llms import LLM
-from llama_index.core.schema import BaseNode, MetadataMode
+from llama_index.core.schema import BaseNode
 from llama_index.core.settings import Settings
 from llama_index.core.storage.storage_context import DEFAULT_PERSIST_DIR
 from nudge_rag._files import atomic_write_text
-from llama_index.nudge._stores import COSINE, EUCLIDEAN, INNER_PRODUCT, Snapshot, VectorStoreAdapter, make_adapter
-from llama_index.nudge.dataset import PairsInput, QuestionSet, collect_questions, split_questions
-from llama_index.nudge.generate import generate_question_pairs
-from llama_index.nudge.report import REPORT_FILENAME, NudgeFinetuneReport
+from nudge_rag.finetune import (
+    DEFAULT_VAL_FRACTION,
+    VARIANTS,
+    Questions,
+    canonical_variant,
+    finetune_pairs,
+    make_model,
+)
 
 import nudge_rag
-from nudge_rag import DEFAULT_METRICS, NudgeM, NudgeN, QueryAnswers, evaluate
+from llama_index.nudge._capture import Captured, check_unique, embed_missing, node_text, rows_to_write
+from llama_index.nudge._stores import (
+    COSINE,
+    EUCLIDEAN,
+    INNER_PRODUCT,
+    VectorStoreAdapter,
+    make_adapter,
+    new_store_similarity,
+)
+from llama_index.nudge.dataset import PairsInput, check_nodes, collect_questions
+from llama_index.nudge.generate import generate_question_pairs
+from llama_index.nudge.report import REPORT_FILENAME, NudgeFinetuneReport, package_versions
 
 __all__ = ["NudgeFinetuneEngine", "VARIANTS", "MODEL_FILENAME", "STATE_FILENAME"]
 
-logger = logging.getLogger(__name__)
-
-VARIANTS = ("nudge-n", "nudge-m")
 MODEL_FILENAME = "nudge_model.npz"
 STATE_FILENAME = "nudge_state.json"
-_VAL_METRIC_M = "hit@1"
-# A stored vector counts as unchanged when it differs from the target by less than this (relative L2).
-_SAME_TOL = 1e-6
+logger = logging.getLogger(__name__)
 
 
 class NudgeFinetuneEngine:
@@ -103,7 +117,7 @@ class NudgeFinetuneEngine:
         llm: LLM | None = None,
         variant: str = "nudge-n",
         gamma: float | None = None,
-        val_fraction: float = 0.1,
+        val_fraction: float = DEFAULT_VAL_FRACTION,
         seed: int = 0,
         num_questions_per_chunk: int = 2,
         generate_for: Sequence[str] | None = None,
@@ -113,11 +127,9 @@ class NudgeFinetuneEngine:
         storage_context: StorageContext | None = None,
         show_progress: bool = False,
     ) -> None:
-        if variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+        self.variant = canonical_variant(variant)
         if not 0 < val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
-        self.variant = variant
         self.gamma = gamma
         self.val_fraction = val_fraction
         self.seed = seed
@@ -130,7 +142,7 @@ class NudgeFinetuneEngine:
         self._train_source = train_dataset
         self._val_source = val_dataset
         self._llm = llm
-        self._make_model()  # validates gamma / nudge_kwargs early
+        make_model(self.variant, gamma=gamma, **self.nudge_kwargs)  # validates gamma / nudge_kwargs early
 
         if isinstance(index, VectorStoreIndex):
             self._index: VectorStoreIndex | None = index
@@ -138,37 +150,32 @@ class NudgeFinetuneEngine:
             self._storage_context = index.storage_context
             self._embed_model = embed_model or getattr(index, "_embed_model", None) or Settings.embed_model
             self._adapter: VectorStoreAdapter | None = make_adapter(index)
-            similarity = self._adapter.similarity
-            store_name = self._adapter.store_name
+            similarity, store_name = self._adapter.similarity, self._adapter.store_name
         elif isinstance(index, Sequence) and not isinstance(index, (str, bytes)):
             nodes = list(index)
             if not nodes or not all(isinstance(n, BaseNode) for n in nodes):
                 raise TypeError("index must be a VectorStoreIndex or a non-empty sequence of nodes (BaseNode)")
-            self._check_unique([n.node_id for n in nodes], "the given nodes")
-            self._index = None
-            self._nodes = nodes
+            check_unique([n.node_id for n in nodes], "the given nodes")
+            self._index, self._nodes, self._adapter = None, nodes, None
             self._storage_context = storage_context or StorageContext.from_defaults()
             self._embed_model = embed_model or Settings.embed_model
-            self._adapter = None
-            similarity, store_name = _new_store_similarity(self._storage_context.vector_store)
+            similarity, store_name = new_store_similarity(self._storage_context.vector_store)
         else:
             raise TypeError(f"index must be a VectorStoreIndex or a sequence of nodes, got {type(index).__name__}")
         if similarity not in (COSINE, INNER_PRODUCT, EUCLIDEAN):
             raise ValueError(f"the {store_name} uses a distance NUDGE cannot support ({similarity})")
-        if variant == "nudge-m" and similarity != INNER_PRODUCT:
+        if self.variant == "nudge-m" and similarity != INNER_PRODUCT:
             raise ValueError(
                 f"NUDGE-M vectors are not unit-norm and rank correctly only under inner product, but the "
                 f"{store_name} searches by {similarity}. Use variant='nudge-n' (the default; unit-norm vectors, "
                 "correct under cosine), or a Qdrant collection created for dot product, e.g. "
                 "QdrantVectorStore(..., dense_config=VectorParams(size=dim, distance=Distance.DOT))."
             )
-        self._store_similarity = similarity
-        self._store_name = store_name
-
-        # fitted state
+        self._store_similarity, self._store_name = similarity, store_name
+        # fitted state: the model, the node id of each solver row, the vectors as captured (rows as _row_ids)
         self._model: Any = None
-        self._row_ids: list[str] = []  # node id of each solver row
-        self._base: np.ndarray | None = None  # vectors as captured, before nudging (rows as _row_ids)
+        self._row_ids: list[str] = []
+        self._base: np.ndarray | None = None
         self._report: NudgeFinetuneReport | None = None
 
     # ------------------------------------------------------------------------------------------ public
@@ -188,108 +195,47 @@ class NudgeFinetuneEngine:
         """
         seconds: dict[str, float] = {}
         t = time.perf_counter()
-        corpus = self._capture(seconds)
-        node_row = {nid: i for i, nid in enumerate(corpus.node_ids)}
-        generation = None
-
-        t1 = time.perf_counter()
-        train = collect_questions(self._train_source, "train_dataset")
-        if train is None:
-            if self.generate_for is not None:
-                unknown = [n for n in self.generate_for if n not in node_row]
-                if unknown:
-                    raise ValueError(
-                        f"generate_for names {len(unknown)} node id(s) not in the index (first: {unknown[0]!r})"
-                    )
-            result = generate_question_pairs(
-                corpus.nodes(None if self.generate_for is None else [node_row[n] for n in self.generate_for]),
-                self._llm or Settings.llm,
-                num_questions_per_chunk=self.num_questions_per_chunk,
-                output_path=self.generation_path,
-                show_progress=self.show_progress,
-                **self.generation_kwargs,
-            )
-            generation = result.stats()
-            train = collect_questions(result.dataset, "generated questions")
-            seconds["generate"] = time.perf_counter() - t1
+        cap, deleted = self._capture()
+        seconds["capture"] = time.perf_counter() - t
+        node_row = {nid: i for i, nid in enumerate(cap.node_ids)}
+        train, generation = self._training_questions(cap, node_row, seconds)
         val = collect_questions(self._val_source, "val_dataset")
-        train.check_nodes(node_row, "train_dataset")
-        if val is not None:
-            val.check_nodes(node_row, "val_dataset")
-        if len(train) == 0:
-            raise ValueError(
-                f"train_dataset has no usable training pairs ({train.n_dropped} question(s) dropped for an empty "
-                "text or no node id)"
-            )
-        val_source = "given" if val is not None else "none"
-        if val is None and self.gamma is None:
-            train, val = split_questions(train, self.val_fraction, self.seed)
-            val_source = "carved"
-        elif val is not None and len(val) == 0:
-            raise ValueError("val_dataset has no usable question")
+        for qs, name in ((train, "train_dataset"), (val, "val_dataset")):
+            if qs is not None:
+                check_nodes(qs, node_row, name, deleted)
+        result = finetune_pairs(
+            cap.vectors,
+            train,
+            val,
+            row_of=node_row,
+            embed_queries=lambda texts: self._embed_queries(texts, cap.dim),
+            variant=self.variant,
+            gamma=self.gamma,
+            val_fraction=self.val_fraction,
+            seed=self.seed,
+            **self._solver_args(),
+        )
+        model = result.model
 
-        t1 = time.perf_counter()
-        train_qa = self._query_answers(train, node_row, corpus.dim)
-        val_qa = None if val is None else self._query_answers(val, node_row, corpus.dim)
-        seconds["embed_questions"] = time.perf_counter() - t1
-
-        t1 = time.perf_counter()
-        model = self._make_model()
-        model.fit(corpus.vectors, train_qa, val_qa)
-        seconds["fit"] = time.perf_counter() - t1
-
-        changed = _changed_rows(corpus.current(), corpus.missing, model.embeddings_, self._store_similarity)
         t1 = time.perf_counter()
         if self._index is None:
-            index = self._build_index(corpus, model.embeddings_, changed)
+            out = cap.vectors.copy()
+            out[model.patch_.rows] = model.patch_.new
+            out[cap.missing] = model.embeddings_[cap.missing]
+            index, n_written = self._build_index(out), len(cap.node_ids)
         else:
             index = self._index
-            rows = np.flatnonzero(changed)
-            self._adapter.write(
-                [corpus.store_ids[i] for i in rows],
-                [corpus.node_ids[i] for i in rows],
-                model.embeddings_[rows],
-                [corpus.stored[i] for i in rows],
-            )
+            prev = np.zeros(0, dtype=np.int64) if self._model is None else self._model.patch_.rows
+            n_written = self._write(cap, model, np.r_[model.patch_.rows, prev, np.flatnonzero(cap.missing)], deleted)
         seconds["write"] = time.perf_counter() - t1
-
-        report = NudgeFinetuneReport(
-            variant=self.variant,
-            similarity=model.similarity_,
-            vector_store={"name": self._store_name, "similarity": self._store_similarity},
-            gamma=float(model.gamma_),
-            val_metric=self._val_metric(),
-            gammas=_floats(model.gammas_) if model.val_scores_ is not None else [],
-            val_scores=_floats(model.val_scores_),
-            val_score=model.val_score_,
-            val_base_score=model.val_base_score_,
-            n_documents=len(corpus.node_ids),
-            dimension=corpus.dim,
-            n_moved=int(model.n_moved_),
-            n_written=int(changed.sum()) if self._index is not None else len(corpus.node_ids),
-            n_embedded_nodes=int(corpus.missing.sum()),
-            n_train_questions=len(train),
-            n_train_pairs=train.n_pairs,
-            n_val_questions=0 if val is None else len(val),
-            n_dropped_questions=train.n_dropped + (0 if val is None else val.n_dropped),
-            val_source=val_source,
-            generation=generation,
-            versions=_versions(),
-        )
-        if val_qa is not None:
-            report.val_metrics_before = self._metrics(corpus.vectors, val_qa, base=True)
-            report.val_metrics_after = self._metrics(model.embeddings_, val_qa, base=False)
         seconds["total"] = time.perf_counter() - t
-        report.seconds = {k: round(v, 4) for k, v in seconds.items()}
+        report = self._extend(result.report, n_written, int(cap.missing.sum()), generation, seconds)
 
         # commit the engine state only now that the store holds the new vectors
         self._index = index
         if self._adapter is None:
             self._adapter = make_adapter(index)
-        self._model = model
-        self._row_ids = list(corpus.node_ids)
-        self._base = corpus.vectors
-        self._report = report
+        self._model, self._row_ids, self._base, self._report = model, list(cap.node_ids), cap.vectors, report
         return report
 
     def get_finetuned_index(self, **kwargs: Any) -> VectorStoreIndex:
@@ -359,94 +305,71 @@ class NudgeFinetuneEngine:
             raise ValueError("insert needs nodes, train_dataset or val_dataset")
         t = time.perf_counter()
         snap = self._adapter.snapshot()
-        self._check_unique(snap.node_ids, f"the {self._store_name}")
+        check_unique(snap.node_ids, f"the {self._store_name}")
         where = {nid: i for i, nid in enumerate(snap.node_ids)}
-        gone = [n for n in self._row_ids if n not in where]
-        if gone:
-            raise ValueError(
-                f"{len(gone)} node(s) fine-tuned earlier are no longer in the index (first: {gone[0]!r}); "
-                "run finetune() on a new engine instead of insert()"
-            )
+        deleted = {n for n in self._row_ids if n not in where or snap.vectors[where[n]] is None}
         known = set(self._row_ids)
         adopted = [i for i, nid in enumerate(snap.node_ids) if nid not in known]
         new_nodes = list(nodes or [])
         if not all(isinstance(n, BaseNode) for n in new_nodes):
             raise TypeError("nodes must be LlamaIndex nodes (BaseNode)")
-        self._check_unique([n.node_id for n in new_nodes], "the new nodes")
-        clash = [n.node_id for n in new_nodes if n.node_id in where]
+        check_unique([n.node_id for n in new_nodes], "the new nodes")
+        clash = [n.node_id for n in new_nodes if n.node_id in where or n.node_id in known]
         if clash:
             raise ValueError(f"{len(clash)} new node id(s) already exist in the index (first: {clash[0]!r})")
-        empty = [n.node_id for n in new_nodes if not n.get_content(metadata_mode=MetadataMode.EMBED).strip()]
+        empty = [n.node_id for n in new_nodes if not node_text(n).strip()]
         if empty:
             raise ValueError(f"{len(empty)} new node(s) have no text to index (first: {empty[0]!r})")
 
         dim = self._base.shape[1]
-        # vectors of the documents taken in: stored ones as they are, the others embedded in batches
-        adopted_vecs, adopted_missing = self._vectors_of(
-            [snap.vectors[i] for i in adopted], [snap.node_ids[i] for i in adopted], dim, None
+        # documents taken in (inserted into the index directly) and new nodes: stored vectors, else embedded
+        adopted_ids = [snap.node_ids[i] for i in adopted]
+        adopted_vecs, adopted_missing = self._embed_missing(
+            [snap.vectors[i] for i in adopted], dim, lambda rows: self._adapter.get_nodes([adopted_ids[i] for i in rows])
         )
-        new_vecs, new_missing = self._vectors_of([n.embedding for n in new_nodes], None, dim, new_nodes)
-        row_ids = self._row_ids + [snap.node_ids[i] for i in adopted] + [n.node_id for n in new_nodes]
+        new_vecs, new_missing = self._embed_missing(
+            [n.embedding for n in new_nodes], dim, lambda rows: [new_nodes[i] for i in rows]
+        )
+        row_ids = self._row_ids + adopted_ids + [n.node_id for n in new_nodes]
         node_row = {nid: i for i, nid in enumerate(row_ids)}
 
         train = collect_questions(train_dataset, "train_dataset")
         val = collect_questions(val_dataset, "val_dataset")
         for qs, name in ((train, "train_dataset"), (val, "val_dataset")):
             if qs is not None:
-                qs.check_nodes(node_row, name)
+                check_nodes(qs, node_row, name, deleted)
         if train is not None and len(train) == 0 and val is None:
             raise ValueError("train_dataset has no usable training pairs")
         if train is not None and len(train) == 0:
             train = None
         if val is None and train is not None and len(train) >= 2 and self._model.val_ is not None:
-            train, val = split_questions(train, self.val_fraction, self.seed)
+            train, val = train.carve(self.val_fraction, self.seed)
         if val is not None and len(val) == 0:
             raise ValueError("val_dataset has no usable question")
 
         extra = np.concatenate([adopted_vecs, new_vecs]) if adopted or new_nodes else None
-        model = copy.deepcopy(self._model)
-        model.insert(
+        model = self._model.inserted(
             new_embeddings=extra,
-            train=None if train is None else self._query_answers(train, node_row, dim),
-            val=None if val is None else self._query_answers(val, node_row, dim),
+            train=None if train is None else train.query_answers(self._embed_queries(list(train.texts), dim), node_row),
+            val=None if val is None else val.query_answers(self._embed_queries(list(val.texts), dim), node_row),
         )
-        n_old = len(self._row_ids)
-        n_ex = n_old + len(adopted)  # rows already in the store
-        base = self._base if extra is None else np.concatenate([self._base, extra])
-        ex_rows = [where[r] for r in row_ids[:n_ex]]  # their positions in the snapshot
-        ex_stored = [snap.vectors[j] for j in ex_rows]
-        ex_missing = np.array([v is None for v in ex_stored], dtype=bool)
-        changed_ex = _changed_rows(_stack(ex_stored, dim), ex_missing, model.embeddings_[:n_ex], self._store_similarity)
+        n_ex = len(self._row_ids) + len(adopted)  # rows already in the store
+        cap = Captured(
+            row_ids[:n_ex],
+            [snap.store_ids[where[r]] if r in where else None for r in row_ids[:n_ex]],
+            [snap.vectors[where[r]] if r in where else None for r in row_ids[:n_ex]],
+            np.concatenate([self._base, adopted_vecs]),
+            np.zeros(n_ex, dtype=bool),
+            None,
+        )
+        moved = np.r_[model.patch_.rows, self._model.patch_.rows]
+        candidates = np.r_[moved[moved < n_ex], len(self._row_ids) + np.flatnonzero(adopted_missing)]
         # new nodes keep the vectors they came with unless NUDGE moved them
-        moved_new = _changed_rows(
-            new_vecs, np.zeros(len(new_nodes), dtype=bool), model.embeddings_[n_ex:], self._store_similarity
-        )
-        new_out = np.where(moved_new[:, None], model.embeddings_[n_ex:], new_vecs)
+        new_out = new_vecs.copy()
+        new_moved = model.patch_.rows[model.patch_.rows >= n_ex]
+        new_out[new_moved - n_ex] = model.patch_.new[model.patch_.rows >= n_ex]
+        n_written = self._write(cap, model, candidates, deleted, new_nodes=new_nodes, new_vectors=new_out)
 
-        # write: vectors of entries already in the store, then the new nodes; undo both on failure
-        existing = np.flatnonzero(changed_ex)
-        w_store = [snap.store_ids[ex_rows[i]] for i in existing]
-        w_nodes = [snap.node_ids[ex_rows[i]] for i in existing]
-        w_old = [ex_stored[i] for i in existing]
-        self._adapter.write(w_store, w_nodes, model.embeddings_[existing], w_old)
-        if new_nodes:
-            copies = []
-            for node, vec in zip(new_nodes, new_out):
-                c = node.model_copy()
-                c.embedding = vec.tolist()
-                copies.append(c)
-            try:
-                self._index.insert_nodes(copies)
-            except Exception:
-                try:
-                    self._index.delete_nodes([n.node_id for n in new_nodes], delete_from_docstore=True)
-                except Exception:  # pragma: no cover - best effort
-                    logger.exception("could not remove partly inserted nodes")
-                self._adapter.put_back(w_store, w_old, w_nodes)
-                raise
-        n_written = int(changed_ex.sum()) + len(new_nodes)
-
-        report = self._report
         entry = {
             "n_new_nodes": len(new_nodes),
             "n_adopted_nodes": len(adopted),
@@ -458,18 +381,14 @@ class NudgeFinetuneEngine:
             "val_base_score": model.val_base_score_,
             "seconds": round(time.perf_counter() - t, 4),
         }
-        if model.val_ is not None:
-            entry["val_metrics_after"] = self._metrics(model.embeddings_, model.val_, base=False)
+        report = self._report
         report.inserts.append(entry)
-        report.n_documents = len(row_ids)
-        report.n_moved = int(model.n_moved_)
+        report.refresh(model)
         report.n_train_questions += entry["n_train_questions"]
         report.n_train_pairs += 0 if train is None else train.n_pairs
         report.n_val_questions += entry["n_val_questions"]
-        report.val_score, report.val_base_score = model.val_score_, model.val_base_score_
-        if model.val_scores_ is not None:
-            report.gammas, report.val_scores = _floats(model.gammas_), _floats(model.val_scores_)
-        self._model, self._row_ids, self._base = model, row_ids, base
+        self._model, self._row_ids = model, row_ids
+        self._base = self._base if extra is None else np.concatenate([self._base, extra])
         return report
 
     def persist(self, persist_dir: str | os.PathLike = DEFAULT_PERSIST_DIR) -> None:
@@ -521,238 +440,142 @@ class NudgeFinetuneEngine:
         if index is None:
             extra = {} if embed_model is None else {"embed_model": embed_model}
             index = load_index_from_storage(StorageContext.from_defaults(persist_dir=str(path)), **extra)
-        kwargs.setdefault("val_fraction", state.get("val_fraction", 0.1))
+        kwargs.setdefault("val_fraction", state.get("val_fraction", DEFAULT_VAL_FRACTION))
         kwargs.setdefault("seed", state.get("seed", 0))
         engine = cls(index, embed_model=embed_model, variant=state["variant"], **kwargs)
         model = nudge_rag.load(path / MODEL_FILENAME)
         rows = list(state["row_node_ids"])
         if model.embeddings_.shape[0] != len(rows):
             raise ValueError(f"{path}: the solver state has {model.embeddings_.shape[0]} rows for {len(rows)} nodes")
-        base = np.array(model.embeddings_, dtype=np.float32, copy=True)
-        base[model.train_docs_] = model.train_base_
-        engine._model, engine._row_ids, engine._base = model, rows, base
+        engine._model, engine._row_ids = model, rows
+        engine._base = model.patch_.revert(model.embeddings_).astype(np.float32, copy=False)  # the original rows
         engine._report = NudgeFinetuneReport.load(path / REPORT_FILENAME)
         return engine
 
     # ------------------------------------------------------------------------------------------ internals
-    def _make_model(self) -> Any:
-        if self.variant == "nudge-n":
-            return NudgeN(gamma=self.gamma, **self.nudge_kwargs)
-        return NudgeM(gamma=self.gamma, **self.nudge_kwargs)
-
-    def _val_metric(self) -> str:
-        return self.nudge_kwargs.get("metric", "recall@1") if self.variant == "nudge-n" else _VAL_METRIC_M
+    def _solver_args(self) -> dict[str, Any]:
+        params = dict(self.nudge_kwargs)
+        base_sim = "inner_product" if self._store_similarity == INNER_PRODUCT else "cosine"
+        return {"metric": params.pop("metric", None), "params": params, "base_similarity": base_sim,
+                "report_cls": NudgeFinetuneReport}
 
     def _check_fitted(self) -> None:
         if self._model is None:
             raise RuntimeError("call finetune() first")
 
-    @staticmethod
-    def _check_unique(ids: Sequence[str], what: str) -> None:
-        if len(set(ids)) != len(ids):
-            seen: set[str] = set()
-            dup = next(i for i in ids if i in seen or seen.add(i))
-            raise ValueError(f"{what} hold node id {dup!r} more than once")
+    def _embed_missing(self, stored, dim, nodes_of) -> tuple[np.ndarray, np.ndarray]:
+        return embed_missing(stored, dim, nodes_of, self._embed_model, self.show_progress)
 
-    def _capture(self, seconds: dict[str, float]) -> _Corpus:
-        """Node ids and vectors as stored (rows in a stable order); nodes without one are embedded."""
-        t = time.perf_counter()
+    def _capture(self) -> tuple[Captured, set[str]]:
+        """Node ids and vectors as stored (rows in a stable order; nodes without one are embedded), and the
+        ids of nodes deleted since the last fit (their rows stay in the solver but are never written)."""
         if self._index is None:
             nodes = self._nodes
-            empty = [n.node_id for n in nodes if not n.get_content(metadata_mode=MetadataMode.EMBED).strip()]
+            empty = [n.node_id for n in nodes if not node_text(n).strip()]
             if empty:
                 raise ValueError(f"{len(empty)} node(s) have no text to index (first: {empty[0]!r})")
-            snap = Snapshot([n.node_id for n in nodes], [n.node_id for n in nodes], [n.embedding for n in nodes])
-            get_nodes = lambda ids: [nodes[i] for i in ids]  # noqa: E731
-        else:
-            snap = self._adapter.snapshot()
-            if not snap.node_ids:
-                raise ValueError(f"the index is empty: the {self._store_name} holds no node")
-            self._check_unique(snap.node_ids, f"the {self._store_name}")
-            get_nodes = lambda ids: self._adapter.get_nodes([snap.node_ids[i] for i in ids])  # noqa: E731
-        if self._model is not None:  # refit: start again from the vectors captured the first time
-            if set(snap.node_ids) != set(self._row_ids) or len(snap.node_ids) != len(self._row_ids):
-                raise ValueError(
-                    "the index holds other nodes than when it was fine-tuned; use insert() to add nodes and "
-                    "pairs, or build a new engine on an index with the original vectors"
-                )
-            pos = {nid: i for i, nid in enumerate(snap.node_ids)}
-            order = [pos[n] for n in self._row_ids]
-            corpus = _Corpus(
-                node_ids=list(self._row_ids),
-                store_ids=[snap.store_ids[i] for i in order],
-                stored=[snap.vectors[i] for i in order],
-                vectors=self._base,
-                missing=np.array([snap.vectors[i] is None for i in order]),
-                get_nodes=lambda ids: get_nodes([order[i] for i in ids]),
-            )
-            seconds["capture"] = time.perf_counter() - t
-            return corpus
-        vectors, missing = self._vectors_of(snap.vectors, None, None, None, get_nodes=get_nodes)
-        seconds["capture"] = time.perf_counter() - t
-        return _Corpus(snap.node_ids, snap.store_ids, snap.vectors, vectors, missing, get_nodes)
-
-    def _vectors_of(
-        self,
-        stored: Sequence[Any],
-        node_ids: Sequence[str] | None,
-        dim: int | None,
-        nodes: Sequence[BaseNode] | None,
-        *,
-        get_nodes: Any = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """(n, d) float32 vectors: stored ones as given, missing ones embedded in batches; checks dims."""
-        missing = np.array([v is None for v in stored], dtype=bool)
-        dims: dict[int, int] = {}
-        for v in stored:
-            if v is not None:
-                dims[len(v)] = dims.get(len(v), 0) + 1
-        if dim is not None:
-            dims.setdefault(dim, 0)
-        if len(dims) > 1:
-            desc = ", ".join(f"{n} vector(s) of dimension {d}" for d, n in sorted(dims.items()))
+            ids, get = [n.node_id for n in nodes], lambda rows: [nodes[i] for i in rows]
+            vectors, missing = self._embed_missing([n.embedding for n in nodes], None, get)
+            return Captured(ids, ids, [n.embedding for n in nodes], vectors, missing, get), set()
+        snap = self._adapter.snapshot()
+        if not snap.node_ids:
+            raise ValueError(f"the index is empty: the {self._store_name} holds no node")
+        check_unique(snap.node_ids, f"the {self._store_name}")
+        if self._model is None:
+            get = lambda rows: self._adapter.get_nodes([snap.node_ids[i] for i in rows])  # noqa: E731
+            vectors, missing = self._embed_missing(snap.vectors, None, get)
+            return Captured(snap.node_ids, snap.store_ids, snap.vectors, vectors, missing, get), set()
+        # refit: start again from the vectors captured the first time
+        pos = {nid: i for i, nid in enumerate(snap.node_ids)}
+        if any(n not in set(self._row_ids) for n in pos):
             raise ValueError(
-                f"mixed embedding dimensions: {desc}. All document vectors must come from the same embed model."
+                "the index holds other nodes than when it was fine-tuned; use insert() to add nodes and "
+                "pairs, or build a new engine on an index with the original vectors"
             )
-        if not len(stored):
-            return np.zeros((0, dim or 0), dtype=np.float32), missing
-        rows = np.flatnonzero(missing)
-        fresh: list[list[float]] = []
-        if rows.size:
-            if nodes is not None:
-                todo = [nodes[i] for i in rows]
-            elif get_nodes is not None:
-                todo = get_nodes(rows.tolist())
-            else:
-                todo = self._adapter.get_nodes([node_ids[i] for i in rows])
-            texts = [n.get_content(metadata_mode=MetadataMode.EMBED) for n in todo]
-            fresh = self._embed_model.get_text_embedding_batch(texts, show_progress=self.show_progress)
-            got = {len(v) for v in fresh} | set(dims)
-            if len(got) > 1:
-                raise ValueError(
-                    f"mixed embedding dimensions: the embed model produces {sorted({len(v) for v in fresh})} "
-                    f"but the index stores vectors of dimension {sorted(dims)}"
-                )
-        d = len(fresh[0]) if fresh else next(iter(dims))
-        out = np.empty((len(stored), d), dtype=np.float32)
-        it = iter(fresh)
-        for i, v in enumerate(stored):
-            out[i] = next(it) if missing[i] else v
-        if not np.isfinite(out).all():
-            raise ValueError("the index holds non-finite (NaN/inf) vector values")
-        zero = np.flatnonzero(~out.any(axis=1))
-        if zero.size:
-            raise ValueError(f"{zero.size} document vector(s) are all zeros (first: row {int(zero[0])})")
-        return out, missing
+        order = [pos.get(n) for n in self._row_ids]
+        stored = [None if j is None else snap.vectors[j] for j in order]
+        cap = Captured(
+            self._row_ids,
+            [None if j is None else snap.store_ids[j] for j in order],
+            stored,
+            self._base,
+            np.zeros(len(order), dtype=bool),
+            lambda rows: self._adapter.get_nodes([self._row_ids[i] for i in rows]),
+        )
+        return cap, {n for n, v in zip(self._row_ids, stored) if v is None}
 
-    def _query_answers(self, qs: QuestionSet, node_row: dict[str, int], dim: int) -> QueryAnswers:
-        vecs = [self._embed_model.get_query_embedding(text) for text in qs.texts]
+    def _training_questions(self, cap: Captured, node_row: dict[str, int], seconds: dict[str, float]):
+        train = collect_questions(self._train_source, "train_dataset")
+        if train is not None:
+            return train, None
+        t = time.perf_counter()
+        if self.generate_for is not None:
+            unknown = [n for n in self.generate_for if n not in node_row]
+            if unknown:
+                raise ValueError(f"generate_for names {len(unknown)} node id(s) not in the index (first: {unknown[0]!r})")
+        result = generate_question_pairs(
+            cap.nodes(None if self.generate_for is None else [node_row[n] for n in self.generate_for]),
+            self._llm or Settings.llm,
+            num_questions_per_chunk=self.num_questions_per_chunk,
+            output_path=self.generation_path,
+            show_progress=self.show_progress,
+            **self.generation_kwargs,
+        )
+        seconds["generate"] = time.perf_counter() - t
+        return collect_questions(result.dataset, "generated questions"), result.stats()
+
+    def _embed_queries(self, texts: list[str], dim: int) -> np.ndarray:
+        vecs = [self._embed_model.get_query_embedding(text) for text in texts]
         bad = {len(v) for v in vecs} - {dim}
         if bad:
             raise ValueError(
                 f"the embed model produces query vectors of dimension {sorted(bad)} but the index stores vectors of "
                 f"dimension {dim}: use the embed model the index was built with"
             )
-        emb = np.asarray(vecs, dtype=np.float32).reshape(len(vecs), dim)
-        return QueryAnswers.from_lists(emb, [[node_row[n] for n in a] for a in qs.answers], ids=qs.ids)
+        return np.asarray(vecs, dtype=np.float32).reshape(len(vecs), dim)
 
-    def _metrics(self, vectors: np.ndarray, qa: QueryAnswers, *, base: bool) -> dict[str, float]:
-        """Validation metrics, searching as the store does (before) or as the variant requires (after)."""
-        if base:
-            sim = "inner_product" if self._store_similarity == INNER_PRODUCT else "cosine"
-        else:
-            sim = "inner_product" if self.variant == "nudge-m" else "cosine"
-        return {k: round(float(v), 6) for k, v in evaluate(vectors, qa, DEFAULT_METRICS, similarity=sim).items()}
+    def _write(self, cap, model, candidates, deleted, *, new_nodes=(), new_vectors=None) -> int:
+        """Write the rows of ``model`` among ``candidates`` (patch rows, rows without a vector) that the store
+        does not already hold, never a deleted node's, then insert ``new_nodes``; undo both on failure."""
+        rows = np.unique(np.asarray(candidates, dtype=np.int64))
+        if self._store_similarity != COSINE:  # the store compares lengths too: unit-normalise what the solver did
+            rows = np.union1d(rows, np.flatnonzero(np.abs(np.linalg.norm(cap.vectors, axis=1) - 1) > 1e-6))
+        rows = np.array([r for r in rows if cap.node_ids[r] not in deleted], dtype=np.int64)
+        rows = rows[rows_to_write(rows, cap.stored, model.embeddings_[rows], self._store_similarity)]
+        w_store, w_nodes = [cap.store_ids[i] for i in rows], [cap.node_ids[i] for i in rows]
+        w_old = [cap.stored[i] for i in rows]
+        self._adapter.write(w_store, w_nodes, model.embeddings_[rows], w_old)
+        if new_nodes:
+            copies = []
+            for node, vec in zip(new_nodes, new_vectors):
+                c = node.model_copy()
+                c.embedding = vec.tolist()
+                copies.append(c)
+            try:
+                self._index.insert_nodes(copies)
+            except Exception:
+                try:
+                    self._index.delete_nodes([n.node_id for n in new_nodes], delete_from_docstore=True)
+                except Exception:  # pragma: no cover - best effort
+                    logger.exception("could not remove partly inserted nodes")
+                self._adapter.put_back(w_store, w_old, w_nodes)
+                raise
+        return int(rows.size) + len(new_nodes)
 
-    def _build_index(self, corpus: _Corpus, nudged: np.ndarray, changed: np.ndarray) -> VectorStoreIndex:
+    def _extend(self, report: NudgeFinetuneReport, n_written, n_embedded, generation, seconds) -> NudgeFinetuneReport:
+        report.vector_store = {"name": self._store_name, "similarity": self._store_similarity}
+        report.n_written, report.n_embedded_nodes, report.generation = n_written, n_embedded, generation
+        report.versions = package_versions()
+        report.seconds = {k: round(v, 4) for k, v in {**report.seconds, **seconds}.items()}
+        return report
+
+    def _build_index(self, vectors: np.ndarray) -> VectorStoreIndex:
         copies = []
-        for i, node in enumerate(self._nodes):
+        for node, vec in zip(self._nodes, vectors):
             c = node.model_copy()
-            c.embedding = (nudged[i] if changed[i] else corpus.vectors[i]).tolist()
+            c.embedding = vec.tolist()
             copies.append(c)
         return VectorStoreIndex(
-            nodes=copies,
-            storage_context=self._storage_context,
-            embed_model=self._embed_model,
+            nodes=copies, storage_context=self._storage_context, embed_model=self._embed_model,
             show_progress=self.show_progress,
         )
-
-
-class _Corpus:
-    """Captured documents: parallel lists over the solver rows."""
-
-    def __init__(self, node_ids, store_ids, stored, vectors, missing, get_nodes) -> None:
-        self.node_ids: list[str] = list(node_ids)
-        self.store_ids: list[str] = list(store_ids)
-        self.stored: list[Any] = list(stored)  # as the store holds them (None: no vector)
-        self.vectors: np.ndarray = vectors  # (N, d) float32, missing ones embedded
-        self.missing: np.ndarray = np.asarray(missing, dtype=bool)
-        self._get_nodes = get_nodes
-
-    @property
-    def dim(self) -> int:
-        return int(self.vectors.shape[1])
-
-    def current(self) -> np.ndarray:
-        """(N, d) vectors as the store holds them now (zeros where it holds none)."""
-        return _stack(self.stored, self.dim)
-
-    def nodes(self, rows: Sequence[int] | None = None) -> list[BaseNode]:
-        return list(self._get_nodes(list(range(len(self.node_ids))) if rows is None else list(rows)))
-
-
-def _stack(vectors: Sequence[Any], dim: int) -> np.ndarray:
-    out = np.zeros((len(vectors), dim), dtype=np.float32)
-    for i, v in enumerate(vectors):
-        if v is not None:
-            out[i] = v
-    return out
-
-
-def _changed_rows(old: np.ndarray, missing: np.ndarray, new: np.ndarray, similarity: str) -> np.ndarray:
-    """Rows whose stored vector must be rewritten to search like ``new`` under the store's similarity."""
-    a = old.astype(np.float64)
-    b = new.astype(np.float64)
-    if similarity == COSINE:  # the store compares directions only
-        a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-30)
-        b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-30)
-    diff = np.linalg.norm(a - b, axis=1)
-    scale = np.maximum(np.linalg.norm(b, axis=1), 1.0)
-    return missing | (diff > _SAME_TOL * scale)
-
-
-def _new_store_similarity(vector_store: Any) -> tuple[str, str]:
-    """Similarity a store will use for an index built from nodes (before any collection exists)."""
-    name = vector_store.class_name() if hasattr(vector_store, "class_name") else type(vector_store).__name__
-    if name == "SimpleVectorStore":
-        return COSINE, "SimpleVectorStore"
-    if name == "QdrantVectorStore":
-        client = getattr(vector_store, "client", None)
-        if client is not None and client.collection_exists(vector_store.collection_name):
-            raise ValueError(
-                f"Qdrant collection {vector_store.collection_name!r} already exists; to fine-tune what it holds, "
-                "pass VectorStoreIndex.from_vector_store(...) instead of nodes"
-            )
-        config = getattr(vector_store, "_dense_config", None)
-        distance = str(getattr(getattr(config, "distance", None), "value", "Cosine"))
-        sim = {"Cosine": COSINE, "Dot": INNER_PRODUCT, "Euclid": EUCLIDEAN}.get(distance, distance)
-        return sim, f"Qdrant collection {vector_store.collection_name!r}"
-    raise NotImplementedError(
-        f"NUDGE fine-tuning cannot build into a {name} yet; supported: SimpleVectorStore and QdrantVectorStore"
-    )
-
-
-def _floats(x: Any) -> list[float]:
-    return [] if x is None else [float(v) for v in np.asarray(x).ravel()]
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for dist in ("llama-index-nudge", "nudge-rag", "llama-index-core"):
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            out[dist] = "unknown"
-    return out

@@ -11,14 +11,13 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
-import numpy as np
 from nudge_rag._files import atomic_write_text
+from nudge_rag.finetune import Questions, group_pairs
 
-__all__ = ["EmbeddingQAFinetuneDataset", "PairsInput", "QuestionSet", "collect_questions", "split_questions"]
+__all__ = ["EmbeddingQAFinetuneDataset", "PairsInput", "Questions", "collect_questions", "check_nodes"]
 
 try:  # llama-index-core <= 0.14.20
     from llama_index.core.llama_dataset.legacy.embedding import (  # type: ignore[import-not-found]
@@ -75,60 +74,38 @@ except ImportError:  # pragma: no cover - depends on the installed llama-index-c
 PairsInput = Union[Any, str, os.PathLike, Iterable[tuple[str, str | Sequence[str]]]]  # noqa: UP007
 
 
-@dataclass
-class QuestionSet:
-    """Questions with the node ids that answer them (internal, validated form)."""
-
-    ids: list[str] = field(default_factory=list)
-    texts: list[str] = field(default_factory=list)
-    answers: list[list[str]] = field(default_factory=list)
-    n_dropped: int = 0  # questions dropped because their text or answer list was empty
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    @property
-    def n_pairs(self) -> int:
-        return sum(len(a) for a in self.answers)
-
-    def subset(self, rows: Sequence[int]) -> QuestionSet:
-        return QuestionSet(
-            [self.ids[i] for i in rows], [self.texts[i] for i in rows], [self.answers[i] for i in rows], 0
+def check_nodes(qs: Questions, known: Mapping[str, Any] | set[str], name: str, deleted: Iterable[str] = ()) -> None:
+    """Raise ``ValueError`` if ``qs`` names a node id that is deleted or not in ``known``."""
+    gone = sorted(qs.documents() & set(deleted))
+    if gone:
+        raise ValueError(
+            f"{name} names {len(gone)} node id(s) deleted from the index after fine-tuning (first: {gone[0]!r}); "
+            "a deleted node is never written back"
         )
-
-    def node_ids(self) -> set[str]:
-        return {n for a in self.answers for n in a}
-
-    def check_nodes(self, known: Mapping[str, Any] | set[str], name: str) -> None:
-        """Raise ``ValueError`` if a question names a node id that is not in ``known``."""
-        unknown = sorted(self.node_ids().difference(known))
-        if unknown:
-            shown = ", ".join(repr(u) for u in unknown[:5])
-            more = f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""
-            raise ValueError(
-                f"{name} names {len(unknown)} node id(s) that are not in the index: {shown}{more}. "
-                "Pairs must use the ids of nodes stored in the index (node.node_id)."
-            )
+    unknown = qs.unknown(known)
+    if unknown:
+        shown = ", ".join(repr(u) for u in unknown[:5])
+        more = f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""
+        raise ValueError(
+            f"{name} names {len(unknown)} node id(s) that are not in the index: {shown}{more}. "
+            "Pairs must use the ids of nodes stored in the index (node.node_id)."
+        )
 
 
 def _as_text(x: Any) -> str:
     return x.strip() if isinstance(x, str) else ""
 
 
-def _dedup(ids: Iterable[Any]) -> list[str]:
-    out: dict[str, None] = {}
-    for i in ids:
-        if i is None:
-            continue
-        out[str(i)] = None
-    return list(out)
+def _refs(docs: Any) -> list[str]:
+    docs = [docs] if isinstance(docs, str) else list(docs or [])
+    return [str(d) for d in docs if d is not None]
 
 
-def collect_questions(source: PairsInput | None, name: str) -> QuestionSet | None:
-    """Normalise any accepted pairs input into a :class:`QuestionSet` (``None`` stays ``None``).
+def collect_questions(source: PairsInput | None, name: str) -> Questions | None:
+    """Normalise any accepted pairs input into grouped :class:`~nudge_rag.finetune.Questions` (``None`` stays).
 
     Questions with an empty text or no answer are dropped and counted; the same question text given
-    several times (plain pairs) becomes one question with several answers.
+    several times becomes one question with several answers (:func:`nudge_rag.finetune.group_pairs`).
     """
     if source is None:
         return None
@@ -147,68 +124,21 @@ def collect_questions(source: PairsInput | None, name: str) -> QuestionSet | Non
         return _from_mappings(data["queries"], data["relevant_docs"], name)
     if hasattr(source, "queries") and hasattr(source, "relevant_docs"):
         return _from_mappings(source.queries, source.relevant_docs, name)
-    if isinstance(source, Mapping):
+    if isinstance(source, Mapping) or not isinstance(source, Iterable):
         raise TypeError(
             f"{name} must be an EmbeddingQAFinetuneDataset, a path to its JSON file or a list of "
-            "(question, node_id) pairs, got a dict"
+            f"(question, node_id) pairs, got {'a dict' if isinstance(source, Mapping) else type(source).__name__}"
         )
-    if not isinstance(source, Iterable):
-        raise TypeError(
-            f"{name} must be an EmbeddingQAFinetuneDataset, a path to its JSON file or a list of "
-            f"(question, node_id) pairs, got {type(source).__name__}"
-        )
-    return _from_pairs(source, name)
-
-
-def _from_mappings(queries: Mapping[str, str], relevant: Mapping[str, Sequence[str]], name: str) -> QuestionSet:
-    if not isinstance(queries, Mapping) or not isinstance(relevant, Mapping):
-        raise TypeError(f"{name}: queries and relevant_docs must be dicts")
-    out = QuestionSet()
-    for qid, text in queries.items():
-        docs = relevant.get(qid) or []
-        if isinstance(docs, str):
-            docs = [docs]
-        answers = _dedup(docs)
-        text = _as_text(text)
-        if not text or not answers:
-            out.n_dropped += 1
-            continue
-        out.ids.append(str(qid))
-        out.texts.append(text)
-        out.answers.append(answers)
-    return out
-
-
-def _from_pairs(pairs: Iterable[Any], name: str) -> QuestionSet:
-    grouped: dict[str, list[str]] = {}
-    dropped = 0
-    for n, pair in enumerate(pairs):
+    pairs = []
+    for n, pair in enumerate(source):
         if isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2:
             raise ValueError(f"{name}: item {n} must be a (question, node_id) pair, got {pair!r}")
-        text, docs = pair
-        text = _as_text(text)
-        docs = [docs] if isinstance(docs, str) else list(docs or [])
-        if not text or not docs:
-            dropped += 1
-            continue
-        grouped.setdefault(text, []).extend(str(d) for d in docs)
-    out = QuestionSet(n_dropped=dropped)
-    for i, (text, docs) in enumerate(grouped.items()):
-        out.ids.append(f"q{i}")
-        out.texts.append(text)
-        out.answers.append(_dedup(docs))
-    return out
+        pairs.append((_as_text(pair[0]), _refs(pair[1])))
+    return group_pairs(pairs)
 
 
-def split_questions(qs: QuestionSet, fraction: float, seed: int) -> tuple[QuestionSet, QuestionSet]:
-    """Deterministic random split of questions into (train, validation); each keeps >= 1 question."""
-    if not 0 < fraction < 1:
-        raise ValueError(f"val_fraction must be in (0, 1), got {fraction!r}")
-    if len(qs) < 2:
-        raise ValueError(
-            f"cannot carve a validation split from {len(qs)} usable question(s); give at least 2 questions, "
-            "pass val_dataset, or fix gamma"
-        )
-    order = np.random.default_rng(seed).permutation(len(qs))
-    n_val = min(max(1, int(round(fraction * len(qs)))), len(qs) - 1)
-    return qs.subset(sorted(order[n_val:].tolist())), qs.subset(sorted(order[:n_val].tolist()))
+def _from_mappings(queries: Mapping[str, str], relevant: Mapping[str, Sequence[str]], name: str) -> Questions:
+    if not isinstance(queries, Mapping) or not isinstance(relevant, Mapping):
+        raise TypeError(f"{name}: queries and relevant_docs must be dicts")
+    pairs = [(_as_text(text), _refs(relevant.get(qid))) for qid, text in queries.items()]
+    return group_pairs(pairs, ids=[str(q) for q in queries])

@@ -1,7 +1,8 @@
-"""Glue from files to fitted models: load a dataset, obtain vectors, build the splits, fit and score.
+"""From files to a dataset ready for NUDGE: load the texts and judgements, obtain the vectors, build the splits.
 
-Used by the ``nudge-rag`` command line; every step raises :class:`~nudge_rag.data.DataError` (or
-``ValueError`` / ``ImportError``) with a one-line message on bad input.
+Used by the ``nudge-rag`` command line, the benchmarks and the tests; fitting and reporting are in
+:mod:`nudge_rag.finetune`. Every step raises :class:`~nudge_rag.data.DataError` (or ``ValueError`` /
+``ImportError``) with a one-line message on bad input.
 """
 
 from __future__ import annotations
@@ -24,26 +25,10 @@ from .data import (
 )
 from .data._io import read_id_list, require_file
 from .embedding import DEFAULT_MODEL, is_default_model
-from .estimators import NudgeM, NudgeN
-from .evaluation import DEFAULT_METRICS, evaluate
+from .finetune import DEFAULT_VAL_FRACTION
 from .queries import QueryAnswers
 
-__all__ = [
-    "DataSource",
-    "VectorSource",
-    "Prepared",
-    "FitResult",
-    "load_source",
-    "prepare",
-    "fit_method",
-    "baseline_result",
-    "make_model",
-    "validation_metric_name",
-    "document_and_query_vectors",
-    "METHODS",
-]
-
-METHODS = ("nudge-m", "nudge-n")
+__all__ = ["DataSource", "VectorSource", "Prepared", "load_source", "prepare", "document_and_query_vectors"]
 
 
 @dataclass
@@ -87,20 +72,6 @@ class Prepared:
     test: QueryAnswers | None
     vectors: str
     seconds: float
-
-
-@dataclass
-class FitResult:
-    """One method's outcome: model (None for the baseline), vectors, similarity and test/val metrics."""
-
-    method: str
-    label: str
-    model: object | None
-    embeddings: np.ndarray
-    similarity: str
-    fit_seconds: float | None
-    val_metrics: dict[str, float]
-    test_metrics: dict[str, float] | None
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -280,7 +251,7 @@ def prepare(
     *,
     policy: str = "auto",
     seed: int = 0,
-    val_fraction: float = 0.1,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
     need_test: bool = False,
 ) -> Prepared:
     """Split ``ds``, obtain its vectors and build the train / val / test :class:`QueryAnswers`."""
@@ -293,64 +264,3 @@ def prepare(
     val = _answers(ds, splits, "val", row, qs)
     test = _answers(ds, splits, "test", row, qs) if splits.test else None
     return Prepared(ds, splits, docs, train, val, test, described, time.perf_counter() - t0)
-
-
-# ---------------------------------------------------------------------------------------------- fitting
-def _metrics(extra: list[str] | tuple[str, ...] = ()) -> tuple[str, ...]:
-    return tuple(dict.fromkeys((*DEFAULT_METRICS, *extra)))
-
-
-def baseline_result(p: Prepared, metrics: tuple[str, ...] = DEFAULT_METRICS) -> FitResult:
-    """No fine-tuning: the original vectors searched by cosine similarity."""
-    return FitResult(
-        "none",
-        "no fine-tuning",
-        None,
-        p.docs,
-        "cosine",
-        None,
-        evaluate(p.docs, p.val, metrics, similarity="cosine"),
-        None if p.test is None else evaluate(p.docs, p.test, metrics, similarity="cosine"),
-    )
-
-
-def make_model(method: str, gamma: float | None = None, metric: str | None = None):
-    """An unfitted :class:`NudgeN` / :class:`NudgeM` for a method name."""
-    if method == "nudge-n":
-        return NudgeN(gamma=gamma, metric=metric or "recall@1")
-    if method == "nudge-m":
-        if metric not in (None, "hit@1", "recall@1"):
-            raise ValueError(f"NUDGE-M chooses gamma by validation hit@1; --metric {metric!r} applies to nudge-n only")
-        return NudgeM(gamma=gamma)
-    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-
-
-def fit_method(
-    p: Prepared,
-    method: str,
-    *,
-    gamma: float | None = None,
-    metric: str | None = None,
-    metrics: tuple[str, ...] = DEFAULT_METRICS,
-) -> FitResult:
-    """Fit one NUDGE variant on ``p`` (gamma chosen on ``p.val`` unless fixed) and score it."""
-    model = make_model(method, gamma, metric)
-    t0 = time.perf_counter()
-    model.fit(p.docs, p.train, p.val)
-    seconds = time.perf_counter() - t0
-    sim = model.similarity_ if model.similarity_ == "inner_product" else "cosine"
-    return FitResult(
-        method,
-        method.upper(),
-        model,
-        model.embeddings_,
-        sim,
-        seconds,
-        evaluate(model.embeddings_, p.val, metrics, similarity=sim),
-        None if p.test is None else evaluate(model.embeddings_, p.test, metrics, similarity=sim),
-    )
-
-
-def validation_metric_name(result: FitResult) -> str:
-    """The metric gamma was chosen on."""
-    return result.model.metric if isinstance(result.model, NudgeN) else "hit@1"

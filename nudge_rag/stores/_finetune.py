@@ -1,0 +1,167 @@
+"""Fine-tune the vectors where they live: :func:`finetune_store` fits NUDGE on a store and writes the patch.
+
+The fit reads only the vectors that the pairs name and one competitor search per validation query
+(:class:`~nudge_rag.stores.StoreCorpus`); the grouping, carving and report are :mod:`nudge_rag.finetune`'s.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..finetune import (
+    DEFAULT_VAL_FRACTION,
+    FinetuneReport,
+    Questions,
+    canonical_variant,
+    finetune_pairs,
+)
+from ._base import StoreError, VectorStore
+from ._corpus import StoreCorpus
+
+__all__ = ["StoreFinetuneReport", "finetune_store", "check_variant_fits_store"]
+
+#: Relative deviation from unit norm tolerated in stores that rank by inner product or L2.
+_UNIT_TOL = 1e-3
+
+
+@dataclass
+class StoreFinetuneReport(FinetuneReport):
+    """A :class:`~nudge_rag.finetune.FinetuneReport` with what the store run read, searched and wrote.
+
+    Attributes:
+        store: the store (URI, redacted, or a description).
+        store_similarity: how the store ranks (``cosine``, ``inner_product``, ``l2``).
+        exact_search: whether competitor search was exact (then the fit equals the in-memory fit).
+        vectors_read: vectors fetched by id (named by pairs, plus search candidates re-scored exactly).
+        search: competitor-search counters (queries sent, calls, largest k asked).
+        written: rows whose vectors were overwritten (0 for a dry run).
+        written_ids_sample: up to 10 of them.
+        revert: how to restore the original vectors.
+    """
+
+    store: str = ""
+    store_similarity: str = ""
+    exact_search: bool = True
+    vectors_read: int = 0
+    search: dict[str, int] = field(default_factory=dict)
+    written: int = 0
+    written_ids_sample: list[str] = field(default_factory=list)
+    revert: str = ""
+
+
+def check_variant_fits_store(variant: str, store: VectorStore) -> None:
+    """Refuse NUDGE-M unless ``store`` scores by inner product (its vectors are not unit-norm: a cosine store
+    would mis-score or renormalise them, an L2 store would mis-rank them)."""
+    if canonical_variant(variant) == "nudge-m" and store.similarity != "inner_product":
+        raise StoreError(
+            f"NUDGE-M output is not unit-norm and must be searched by inner product, but this store ranks by "
+            f"{store.similarity}; use nudge-n, or a collection/index created with inner-product (dot) distance"
+        )
+
+
+def _check_unit(store: VectorStore, corpus: StoreCorpus, rows: np.ndarray) -> None:
+    if store.similarity == "cosine" or rows.size == 0:
+        return
+    raw = store.fetch(corpus.ids_of(rows[: 4096]))
+    norms = np.linalg.norm(raw.astype(np.float64), axis=1)
+    bad = np.flatnonzero(np.abs(norms - 1) > _UNIT_TOL)
+    if bad.size:
+        raise StoreError(
+            f"this store ranks by {store.similarity} but {bad.size} of the vectors read are not unit-norm "
+            f"(first: id {corpus.ids_of(rows[bad[:1]])[0]!r}, norm {norms[bad[0]]:.4g}), so its search is not "
+            "cosine and a NUDGE fit on it would not be exact; revert an earlier NUDGE-M write, or store unit vectors"
+        )
+
+
+def finetune_store(
+    store: VectorStore,
+    train: Questions,
+    val: Questions | None = None,
+    *,
+    embed_queries: Callable[[list[str]], np.ndarray] | Mapping[str, np.ndarray],
+    variant: str = "nudge-n",
+    gamma: float | None = None,
+    metric: str | None = None,
+    exact: bool = True,
+    write: bool = True,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    seed: int = 0,
+    show_progress: bool = False,
+    store_name: str | None = None,
+    revert_hint: str | None = None,
+) -> tuple[StoreFinetuneReport, Any]:
+    """Fit NUDGE on the vectors in ``store`` and write the moved ones back (only those).
+
+    Args:
+        store: a :class:`~nudge_rag.stores.VectorStore`.
+        train, val: grouped pairs (:func:`nudge_rag.finetune.group_pairs`) whose answers are the store's ids;
+            without ``val`` (and gamma not fixed) validation is carved from ``train`` by the library's rule.
+        embed_queries: question texts -> (n, d) base-model query vectors, or a mapping text -> vector.
+        variant: ``"nudge-n"`` (any store) or ``"nudge-m"`` (inner-product stores only).
+        exact: exact competitor search (default: gamma and vectors equal the in-memory fit) or the store's ANN.
+        write: False for a dry run (fit and report only).
+
+    Returns:
+        ``(report, model)``: a :class:`StoreFinetuneReport` and the fitted estimator (``model.patch_`` holds
+        the moved rows; ``model.patch_.with_ids(corpus ids)`` what was written).
+    """
+    check_variant_fits_store(variant, store)
+    t0 = time.perf_counter()
+    named = sorted({str(d) for q in (train, val) if q is not None for d in q.documents()})
+    corpus = StoreCorpus(store, named, exact=exact, show_progress=show_progress)
+    try:
+        corpus.fetch(np.arange(len(named)))  # every named id must exist; read once, kept for the fit
+    except StoreError as exc:
+        raise StoreError(f"the pairs name documents the store does not hold: {exc}") from None
+    _check_unit(store, corpus, np.arange(len(named)))
+    fetch_s = time.perf_counter() - t0
+    embed = _as_embedder(embed_queries)
+    row_of = dict(zip(named, range(len(named))))
+    t1 = time.perf_counter()
+    result = finetune_pairs(
+        corpus, train, val, row_of=row_of, embed_queries=embed, variant=variant, gamma=gamma, metric=metric,
+        val_fraction=val_fraction, seed=seed,
+    )
+    fit_s = time.perf_counter() - t1
+    model = result.model
+    patch = model.patch_.with_ids(corpus.ids)
+    written = 0
+    t2 = time.perf_counter()
+    if write and len(patch):
+        if hasattr(store, "show_progress"):
+            store.show_progress = show_progress  # type: ignore[attr-defined]
+        store.write(list(patch.ids or ()), patch.new)
+        written = len(patch)
+    write_s = time.perf_counter() - t2
+    base = result.report
+    report = StoreFinetuneReport(**{k: v for k, v in base.to_dict().items()})
+    report.seconds.update(fetch_named=round(fetch_s, 4), fit=round(fit_s, 4), write=round(write_s, 4))
+    report.store = store_name or getattr(store, "describe", lambda: type(store).__name__)()
+    report.store_similarity = store.similarity
+    report.exact_search = bool(exact)
+    report.vectors_read = int(corpus.stats["fetched"])
+    report.search = {k: int(v) for k, v in corpus.stats.items() if k != "fetched"}
+    report.written = written
+    report.written_ids_sample = list((patch.ids or ())[:10]) if written else []
+    report.revert = revert_hint or ("store.revert()" if written else "nothing written")
+    return report, model
+
+
+def _as_embedder(embed: Callable[[list[str]], np.ndarray] | Mapping[str, np.ndarray]) -> Callable[[list[str]], np.ndarray]:
+    if callable(embed):
+        return embed
+    if not isinstance(embed, Mapping):
+        raise TypeError(f"embed_queries must be a callable or a mapping text -> vector, got {type(embed).__name__}")
+
+    def lookup(texts: list[str]) -> np.ndarray:
+        missing = [t for t in texts if t not in embed]
+        if missing:
+            raise ValueError(f"no query vector for {len(missing)} question(s) (first: {missing[0]!r})")
+        return np.stack([np.asarray(embed[t], dtype=np.float32) for t in texts])
+
+    return lookup

