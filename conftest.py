@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import itertools
+import os
 from pathlib import Path
 
 import pytest
@@ -91,7 +92,7 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
         return None
     marks = _module_marks(collection_path)
     if marks and _never_selected(expression, marks):
-        _SKIPPED.append(collection_path.name)
+        _SKIPPED.append(os.path.relpath(collection_path, config.rootpath))
         return True
     return None
 

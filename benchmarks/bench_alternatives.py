@@ -368,6 +368,8 @@ def _fmt(m: dict | None) -> str:
 def _time(r: dict) -> str:
     t = r.get("train_seconds")
     s = "" if t is None else f"{t:.1f}"
+    if r.get("search_seconds"):
+        s += f" (grid {r['search_seconds']:.0f})"
     if r.get("reembed_corpus_seconds"):
         s += f" (+ {r['reembed_corpus_seconds']:.0f} s re-embedding)"
     return s
@@ -417,7 +419,7 @@ def report() -> str:
                     f"| {_time(r)} |"
                 )
         if "finetune" not in data[name]:
-            lines.append("| full fine-tuning (MNRL) | not run (see notes) | | | | | |")
+            lines.append("| full fine-tuning (MNRL) | not run (see below) | | | | | |")
         lines.append("")
         ood = data[name].get("ood", {}).get("rows", [])
         if ood:
@@ -429,8 +431,14 @@ def report() -> str:
             ]
             for r in ood:
                 lines.append(f"| {r['direction']} | {r['method']} | {_fmt(r['test_in'])} | {_fmt(r['test_out'])} |")
-            s = ood[0]["sizes"], ood[-1]["sizes"]
-            lines += ["", f"Cluster sizes (train/val/test, other): {s[0]}; {s[1]}.", ""]
+            sz = [next(r["sizes"] for r in ood if r["direction"].startswith(f"train on cluster {c}")) for c in (0, 1)]
+            lines += [
+                "",
+                "Queries per cluster (train / val / test-in; the other cluster is test-out): "
+                + "; ".join(f"cluster {c}: {z['train']} / {z['val']} / {z['test']}" for c, z in enumerate(sz))
+                + ".",
+                "",
+            ]
     lines.append(END)
     return "\n".join(lines) + "\n"
 

@@ -11,7 +11,7 @@ from .persistence import load, save
 from .queries import QueryAnswers
 from .search import search
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place the version is written: pyproject.toml reads it
 
 __all__ = [
     "NudgeN",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = ["as_matrix", "normalize_rows", "check_gamma"]
 
@@ -51,7 +52,7 @@ def as_matrix(
     return arr
 
 
-def normalize_rows(x: np.ndarray, name: str, dtype: np.dtype = np.float32) -> np.ndarray:
+def normalize_rows(x: np.ndarray, name: str, dtype: npt.DTypeLike = np.float32) -> np.ndarray:
     """Return a new (n, d) array of unit-norm rows in ``dtype``; zero rows are an error.
 
     Rows whose scale would overflow or underflow float32 (e.g. float64 values of 1e39 or 1e-50) are first

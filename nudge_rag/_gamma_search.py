@@ -130,7 +130,11 @@ def select_gamma_n(
         beta = qb @ geo.z.T
         radius = np.hypot(alpha, beta)
         ctx = _BlockContext(
-            rows, static_s[rows], static_i[rows], lookup(rows[:, None], static_i[rows]), n_ans[rows],
+            rows,
+            static_s[rows],
+            static_i[rows],
+            lookup(rows[:, None], static_i[rows]),
+            n_ans[rows],
             None if ideal is None else ideal[rows],
         )
         whole = _candidates(ctx.static_s, alpha, beta, radius, geo, gammas[0], gammas[-1], k)
@@ -382,7 +386,13 @@ def select_gamma_m(
         top_s, top_i = static_s[rows], static_i[rows]
         x_is_top = ~is_moving & (top_i[pair_r, 0] == pair_x)
         keep = np.flatnonzero(is_moving | x_is_top)  # a fixed answer below the best fixed document never wins
-        pair_r, pair_x, pos, is_moving, x_is_top = pair_r[keep], pair_x[keep], pos[keep], is_moving[keep], x_is_top[keep]
+        pair_r, pair_x, pos, is_moving, x_is_top = (
+            pair_r[keep],
+            pair_x[keep],
+            pos[keep],
+            is_moving[keep],
+            x_is_top[keep],
+        )
         s_x = np.where(is_moving, s_mat[pair_r, pos] if m else 0.0, top_s[pair_r, 0]).astype(np.float64)
         h_x = np.where(is_moving, h_mat[pair_r, pos] if m else 0.0, 0.0).astype(np.float64)
         comp = x_is_top.astype(np.int64)  # the best fixed document other than x
@@ -398,8 +408,16 @@ def select_gamma_m(
             weak = np.concatenate([x[:, None] <= moving_docs[None, :], (x < u_row[sl])[:, None]], axis=1)
             iv = _row_rule_interval(a, b, weak)
             ok = iv[-1]
-            parts.append((*(t[ok] for t in iv[:-1]), (r + v0)[ok], x[ok], np.where(is_moving[sl], pos[sl], -1)[ok],
-                          u_row[sl][ok], u[sl][ok]))
+            parts.append(
+                (
+                    *(t[ok] for t in iv[:-1]),
+                    (r + v0)[ok],
+                    x[ok],
+                    np.where(is_moving[sl], pos[sl], -1)[ok],
+                    u_row[sl][ok],
+                    u[sl][ok],
+                )
+            )
     if not parts:
         z = np.zeros(0)
         return MCurve(z, z, z.astype(bool), z.astype(bool), len(val))

@@ -7,6 +7,7 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,7 +52,7 @@ def format_table(rows: Sequence[dict], metrics: Sequence[str], *, extra: Sequenc
     return "\n".join([fmt(headers), fmt(["-" * w for w in widths]), *map(fmt, body)])
 
 
-def _cell(value) -> str:
+def _cell(value: object) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -59,7 +60,7 @@ def _cell(value) -> str:
     return str(value)
 
 
-def _jsonable(x):
+def _jsonable(x: Any) -> Any:
     if isinstance(x, dict):
         return {str(k): _jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
@@ -81,14 +82,14 @@ def write_json(path: str | os.PathLike, data: dict) -> None:
     atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
-def curve_of(model) -> dict | None:
+def curve_of(model: Any) -> dict[str, list[float]] | None:
     """The validation curve of a fitted model as ``{"gamma": [...], "score": [...]}`` (None if absent)."""
     if model is None or getattr(model, "val_scores_", None) is None:
         return None
     return {"gamma": np.asarray(model.gammas_).tolist(), "score": np.asarray(model.val_scores_).tolist()}
 
 
-def require_matplotlib():
+def require_matplotlib() -> Any:
     """``matplotlib.pyplot`` with the non-interactive Agg backend; ImportError naming the extra if absent."""
     try:
         import matplotlib

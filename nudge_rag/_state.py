@@ -98,9 +98,16 @@ def restore_state(cls: type, state: dict[str, Any]) -> Any:
         raise FittedStateError("patch_new differs from embeddings at the patched rows")
     val = _val(f, n, d)
     model._assign(
-        embeddings=emb, n_documents=n, n_features_in=d, gamma=gamma, gammas=gammas, val_scores=scores,
-        agg=TrainAggregate(docs, np.asarray(sums, dtype=np.float64)), base=base,
-        patch=Patch(rows, new, old), val=val,
+        embeddings=emb,
+        n_documents=n,
+        n_features_in=d,
+        gamma=gamma,
+        gammas=gammas,
+        val_scores=scores,
+        agg=TrainAggregate(docs, np.asarray(sums, dtype=np.float64)),
+        base=base,
+        patch=Patch(rows, new, old),
+        val=val,
     )
     return model
 
@@ -180,7 +187,12 @@ def _val(f: dict[str, Any], n: int, d: int) -> QueryAnswers | None:
     indices, rel = f["val_indices"].astype(np.int64), f["val_relevance"]
     if emb.shape[1] != d:
         raise FittedStateError(f"val_embeddings have dimension {emb.shape[1]}, expected {d}")
-    if indptr.shape != (emb.shape[0] + 1,) or indptr[0] != 0 or indptr[-1] != indices.size or (np.diff(indptr) < 0).any():
+    if (
+        indptr.shape != (emb.shape[0] + 1,)
+        or indptr[0] != 0
+        or indptr[-1] != indices.size
+        or (np.diff(indptr) < 0).any()
+    ):
         raise FittedStateError("val_indptr is not a valid CSR pointer for val_embeddings and val_indices")
     if rel.shape != indices.shape:
         raise FittedStateError(f"val_relevance has shape {rel.shape}, expected {indices.shape}")

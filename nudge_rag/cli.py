@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .finetune import VARIANTS, FinetuneResult, baseline, finetune_queries
-from .prepare import DataSource, Prepared, VectorSource, load_source, prepare
+from ._files import atomic_write
 from ._report import curve_of, format_table, plot_demo, require_matplotlib, write_json
 from .data import DataError
 from .evaluation import DEFAULT_METRICS, evaluate
+from .finetune import VARIANTS, FinetuneResult, baseline, finetune_queries
 from .metrics import metric_names
-from ._files import atomic_write
+from .prepare import DataSource, Prepared, VectorSource, load_source, prepare
 
 __all__ = ["main", "build_parser"]
 
@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=VARIANTS, default="nudge-n", help="NUDGE variant (default nudge-n)")
     p.add_argument("--gamma", type=float, help="fixed step size (default: chosen on validation queries)")
     p.add_argument("--metric", help="validation metric for choosing gamma with nudge-n (default recall@1)")
+    from .distributed.cli import add_engine_args  # --engine dask (NumPy-only import)
+
+    add_engine_args(p)
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("evaluate", help="retrieval metrics of a set of embeddings on a split")
@@ -115,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def _sources(args) -> tuple[DataSource, VectorSource]:
+def _sources(args: argparse.Namespace) -> tuple[DataSource, VectorSource]:
     src = DataSource(args.dataset, args.data, args.corpus, list(args.pairs), args.data_dir, not args.no_download)
     vs = VectorSource(args.doc_embeddings, args.doc_ids, args.query_embeddings, args.query_ids, args.model,
                       args.batch_size, args.cache_dir, not args.no_precomputed)
@@ -126,7 +129,7 @@ def _sources(args) -> tuple[DataSource, VectorSource]:
     return src, vs
 
 
-def _load(args, *, need_test: bool) -> Prepared:
+def _load(args: argparse.Namespace, *, need_test: bool) -> Prepared:
     t0 = time.perf_counter()
     src, vs = _sources(args)
     ds = load_source(src, vs, default_dataset="scifact" if args.command == "demo" else None)
@@ -172,15 +175,15 @@ def _result_json(r: FinetuneResult) -> dict:
         "test_metrics": r.test_metrics,
     }
     if r.model is not None:
-        out.update(gamma=r.model.gamma_, n_moved=r.model.n_moved_, validation=_validation_json(r))
+        out.update(gamma=r.fitted.gamma_, n_moved=r.fitted.n_moved_, validation=_validation_json(r))
     return out
 
 
 def _validation_json(r: FinetuneResult) -> dict:
     return {
         "metric": r.report.val_metric,
-        "score_at_gamma_0": r.model.val_base_score_,
-        "score": r.model.val_score_,
+        "score_at_gamma_0": r.fitted.val_base_score_,
+        "score": r.fitted.val_score_,
         "curve": curve_of(r.model),
     }
 
@@ -192,8 +195,12 @@ def _metric_list(extra: Sequence[str]) -> tuple[str, ...]:
 
 
 # ---------------------------------------------------------------------------------------------- commands
-def cmd_finetune(args) -> int:
+def cmd_finetune(args: argparse.Namespace) -> int:
     """``nudge-rag finetune``: fit one NUDGE variant and save vectors, ids, model and report."""
+    if getattr(args, "engine", "memory") == "dask":  # corpus in files, scanned on a Dask cluster
+        from .distributed.cli import cmd_finetune_dask
+
+        return cmd_finetune_dask(args)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {out} exists and is not a folder")
@@ -209,9 +216,9 @@ def cmd_finetune(args) -> int:
         "split": _split_info(p),
         "vectors": {"source": p.vectors, "dimension": int(p.docs.shape[1])},
         "method": r.method,
-        "gamma": r.model.gamma_,
+        "gamma": r.fitted.gamma_,
         "gamma_fixed": args.gamma is not None,
-        "n_moved": r.model.n_moved_,
+        "n_moved": r.fitted.n_moved_,
         "fit_seconds": r.fit_seconds,
         "similarity": r.similarity,
         "validation": _validation_json(r),
@@ -232,30 +239,31 @@ def cmd_finetune(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".nudge-rag-", dir=out) as tmp:
         t = Path(tmp)
-        atomic_write(t / "embeddings.npy", lambda fh: np.save(fh, np.asarray(r.embeddings, dtype=np.float32)))
+        atomic_write(t / "embeddings.npy", lambda fh: np.save(fh, np.asarray(r.vectors, dtype=np.float32)))
         atomic_write(t / "doc_ids.txt", lambda fh: fh.write(ids_text.encode("utf-8")))
-        r.model.save(t / "model.npz")
+        r.fitted.save(t / "model.npz")
         write_json(t / "report.json", report)
         for name in ("embeddings.npy", "doc_ids.txt", "model.npz", "report.json"):
             os.replace(t / name, out / name)
     for line in _describe(p):
         print(line)
     vm = r.report.val_metric
-    print(f"{r.label}: gamma = {r.model.gamma_:.4g}{' (fixed)' if args.gamma is not None else ''}, "
-          f"{r.model.n_moved_} documents moved, fit {r.fit_seconds:.2f} s; "
-          f"validation {vm}: {100 * r.model.val_base_score_:.1f} -> {100 * r.model.val_score_:.1f}")
+    print(f"{r.label}: gamma = {r.fitted.gamma_:.4g}{' (fixed)' if args.gamma is not None else ''}, "
+          f"{r.fitted.n_moved_} documents moved, fit {r.fit_seconds:.2f} s; "
+          f"validation {vm}: {100 * (r.report.val_base_score or 0):.1f} -> {100 * (r.report.val_score or 0):.1f}")
     rows = [{"label": "before (val)", "metrics": base.val_metrics}, {"label": "after (val)", "metrics": r.val_metrics}]
     print(format_table(rows, metrics))
-    print(f"saved {out / 'embeddings.npy'} ({r.embeddings.shape[0]} x {r.embeddings.shape[1]} float32), "
+    print(f"saved {out / 'embeddings.npy'} ({r.vectors.shape[0]} x {r.vectors.shape[1]} float32), "
           f"doc_ids.txt, model.npz and report.json in {out}")
     return 0
 
 
-def cmd_evaluate(args) -> int:
+def cmd_evaluate(args: argparse.Namespace) -> int:
     """``nudge-rag evaluate``: metrics of given (or raw) embeddings on one split."""
     metrics = _metric_list(args.metric)
     p = _load(args, need_test=args.on == "test")
     qa = {"train": p.train, "val": p.val, "test": p.test}[args.on]
+    assert qa is not None  # need_test made sure a test split exists
     scores = evaluate(p.docs, qa, metrics, similarity=args.similarity)
     for line in _describe(p):
         print(line)
@@ -270,12 +278,17 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def cmd_demo(args) -> int:
+def cmd_demo(args: argparse.Namespace) -> int:
     """``nudge-rag demo``: no fine-tuning vs NUDGE-M vs NUDGE-N on the test split, with fit times."""
     t0 = time.perf_counter()
     metrics = DEFAULT_METRICS
     if args.plot:
         require_matplotlib()  # fail before the work, not after
+        from matplotlib.figure import Figure
+
+        kinds = Figure().canvas.get_supported_filetypes()
+        if (Path(args.plot).suffix.lstrip(".").lower() or "png") not in kinds:
+            raise ValueError(f"--plot {args.plot}: unsupported image type; use one of: {', '.join(sorted(kinds))}")
     p = _load(args, need_test=True)
     results = [_baseline(p, metrics)]
     results.append(_fit(p, "nudge-m", metrics=metrics))
@@ -286,13 +299,14 @@ def cmd_demo(args) -> int:
         {
             "label": r.label,
             "metrics": r.test_metrics,
-            "gamma": None if r.model is None else f"{r.model.gamma_:.4g}",
+            "gamma": None if r.model is None else f"{r.fitted.gamma_:.4g}",
             "fit": None if r.fit_seconds is None else f"{r.fit_seconds:.2f}",
         }
         for r in results
     ]
     print()
     print(format_table(rows, metrics, extra=(("gamma", "gamma"), ("fit", "fit s"))))
+    assert p.test is not None  # need_test=True
     print(f"\ntest split ({len(p.test)} queries), x100; recall@k capped at min(|relevant|, k); "
           f"gamma chosen on {len(p.val)} validation queries (NUDGE-M: hit@1, NUDGE-N: "
           f"{results[2].report.val_metric})")

@@ -28,7 +28,7 @@ def _to_qa(data: dict, name: str) -> QueryAnswers:
         return QueryAnswers.from_reference(data, name, on_duplicates="merge")
 
 
-def _gamma(gamma):
+def _gamma(gamma: float | list[float] | tuple[float, ...] | np.ndarray | None) -> float | None:
     if isinstance(gamma, (list, tuple, np.ndarray)):
         vals = list(np.ravel(gamma))
         if len(vals) != 1:
@@ -40,7 +40,7 @@ def _gamma(gamma):
 class NUDGEN:
     """NUDGE-N with the reference signature; gamma is searched on a finer grid than the reference's."""
 
-    def __init__(self, device=None) -> None:
+    def __init__(self, device: object = None) -> None:
         self.device = device  # accepted for signature compatibility; computation is NumPy on the CPU
 
     def finetune_embeddings(
@@ -58,6 +58,7 @@ class NUDGEN:
         model.fit(embeddings, _to_qa(train_set, "train_set"), _to_qa(val_set, "val_set"),
                   nontrain_embeddings=nontrain_embeddings)
         self.model_ = model
+        assert model.embeddings_ is not None  # always set by a fit on an array
         return model.embeddings_
 
 
@@ -68,7 +69,7 @@ class NUDGEM:
     :class:`~nudge_rag.NudgeM` steps just inside it.
     """
 
-    def __init__(self, device=None) -> None:
+    def __init__(self, device: object = None) -> None:
         self.device = device
 
     def finetune_embeddings(
@@ -85,4 +86,5 @@ class NUDGEM:
         model.fit(embeddings, _to_qa(train_set, "train_set"), _to_qa(val_set, "val_set"),
                   nontrain_embeddings=nontrain_embeddings)
         self.model_ = model
+        assert model.embeddings_ is not None  # always set by a fit on an array
         return model.embeddings_

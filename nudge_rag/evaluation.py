@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ._checks import as_matrix
 from .metrics import metric_names, relevance_matrix, score_metric
 from .queries import QueryAnswers
 from .search import search
@@ -18,15 +19,19 @@ DEFAULT_METRICS = ("recall@1", "recall@10", "ndcg@10", "mrr@10")
 def evaluate(
     embeddings: np.ndarray,
     qa: QueryAnswers,
-    metrics: Sequence[str] = DEFAULT_METRICS,
+    metrics: str | Sequence[str] = DEFAULT_METRICS,
     *,
     similarity: str = "inner_product",
 ) -> dict[str, float]:
     """Mean of each metric over the queries of ``qa`` when searching ``embeddings`` (N, d).
 
-    Metric names are ``recall@k``, ``hit@k``, ``mrr@k`` and ``ndcg@k``; use ``similarity="inner_product"``
-    for NUDGE-M output and either for unit-norm vectors.
+    Metric names are ``recall@k``, ``hit@k``, ``mrr@k`` and ``ndcg@k`` (a single name may be passed as a
+    string); use ``similarity="inner_product"`` for NUDGE-M output and either for unit-norm vectors.
+    ``embeddings`` may be any 2-D float array-like (a list of rows too, as for :func:`search`).
     """
+    if not isinstance(qa, QueryAnswers):
+        raise TypeError(f"qa must be a QueryAnswers, got {type(qa).__name__}")
+    embeddings = as_matrix(embeddings, "embeddings")
     parsed = metric_names(metrics)
     if not parsed:
         raise ValueError("metrics must name at least one metric")

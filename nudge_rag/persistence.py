@@ -113,8 +113,12 @@ def _from_v1(path: str | os.PathLike, meta: dict[str, Any], m: dict[str, np.ndar
         emb, moved, docs, base = m["embeddings"], m["moved_docs"], m["train_docs"], m["train_base"]
         state: dict[str, Any] = {k: v for k, v in m.items() if k not in ("moved_docs",)}
         state.update(
-            n_documents=meta["n_documents"], n_features_in=meta["dimension"], gamma=meta["gamma"],
-            patch_rows=moved, patch_new=emb[moved], patch_old=base[np.searchsorted(docs, moved)],
+            n_documents=meta["n_documents"],
+            n_features_in=meta["dimension"],
+            gamma=meta["gamma"],
+            patch_rows=moved,
+            patch_new=emb[moved],
+            patch_old=base[np.searchsorted(docs, moved)],
         )
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise ModelFileError(path, f"incomplete version-1 model file ({type(exc).__name__}: {exc})") from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,6 +28,9 @@ from .data._io import read_id_list, require_file
 from .embedding import DEFAULT_MODEL, is_default_model
 from .finetune import DEFAULT_VAL_FRACTION
 from .queries import QueryAnswers
+
+if TYPE_CHECKING:
+    from .embedding import Embedder
 
 __all__ = ["DataSource", "VectorSource", "Prepared", "load_source", "prepare", "document_and_query_vectors"]
 
@@ -163,13 +167,13 @@ class _Mismatch(Exception):
     """Precomputed vectors exist but do not fit the files (message says how)."""
 
 
-def _embedder(vs: VectorSource):
+def _embedder(vs: VectorSource) -> Embedder:
     from .embedding import Embedder
 
     return Embedder(vs.model, batch_size=vs.batch_size, cache_dir=vs.cache_dir)
 
 
-def _align(ids: list[str], vectors: np.ndarray, wanted: list[str], what: str, path) -> np.ndarray:
+def _align(ids: list[str], vectors: np.ndarray, wanted: list[str], what: str, path: object) -> np.ndarray:
     if len(ids) != vectors.shape[0]:
         raise DataError(f"{path}: {vectors.shape[0]} {what} vectors but {len(ids)} ids")
     pos = {v: i for i, v in enumerate(ids)}
@@ -199,6 +203,7 @@ def document_and_query_vectors(
     if vs.doc_embeddings:
         path, _ = _load_doc_vectors(vs.doc_embeddings)
         ids = _user_doc_ids(vs)
+        assert ids is not None  # --doc-embeddings is set, so ids were read (or an error raised)
         docs = _align(ids, _read_matrix(path, "document embeddings"), ds.doc_ids, "document", path)
         if len(ids) != len(ds.doc_ids):
             known = set(ds.doc_ids)

@@ -50,15 +50,17 @@ class QueryAnswers:
         (with its relevance); the default raises.
         """
         emb = as_matrix(embeddings, "query embeddings")
+        if isinstance(answers, (str, bytes)) or not hasattr(answers, "__len__"):
+            raise TypeError(f"answers must be a list of answer lists, one per query, got {type(answers).__name__}")
         if len(answers) != emb.shape[0]:
             raise ValueError(f"got {emb.shape[0]} query embeddings but {len(answers)} answer lists")
-        lengths = np.fromiter((len(a) for a in answers), dtype=np.int64, count=len(answers))
-        flat = [int(x) for a in answers for x in _as_int_list(a)] if len(answers) else []
-        indices = np.asarray(flat, dtype=np.int64)
+        lists = [_as_int_list(a, i) for i, a in enumerate(answers)]
+        lengths = np.fromiter((len(a) for a in lists), dtype=np.int64, count=len(lists))
+        indices = np.asarray([x for a in lists for x in a], dtype=np.int64)
         if relevance is None:
             rel = np.ones(indices.size, dtype=np.float32)
         else:
-            if len(relevance) != len(answers) or any(len(r) != len(a) for r, a in zip(relevance, answers)):
+            if len(relevance) != len(answers) or any(len(r) != len(a) for r, a in zip(relevance, lists)):
                 raise ValueError("relevance must have the same ragged shape as answers")
             rel = np.asarray([float(x) for r in relevance for x in r], dtype=np.float32)
         indptr = np.zeros(len(answers) + 1, dtype=np.int64)
@@ -96,7 +98,7 @@ class QueryAnswers:
             if len(pair) not in (2, 3):
                 raise ValueError(f"pair {n} must be (query_id, doc_id) or (query_id, doc_id, relevance), got {pair!r}")
             qid, did = str(pair[0]), str(pair[1])
-            rel = float(pair[2]) if len(pair) == 3 else 1.0
+            rel = _pair_relevance(pair[2], n) if len(pair) == 3 else 1.0
             if qid not in q_pos:
                 raise ValueError(f"pair {n} names unknown query id {qid!r}")
             if did not in d_pos:
@@ -123,7 +125,9 @@ class QueryAnswers:
         )
 
     @classmethod
-    def _validated(cls, emb, indptr, indices, rel, ids) -> QueryAnswers:
+    def _validated(
+        cls, emb: np.ndarray, indptr: np.ndarray, indices: np.ndarray, rel: np.ndarray, ids: Iterable[object] | None
+    ) -> QueryAnswers:
         n_q = emb.shape[0]
         if ids is not None:
             ids = tuple(str(i) for i in ids)
@@ -221,24 +225,45 @@ class QueryAnswers:
         return cls.from_lists(data["q_embs"], data["q_ans_indx"], on_duplicates=on_duplicates)
 
 
-def _as_int_list(a: Sequence[int]) -> list[int]:
-    arr = np.asarray(a)
-    if arr.size and not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == object):
-        raise TypeError(f"answer indices must be integers, got dtype {arr.dtype}")
+_MAX_ROW = int(np.iinfo(np.int64).max)
+
+
+def _as_int_list(a: object, i: int) -> list[int]:
+    """Answer list ``i`` as Python ints: a flat sequence of non-bool integers that fit in int64."""
+    if isinstance(a, (str, bytes)) or not isinstance(a, (Sequence, np.ndarray)):
+        raise TypeError(f"answers[{i}] must be a list of document rows, got {type(a).__name__} {a!r}")
+    if isinstance(a, np.ndarray) and a.ndim != 1:
+        raise TypeError(f"answers[{i}] must be a flat list of document rows, got an array of shape {a.shape}")
     out = []
-    for x in arr.ravel().tolist():
+    for x in a:
         if isinstance(x, bool) or not isinstance(x, (int, np.integer)):
-            raise TypeError(f"answer indices must be integers, got {x!r}")
+            raise TypeError(f"answers[{i}] must hold integers (document rows), got {x!r}")
+        if not -_MAX_ROW <= int(x) <= _MAX_ROW:
+            raise ValueError(f"answers[{i}] names document row {int(x)}, which is out of range")
         out.append(int(x))
     return out
+
+
+def _pair_relevance(value: object, n: int) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"pair {n} has relevance {value!r}, not a number")
+    try:
+        rel = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"pair {n} has relevance {value!r}, not a number") from None
+    if not np.isfinite(rel):
+        raise ValueError(f"pair {n} has relevance {value!r}; it must be finite")
+    return rel
 
 
 def _position_map(ids: list[str], what: str) -> dict[str, int]:
     pos = {v: i for i, v in enumerate(ids)}
     if len(pos) != len(ids):
         seen: set[str] = set()
-        dup = next(v for v in ids if v in seen or seen.add(v))
-        raise ValueError(f"duplicate {what} {dup!r}")
+        for v in ids:  # only on the error path: name the first repeated value
+            if v in seen:
+                raise ValueError(f"duplicate {what} {v!r}")
+            seen.add(v)
     return pos
 
 
@@ -252,7 +277,9 @@ def _ranges(starts: np.ndarray, stops: np.ndarray) -> np.ndarray:
     return np.arange(total, dtype=np.int64) + offsets
 
 
-def _merge_duplicates(indptr, indices, rel):
+def _merge_duplicates(
+    indptr: np.ndarray, indices: np.ndarray, rel: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rows = np.repeat(np.arange(indptr.size - 1, dtype=np.int64), np.diff(indptr))
     _, first = np.unique(np.stack([rows, indices], axis=1), axis=0, return_index=True)
     keep = np.sort(first)

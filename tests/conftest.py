@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from nudge_rag import QueryAnswers
-
-SHARED_DATA = Path(os.environ.get("NUDGE_RAG_DATA_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+from tests.support import SHARED_DATA  # noqa: F401  (re-exported: tests import it from here)
 
 
 def unit(x: np.ndarray) -> np.ndarray:

@@ -62,7 +62,8 @@ def test_corrupt_cache_entry_is_recomputed(tmp_path):
 
 def test_model_keys_and_input_checks(tmp_path):
     assert model_key(None) == model_key("all-MiniLM-L6-v2") == model_key("sentence-transformers/all-MiniLM-L6-v2")
-    assert model_key(str(tmp_path)) == str(tmp_path.resolve())
+    # a local model is keyed by its path and the content of its files (issue 13, case 9: path alone went stale)
+    assert model_key(str(tmp_path)).startswith(f"{tmp_path.resolve()}#sha256:")
     assert cache_path(["x"], "all-MiniLM-L6-v2", tmp_path) != cache_path(["x"], "other/model", tmp_path)
     with pytest.raises(ValueError, match="no texts"):
         Embedder(cache_dir=False).encode([])

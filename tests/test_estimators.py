@@ -221,3 +221,128 @@ def test_nontrain_embeddings_compete_in_validation(small_problem):
     plain = NudgeN().fit(docs, train, val)
     hard = NudgeN().fit(docs, train, val, nontrain_embeddings=distractors)
     assert hard.val_base_score_ < plain.val_base_score_
+
+
+# ------------------------------------------------------------------ issue 13: reliability cases
+
+
+def test_flat_validation_curve_moves_nothing():
+    """Case 3: validation answers no nudge can reach give a constant curve, hence gamma 0 and no move."""
+    rng = np.random.default_rng(3)
+    eye = np.eye(8, dtype=np.float32)
+    docs = np.concatenate([eye[:6], (rng.standard_normal((40, 8)) * 0.05 + eye[7]).astype(np.float32)])
+    tq = np.tile(eye[7] + 0.5 * eye[6], (40, 1)) + 0.01 * rng.standard_normal((40, 8)).astype(np.float32)
+    train = QueryAnswers.from_lists(tq, [[6 + i] for i in range(40)])
+    val = QueryAnswers.from_lists(np.stack([eye[0], eye[3], eye[3] + 0.01 * eye[4]]), [[0], [1], [2]])
+    model = NudgeN().fit(docs, train, val)
+    assert np.unique(model.val_scores_).size == 1
+    assert model.gamma_ == 0 and model.n_moved_ == 0
+
+
+def test_nudge_m_every_answer_duplicated_matches_evaluate():
+    """Case 1: answers whose exact duplicate sits at a smaller row miss at gamma 0; the gain must be seen."""
+    rng = np.random.default_rng(0)
+    base = (lambda x: x / np.linalg.norm(x, axis=1, keepdims=True))(rng.standard_normal((60, 16)))
+    docs = np.concatenate([base, base, rng.standard_normal((20, 16))]).astype(np.float32)
+    offsets = rng.standard_normal((60, 16))
+
+    def queries(n, seed):
+        r = np.random.default_rng(seed)
+        a = r.integers(0, 60, n)
+        return QueryAnswers.from_lists(
+            base[a] + 0.7 * offsets[a] / 4 + 0.3 * r.standard_normal((n, 16)), [[60 + int(x)] for x in a]
+        )
+
+    train, val = queries(120, 1), queries(20, 2)
+    model = NudgeM().fit(docs, train, val)
+    assert model.val_base_score_ == evaluate(docs, val, ["hit@1"])["hit@1"] == 0.0
+    assert model.gamma_ > 0 and model.val_score_ == evaluate(model.embeddings_, val, ["hit@1"])["hit@1"] > 0.3
+    left = NudgeM(margin=0.0).fit(docs, train, val)  # the NUDGEM drop-in's choice scores the same
+    assert evaluate(left.embeddings_, val, ["hit@1"])["hit@1"] == model.val_score_
+
+
+@pytest.mark.parametrize("cls", [NudgeN, NudgeM])
+def test_same_result_for_any_block_size(small_problem, monkeypatch, cls):
+    """Case 4 (in process): the query/document tiling of the gamma search does not change gamma or vectors."""
+    import nudge_rag._gamma_search as gs
+
+    docs, train, val, _ = small_problem
+    ref = cls().fit(docs, train, val)
+    monkeypatch.setattr(gs, "VAL_BLOCK", 7)
+    monkeypatch.setattr(gs, "DOC_BLOCK", 5)
+    monkeypatch.setattr(gs, "_PAIR_TILE", 64)
+    other = cls().fit(docs, train, val)
+    assert other.gamma_ == ref.gamma_
+    np.testing.assert_array_equal(other.embeddings_, ref.embeddings_)
+
+
+_THREAD_SCRIPT = """
+import hashlib, sys
+import numpy as np
+from nudge_rag import NudgeM, NudgeN, QueryAnswers
+z = np.load(sys.argv[1])
+qa = lambda p: QueryAnswers(z[p + "_emb"], z[p + "_ptr"], z[p + "_idx"], z[p + "_rel"])
+for cls in (NudgeM, NudgeN):
+    m = cls().fit(z["docs"], qa("train"), qa("val"))
+    print(cls.__name__, repr(m.gamma_), hashlib.sha256(m.embeddings_.tobytes()).hexdigest())
+"""
+
+
+@pytest.mark.integration
+def test_same_result_for_any_thread_count(scifact, tmp_path):
+    """Case 4: NudgeM / NudgeN on SciFact give bit-identical gamma and vectors with 1 and 2 BLAS threads."""
+    import subprocess
+    import sys
+
+    docs, train, val, _ = scifact
+    arrays = {"docs": docs}
+    for name, qa in (("train", train), ("val", val)):
+        arrays.update(
+            {
+                f"{name}_emb": qa.embeddings,
+                f"{name}_ptr": qa.indptr,
+                f"{name}_idx": qa.indices,
+                f"{name}_rel": qa.relevance,
+            }
+        )
+    np.savez(tmp_path / "problem.npz", **arrays)
+    out = []
+    for threads in ("1", "2"):
+        env = {**os.environ, "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+        run = subprocess.run(
+            [sys.executable, "-c", _THREAD_SCRIPT, str(tmp_path / "problem.npz")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert run.returncode == 0, run.stderr
+        out.append(run.stdout)
+    assert out[0] == out[1] and out[0].count("\n") == 2
+
+
+def test_overflowing_inputs_are_refused_or_normalised(small_problem):
+    """Case 5: nothing turns silently into NaN/inf."""
+    docs, train, val, _ = small_problem
+    plain = NudgeN().fit(docs, train, val)
+    huge = NudgeN().fit(docs.astype(np.float64) * 1e39, train, val)  # documents are normalised: same answer
+    assert np.isfinite(huge.embeddings_).all() and huge.gamma_ == plain.gamma_
+    np.testing.assert_allclose(huge.embeddings_, plain.embeddings_, atol=1e-6)
+    assert np.isfinite(NudgeM().fit(docs.astype(np.float64) * 1e-60, train, val).embeddings_).all()
+    with pytest.raises(ValueError, match="gamma must be <= 1e"):
+        NudgeM(gamma=1e39).fit(docs, train)
+    with pytest.raises(ValueError, match="beyond the float32 range"):
+        QueryAnswers.from_lists(val.embeddings.astype(np.float64) * 1e39, val.answer_lists())
+
+
+@pytest.mark.parametrize("cls", [NudgeN, NudgeM])
+def test_insertion_equals_refit_bit_for_bit(small_problem, cls):
+    """Case 13: insert is exactly a refit with gamma fixed (training sums accumulate in pair order)."""
+    docs, train, val, _ = small_problem
+    t1, t2 = train.subset(range(70)), train.subset(range(70, 120))
+    model = cls().fit(docs, t1, val)
+    model.insert(train=t2)
+    refit = cls(gamma=model.gamma_).fit(docs, t1.concat(t2), val)
+    np.testing.assert_array_equal(model.embeddings_, refit.embeddings_)
+    np.testing.assert_array_equal(model.train_sums_, refit.train_sums_)
+    assert model.val_score_ == refit.val_score_

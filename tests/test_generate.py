@@ -232,3 +232,34 @@ def test_local_model_writes_real_questions_for_scifact_abstracts(tmp_path):
     assert [json.loads(x) for x in out.read_text().splitlines()] == pairs
     # the same model through the generator API is deterministic (greedy)
     assert LocalGenerator().generate(texts[:1]) == LocalGenerator().generate(texts[:1])
+
+
+# ---------------------------------------------------------------------------------------------- adapters' default
+def test_llamaindex_default_is_the_local_model_with_its_few_shot_prompt():
+    pytest.importorskip("llama_index.nudge")
+    from llama_index.core.settings import Settings
+    from llama_index.nudge.generate import DEFAULT_QUESTION_PROMPT
+    from llama_index.nudge.local_llm import LOCAL_QUESTION_PROMPT, LocalQuestionLLM, default_question_llm
+
+    if Settings._llm is not None:
+        pytest.skip("a global LlamaIndex LLM is configured in this process")
+    llm, prompt = default_question_llm(None, DEFAULT_QUESTION_PROMPT)
+    assert isinstance(llm, LocalQuestionLLM) and llm.model is None and prompt == LOCAL_QUESTION_PROMPT
+    assert "{context_str}" in prompt and prompt.endswith("Question:")
+    mine = "Questions about {context_str}:"
+    assert default_question_llm(None, mine)[1] == mine  # a custom prompt is kept
+    other = LocalQuestionLLM(model="some/model")
+    assert default_question_llm(other, mine) == (other, mine)
+
+
+def test_langchain_default_is_the_local_model_with_plain_text_output():
+    pytest.importorskip("langchain_nudge")
+    from langchain_nudge.llms import LOCAL_QUESTION_PROMPT, LocalQuestionLLM, default_question_llm
+
+    llm, prompt, structured = default_question_llm(None, None, None)
+    assert isinstance(llm, LocalQuestionLLM) and prompt is LOCAL_QUESTION_PROMPT and structured is False
+    assert prompt.input_variables == ["document"]
+    assert prompt.format(document="A {braced} passage.").endswith("Passage: A {braced} passage.\nQuestion:")
+    assert llm._cut(" Why is it so?\n\nPassage: next", None) == " Why is it so?"
+    given = LocalQuestionLLM(model="x")
+    assert default_question_llm(given, prompt, True) == (given, prompt, True)

@@ -82,3 +82,24 @@ def test_check_documents_names_the_row():
     qa = QueryAnswers.from_lists(np.ones((1, 2), np.float32), [[7]])
     with pytest.raises(IndexError, match="row 7 but there are only 5 documents"):
         qa.check_documents(5, "train")
+
+
+@pytest.mark.parametrize(
+    "answers, exc, match",
+    [
+        ([0, 1], TypeError, r"answers\[0\] must be a list of document rows, got int"),
+        ([[2**70], [1]], ValueError, r"answers\[0\] names document row .* out of range"),
+        ([[[0]], [1]], TypeError, r"answers\[0\] must hold integers"),
+        ("ab", TypeError, "answers must be a list of answer lists"),
+    ],
+)
+def test_malformed_answer_lists_are_named(answers, exc, match):
+    """Issue 13, case 12: the message says which list is wrong and how (no silent flattening)."""
+    with pytest.raises(exc, match=match):
+        QueryAnswers.from_lists(np.eye(2, dtype=np.float32), answers)
+
+
+def test_pair_with_non_numeric_relevance_is_named():
+    q = np.eye(2, dtype=np.float32)
+    with pytest.raises(ValueError, match=r"pair 1 has relevance 'x', not a number"):
+        QueryAnswers.from_pairs(q, ["a", "b"], [("a", "d", 1), ("b", "d", "x")], ["d"])

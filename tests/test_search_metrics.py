@@ -82,3 +82,24 @@ def test_evaluate_end_to_end():
     assert out == {"recall@1": 0.5, "mrr@4": pytest.approx((1 + 1 / 4) / 2), "hit@2": 0.5}
     with pytest.raises(ValueError, match="unknown metric 'p@3'"):
         evaluate(docs, qa, ["p@3"])
+
+
+def test_ties_at_the_cut_off_keep_the_smaller_rows():
+    """Issue 13, case 2: of documents tied for the k-th place, the smaller rows are returned, for any blocks."""
+    rng = np.random.default_rng(0)
+    base = rng.standard_normal((5, 6)).astype(np.float32)
+    docs = np.concatenate([base[[3]], rng.standard_normal((40, 6)).astype(np.float32), np.repeat(base[[3]], 5, 0)])
+    q = base[[3]] * 3
+    for k in (1, 2, 3):
+        for block in (4, 7, 1000):
+            _, idx = search(q, docs, k, doc_block=block)
+            assert idx[0].tolist() == [0, 41, 42][:k], (k, block)
+
+
+def test_evaluate_accepts_lists_and_a_single_metric_name():
+    """Issue 13, case 12: evaluate takes what search takes, and one metric name as a string."""
+    docs = np.eye(3, dtype=np.float32)
+    qa = QueryAnswers.from_lists(docs, [[0], [1], [0]])
+    assert evaluate(docs.tolist(), qa, "recall@1") == {"recall@1": pytest.approx(2 / 3)}
+    with pytest.raises(TypeError, match="QueryAnswers"):
+        evaluate(docs, [[0]])

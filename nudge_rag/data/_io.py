@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import io
 import json
 import os
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -40,25 +42,41 @@ def open_text(path: str | os.PathLike) -> IO[str]:
     return open(p, encoding="utf-8-sig", newline=None)
 
 
+def _decoded_lines(path: str | os.PathLike) -> Iterator[str]:
+    """The lines of a UTF-8 text file (``.gz`` decompressed), decoded one at a time.
+
+    Decoding line by line makes a bad byte, or a damaged gzip stream, raise :class:`DataError` naming the line
+    it is on (a buffered text reader reports the start of the buffer instead). A leading BOM is dropped.
+    """
+    p = Path(path)
+    n = 0
+    try:
+        with gzip.open(p, "rb") if p.suffix == ".gz" else open(p, "rb") as fh:
+            for n, raw in enumerate(fh, start=1):
+                if n == 1 and raw.startswith(codecs.BOM_UTF8):
+                    raw = raw[len(codecs.BOM_UTF8) :]
+                try:
+                    yield raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise DataError(
+                        located(p, n, f"cannot decode as UTF-8 (invalid byte at column {exc.start + 1})")
+                    ) from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise DataError(located(p, n + 1, f"cannot read ({type(exc).__name__}: {exc})")) from None
+
+
 def iter_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
     """Yield ``(line_number, object)`` for each non-blank line of a JSON-lines file (1-based lines)."""
-    with open_text(path) as fh:
-        lineno = 0
+    for lineno, line in enumerate(_decoded_lines(path), start=1):
+        if not line.strip():
+            continue
         try:
-            for lineno, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise DataError(located(path, lineno, f"invalid JSON ({exc.msg} at column {exc.colno})")) from None
-                if not isinstance(obj, dict):
-                    raise DataError(located(path, lineno, f"expected a JSON object, got {type(obj).__name__}"))
-                yield lineno, obj
-        except (UnicodeDecodeError, EOFError, gzip.BadGzipFile, OSError) as exc:
-            if isinstance(exc, DataError):
-                raise
-            raise DataError(located(path, lineno + 1, f"cannot read ({type(exc).__name__}: {exc})")) from None
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(located(path, lineno, f"invalid JSON ({exc.msg} at column {exc.colno})")) from None
+        if not isinstance(obj, dict):
+            raise DataError(located(path, lineno, f"expected a JSON object, got {type(obj).__name__}"))
+        yield lineno, obj
 
 
 def iter_table(path: str | os.PathLike, delimiter: str | None = None) -> Iterator[tuple[int, dict[str, str]]]:
@@ -69,27 +87,25 @@ def iter_table(path: str | os.PathLike, delimiter: str | None = None) -> Iterato
     """
     if delimiter is None:
         delimiter = "\t" if Path(path).name.removesuffix(".gz").endswith(".tsv") else ","
-    with open_text(path) as fh:
-        reader = csv.reader(fh, delimiter=delimiter)
-        try:
-            header = next(reader, None)
-            if header is None:
-                raise DataError(located(path, 1, "empty file (expected a header line)"))
-            names = [h.strip().lower() for h in header]
-            for row in reader:
-                lineno = reader.line_num
-                if not row or (len(row) == 1 and not row[0].strip()):
-                    continue
-                if len(row) != len(names):
-                    raise DataError(
-                        located(path, lineno,
-                                f"expected {len(names)} columns ({', '.join(names)}), got {len(row)}: {row!r}")
+    reader = csv.reader(_decoded_lines(path), delimiter=delimiter)
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise DataError(located(path, 1, "empty file (expected a header line)"))
+        names = [h.strip().lower() for h in header]
+        for row in reader:
+            lineno = reader.line_num
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            if len(row) != len(names):
+                raise DataError(
+                    located(
+                        path, lineno, f"expected {len(names)} columns ({', '.join(names)}), got {len(row)}: {row!r}"
                     )
-                yield lineno, dict(zip(names, row))
-        except csv.Error as exc:
-            raise DataError(located(path, reader.line_num, f"malformed row ({exc})")) from None
-        except UnicodeDecodeError as exc:
-            raise DataError(located(path, reader.line_num + 1, f"cannot decode as UTF-8 ({exc})")) from None
+                )
+            yield lineno, dict(zip(names, row))
+    except csv.Error as exc:
+        raise DataError(located(path, reader.line_num, f"malformed row ({exc})")) from None
 
 
 def read_id_list(path: str | os.PathLike) -> list[str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+from collections.abc import Container
 from pathlib import Path
 
 from ._io import first_existing, open_text, require_file
@@ -40,8 +41,8 @@ def is_beir_dir(folder: str | os.PathLike) -> bool:
 
 def read_qrels(
     path: str | os.PathLike,
-    doc_ids: set[str] | dict[str, int],
-    query_ids: set[str] | dict[str, int],
+    doc_ids: Container[str],
+    query_ids: Container[str],
     *,
     corpus_name: str = "the corpus",
 ) -> list[Judgement]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from ._io import iter_jsonl, iter_table, require_file
@@ -15,7 +16,7 @@ __all__ = ["read_corpus", "read_queries", "ID_KEYS"]
 ID_KEYS = ("_id", "id", "doc_id")
 
 
-def _field_id(path, lineno, record: dict, keys: tuple[str, ...]) -> str:
+def _field_id(path: str | os.PathLike, lineno: int, record: dict, keys: tuple[str, ...]) -> str:
     for key in keys:
         if key in record:
             value = record[key]
@@ -26,7 +27,7 @@ def _field_id(path, lineno, record: dict, keys: tuple[str, ...]) -> str:
     raise DataError(located(path, lineno, f"missing id field (one of {', '.join(map(repr, keys))})"))
 
 
-def _field_text(path, lineno, record: dict, key: str, *, required: bool) -> str:
+def _field_text(path: str | os.PathLike, lineno: int, record: dict, key: str, *, required: bool) -> str:
     if key not in record or record[key] is None:
         if required:
             raise DataError(located(path, lineno, f"missing field {key!r}"))
@@ -37,7 +38,7 @@ def _field_text(path, lineno, record: dict, key: str, *, required: bool) -> str:
     return value
 
 
-def _records(path: Path):
+def _records(path: Path) -> Iterator[tuple[int, dict]]:
     name = path.name.lower().removesuffix(".gz")
     if name.endswith((".csv", ".tsv")):
         return iter_table(path)

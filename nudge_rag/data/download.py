@@ -15,12 +15,24 @@ from .beir import is_beir_dir
 from .errors import MissingDataError
 from .locate import data_roots, dataset_dir
 
-__all__ = ["BEIR_URL", "ENV_OFFLINE", "find_beir", "download_beir"]
+__all__ = ["BEIR_URL", "ENV_OFFLINE", "OFFLINE_VARIABLES", "find_beir", "download_beir", "downloads_disabled"]
 
 #: Public archive of the BEIR datasets (one zip per dataset).
 BEIR_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/{name}.zip"
 #: Set to 1 to never attempt a download.
 ENV_OFFLINE = "NUDGE_RAG_OFFLINE"
+#: Any of these set to a true value (1, true, yes, on) turns downloads off: ours and the Hugging Face ones.
+OFFLINE_VARIABLES = (ENV_OFFLINE, "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+def downloads_disabled() -> str | None:
+    """The name of the offline variable that forbids downloading, or None when downloads are allowed."""
+    for var in OFFLINE_VARIABLES:
+        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
+            return var
+    return None
+
+
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 
@@ -35,8 +47,9 @@ def find_beir(
 ) -> Path:
     """Folder of BEIR dataset ``name`` under the first data root that has it (see :mod:`.locate`).
 
-    When no root has it, downloads it into the last root (unless ``download`` is False or
-    ``$NUDGE_RAG_OFFLINE`` is set). Raises :class:`MissingDataError` naming where to place the files.
+    When no root has it, downloads it into the last root (unless ``download`` is False or one of
+    :data:`OFFLINE_VARIABLES`, e.g. ``HF_HUB_OFFLINE=1``, is set). Raises :class:`MissingDataError` naming where
+    to place the files; a failed download leaves nothing behind (no partial or empty folders).
     """
     _check_name(name)
     roots = data_roots(data_dir)
@@ -49,8 +62,10 @@ def find_beir(
         f"place the BEIR files at {target}/corpus.jsonl, {target}/queries.jsonl and {target}/qrels/test.tsv "
         f"(or pass --data-dir / set NUDGE_RAG_DATA_DIR)"
     )
-    if not download or os.environ.get(ENV_OFFLINE, "") not in ("", "0"):
-        raise MissingDataError(f"dataset {name!r} not found (looked in {looked}) and downloads are off; {hint}")
+    offline = downloads_disabled()
+    if not download or offline:
+        why = f"downloads are off ({offline}=1)" if offline else "downloads are off"
+        raise MissingDataError(f"dataset {name!r} not found (looked in {looked}) and {why}; {hint}")
     try:
         return download_beir(name, target, timeout=timeout)
     except (OSError, zipfile.BadZipFile, ValueError) as exc:
@@ -62,11 +77,26 @@ def find_beir(
 
 
 def download_beir(name: str, target: str | os.PathLike, *, url: str | None = None, timeout: float = 60.0) -> Path:
-    """Download and unpack ``<name>.zip`` into ``target`` (atomically: unpacked beside it, then renamed)."""
+    """Download and unpack ``<name>.zip`` into ``target`` (atomically: unpacked beside it, then renamed).
+
+    On failure, the folders created for it are removed again.
+    """
     _check_name(name)
     target = Path(target)
+    created = [p for p in (target.parent, *target.parent.parents) if not p.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
-    url = url or BEIR_URL.format(name=name)
+    try:
+        return _download(name, target, url or BEIR_URL.format(name=name), timeout)
+    except BaseException:
+        for folder in created:  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+
+
+def _download(name: str, target: Path, url: str, timeout: float) -> Path:
     with tempfile.TemporaryDirectory(prefix=f".{name}.", dir=target.parent) as tmp:
         archive = Path(tmp) / f"{name}.zip"
         with urllib.request.urlopen(url, timeout=timeout) as resp, open(archive, "wb") as out:

@@ -23,6 +23,7 @@ import math
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from ._io import first_existing, iter_jsonl, iter_table, require_file
 from .corpus import read_corpus
@@ -37,8 +38,8 @@ _SPLIT_FILE_STEMS = {"train": ("train",), "dev": ("dev", "val", "validation"), "
 _EXTS = (".jsonl", ".jsonl.gz", ".csv", ".tsv")
 
 
-def _split_files(folder: Path) -> dict[str, Path]:
-    out = {}
+def _split_files(folder: Path) -> dict[str, str | os.PathLike]:
+    out: dict[str, str | os.PathLike] = {}
     for split, stems in _SPLIT_FILE_STEMS.items():
         found = first_existing(folder, tuple(stem + ext for stem in stems for ext in _EXTS))
         if found is not None:
@@ -64,13 +65,13 @@ def _rows(path: Path) -> Iterator[tuple[int, dict]]:
         raise DataError(located(path, None, "unsupported pairs file type (expected .jsonl, .csv or .tsv)"))
 
 
-def _as_id(path, lineno, value, key) -> str:
+def _as_id(path: str | os.PathLike, lineno: int, value: object, key: str) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)) or str(value).strip() == "":
         raise DataError(located(path, lineno, f"{key!r} must be a non-empty string or integer, got {value!r}"))
     return str(value).strip()
 
 
-def _as_relevance(path, lineno, value) -> float:
+def _as_relevance(path: str | os.PathLike, lineno: int, value: Any) -> float:
     if isinstance(value, bool):
         raise DataError(located(path, lineno, f"'relevance' must be a number, got {value!r}"))
     try:
@@ -93,18 +94,19 @@ class _Builder:
         self.by_text: dict[str, str] = {}
         self.qrels: dict[str, list[Judgement]] = {}
 
-    def _query(self, path, lineno, row) -> str:
+    def _query(self, path: str | os.PathLike, lineno: int, row: dict) -> str:
         text = row.get("query")
         if text is not None and not isinstance(text, str):
             raise DataError(located(path, lineno, f"'query' must be a string, got {type(text).__name__}"))
         if "query_id" in row:
             qid = _as_id(path, lineno, row["query_id"], "query_id")
         elif text is not None and text.strip():
-            qid = self.by_text.get(text)
-            if qid is None:
-                qid = f"q{len(self.query_ids)}"
-                while qid in self.query_texts:
-                    qid = "_" + qid
+            known_qid = self.by_text.get(text)
+            if known_qid is None:
+                known_qid = f"q{len(self.query_ids)}"
+                while known_qid in self.query_texts:
+                    known_qid = "_" + known_qid
+            qid = known_qid
         else:
             raise DataError(located(path, lineno, "each row needs a non-empty 'query' (text) or a 'query_id'"))
         if qid not in self.query_texts:
@@ -139,9 +141,10 @@ class _Builder:
             raise DataError(located(path, lineno, f"got {len(docs)} doc ids but {len(rels)} relevance values"))
         split = default_split
         if "split" in row:
-            if not isinstance(row["split"], str) or canonical_split(row["split"]) is None:
+            named = canonical_split(row["split"]) if isinstance(row["split"], str) else None
+            if named is None:
                 raise DataError(located(path, lineno, f"'split' must be train, dev/val or test, got {row['split']!r}"))
-            split = canonical_split(row["split"])
+            split = named
         out = self.qrels.setdefault(split, [])
         for did, r in zip(docs, rels):
             if did not in self.doc_set:
@@ -202,7 +205,7 @@ def load_pairs(
         doc_ids=ids,
         doc_texts=texts,
         query_ids=builder.query_ids,
-        query_texts=texts_q if has_text else None,
+        query_texts=[t for t in texts_q if t is not None] if has_text else None,
         qrels=qrels,
         source=(corpus_path or first).parent,
         files=file_map,

@@ -49,7 +49,7 @@ def _group(judgements: list[Judgement]) -> dict[str, list[Judgement]]:
     return out
 
 
-def _take(groups: dict[str, list[Judgement]], qids) -> list[Judgement]:
+def _take(groups: dict[str, list[Judgement]], qids: list[str]) -> list[Judgement]:
     return [j for q in qids for j in groups[q]]
 
 

@@ -29,7 +29,9 @@ def resolve_client(client: object = None) -> Any:
             raise ValueError("scheduler address is empty")
         return distributed.Client(client)
     if client is not None:
-        raise TypeError(f"client must be a distributed.Client, a scheduler address or None, got {type(client).__name__}")
+        raise TypeError(
+            f"client must be a distributed.Client, a scheduler address or None, got {type(client).__name__}"
+        )
     try:
         return distributed.default_client()
     except ValueError:  # no active client: start (once) a local cluster

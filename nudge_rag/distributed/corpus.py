@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from .._checks import normalize_rows
 from .._gamma_search import static_topk
@@ -41,7 +42,7 @@ class ShardSource:
     extra: dict = field(default_factory=dict)
 
 
-def unit_block(block: np.ndarray, offset: int, dtype: np.dtype = np.float32) -> np.ndarray:
+def unit_block(block: np.ndarray, offset: int, dtype: DTypeLike = np.float32) -> np.ndarray:
     """Rows of ``block`` (r, d) at global row ``offset`` as unit rows in ``dtype`` (as the in-memory fit does).
 
     Raises ValueError naming the global row when a row is non-finite or zero.
@@ -53,7 +54,7 @@ def unit_block(block: np.ndarray, offset: int, dtype: np.dtype = np.float32) -> 
     if not finite.all():
         raise ValueError(f"corpus contains NaN or inf at row {offset + int(np.flatnonzero(~finite)[0])}")
     try:
-        return normalize_rows(arr, "corpus", dtype)
+        return normalize_rows(arr, "corpus", np.dtype(dtype))
     except ValueError:
         zero = int(np.flatnonzero(~arr.any(axis=1))[0])
         raise ValueError(f"corpus has a zero vector at row {offset + zero}; cannot normalise") from None
@@ -154,8 +155,9 @@ class DaskCorpus:
             raise ValueError(
                 f"new documents must be an (X, {self.dim}) NumPy or Dask array, got {getattr(new, 'shape', new)!r}"
             )
-        out = DaskCorpus(da.concatenate([self.array, new.rechunk({1: -1})], axis=0), self._client_arg,
-                         progress=self.progress)
+        out = DaskCorpus(
+            da.concatenate([self.array, new.rechunk({1: -1})], axis=0), self._client_arg, progress=self.progress
+        )
         out._client = self._client
         return out
 
@@ -173,7 +175,8 @@ def competitor_graph(array: Any, queries: np.ndarray, exclude: np.ndarray, k: in
     blocks = array.to_delayed().ravel()
     q = dask.delayed(queries, name=f"nudge-queries-{dask.base.tokenize(queries)}")
     chunk_task = dask.delayed(_chunk_topk, pure=True, nout=2)
-    partial, pieces = [], {}
+    partial: list[Any] = []
+    pieces: dict[int, list[Any]] = {}
     for c, blk in enumerate(blocks):
         lo, hi = int(starts[c]), int(starts[c + 1])
         if hi == lo:
@@ -234,7 +237,9 @@ def _pieces_topk(
     return _scored(queries, np.concatenate(pieces, axis=0), exclude, k, bs)
 
 
-def _scored(queries: np.ndarray, unit: np.ndarray, exclude: np.ndarray, k: int, offset: int):
+def _scored(
+    queries: np.ndarray, unit: np.ndarray, exclude: np.ndarray, k: int, offset: int
+) -> tuple[np.ndarray, np.ndarray]:
     s, i = static_topk(queries, unit, exclude, k)
     return s, np.where(i >= 0, i + offset, -1)
 

@@ -16,8 +16,9 @@ from ..queries import QueryAnswers
 __all__ = ["insert_on_corpus"]
 
 
-def insert_on_corpus(model: Any, new_embeddings: Any = None, train: QueryAnswers | None = None,
-                     val: QueryAnswers | None = None) -> Any:
+def insert_on_corpus(
+    model: Any, new_embeddings: Any = None, train: QueryAnswers | None = None, val: QueryAnswers | None = None
+) -> Any:
     """Add documents and/or pairs to ``model`` (fitted on ``model.corpus_``); gamma stays ``model.gamma_``.
 
     New documents are appended to the corpus (``corpus.append``: new chunks of a Dask corpus); only documents

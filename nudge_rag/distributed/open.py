@@ -87,8 +87,9 @@ def open_zarr(path: str | os.PathLike[str], *, client: object = None, progress: 
     array = da.from_zarr(str(p))
     if array.ndim != 2:
         raise ValueError(f"{p}: the Zarr array must be 2-D (rows x dimension), got shape {array.shape}")
-    return DaskCorpus(array, client, source=ShardSource("zarr", (str(p.resolve()),), root=str(p.resolve())),
-                      progress=progress)
+    return DaskCorpus(
+        array, client, source=ShardSource("zarr", (str(p.resolve()),), root=str(p.resolve())), progress=progress
+    )
 
 
 def open_parquet(
@@ -113,8 +114,9 @@ def open_parquet(
             first = _vectors(pf.read_row_group(0, columns=[column]).column(column), f, column)
             dim, dtype = first.shape[1], first.dtype
         token = dask.base.tokenize(str(f.resolve()), os.path.getmtime(f), column)
-        load = dask.delayed(_load_parquet, pure=True)(str(f.resolve()), column, dim,
-                                                      dask_key_name=f"parquet-shard-{token}")
+        load = dask.delayed(_load_parquet, pure=True)(
+            str(f.resolve()), column, dim, dask_key_name=f"parquet-shard-{token}"
+        )
         parts.append(da.from_delayed(load, shape=(n, dim), dtype=dtype))
     array = da.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
     src = ShardSource("parquet", tuple(str(f.resolve()) for f in files), column=column, root=str(p.resolve()))

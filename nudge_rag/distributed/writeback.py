@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from .._files import atomic_write
 from ..patch import Patch
@@ -17,7 +18,7 @@ from .corpus import DaskCorpus, unit_block
 __all__ = ["nudged_array", "patched_chunks", "write_npy_shards", "write_back"]
 
 
-def nudged_array(array: Any, patch: Patch, *, normalize: bool = True, dtype: np.dtype = np.float32) -> Any:
+def nudged_array(array: Any, patch: Patch, *, normalize: bool = True, dtype: DTypeLike = np.float32) -> Any:
     """Lazy (N, d) Dask array: ``array`` with the rows of ``patch`` replaced by ``patch.new``.
 
     With ``normalize`` (default) every other row is unit-normalised too, so the result equals ``embeddings_`` of
@@ -109,22 +110,68 @@ def write_back(
     normalize: bool = False,
     progress: bool = False,
 ) -> list[Path]:
-    """Write the nudged corpus in the layout it was opened from (``.npy`` shards), shard by shard.
+    """Write the nudged corpus back in the layout it was opened from, shard by shard, on the workers.
 
-    ``folder=None`` updates the shards in place: only those holding moved rows are rewritten (with
-    ``normalize=False``), each atomically. A new ``folder`` gets every shard, under the same file names.
-    ``normalize=True`` writes unit rows everywhere (as ``embeddings_`` of an in-memory fit) and so rewrites every
-    shard. The stored dtype is kept. Returns the shards written.
+    - ``.npy`` shards and Parquet files: one file per chunk, each replaced atomically (Parquet keeps every other
+      column and the vector column's type). ``folder=None`` updates the files in place and rewrites only those
+      holding moved rows; a new ``folder`` gets every file, under the same names.
+    - Zarr: in place, only the row chunks holding moved rows are assigned (each Zarr chunk is written by zarr);
+      a new ``folder`` gets a whole new Zarr array with the same chunks.
+
+    ``normalize=True`` writes unit rows everywhere (as ``embeddings_`` of an in-memory fit) and so rewrites
+    every shard. The stored dtype is kept. Returns the files (or the Zarr array) written. A corpus opened from
+    files that were updated in place must be opened again to read the new vectors.
     """
     src = corpus.source
-    if src is None or src.kind != "npy":
-        kind = "an array" if src is None else src.kind
-        raise ValueError(f"write_back writes .npy shard folders; this corpus comes from {kind}: use write_npy_shards")
-    names = [Path(p).name for p in src.paths]
-    if len(names) != len(corpus.array.chunks[0]):
-        raise ValueError(f"the corpus has {len(corpus.array.chunks[0])} chunks but {len(names)} source shards")
+    if src is None:
+        raise ValueError("write_back needs a corpus opened from files (open_corpus); for an array use write_npy_shards")
+    if src.kind in ("npy", "parquet") and len(src.paths) != len(corpus.array.chunks[0]):
+        raise ValueError(f"the corpus has {len(corpus.array.chunks[0])} chunks but {len(src.paths)} source files")
     nudged = nudged_array(corpus.array, patch, normalize=normalize, dtype=corpus.array.dtype)
     in_place = folder is None or Path(folder).resolve() == Path(src.root or "").resolve()
-    chunks = patched_chunks(corpus.array, patch) if in_place and not normalize else None
-    target = Path(src.paths[0]).parent if folder is None else Path(folder)
-    return write_npy_shards(nudged, target, names=names, chunks=chunks, client=corpus.client, progress=progress)
+    chunks = patched_chunks(corpus.array, patch) if in_place and not normalize else np.arange(nudged.numblocks[0])
+    if src.kind == "npy":
+        names = [Path(p).name for p in src.paths]
+        target = Path(src.paths[0]).parent if folder is None else Path(folder)
+        return write_npy_shards(nudged, target, names=names, chunks=chunks, client=corpus.client, progress=progress)
+    dask = require("dask")
+    blocks = nudged.to_delayed().ravel()
+    starts = np.r_[0, np.cumsum(nudged.chunks[0])].astype(np.int64)
+    if src.kind == "parquet":
+        root = Path(src.paths[0]).parent if folder is None else Path(folder)
+        root.mkdir(parents=True, exist_ok=True)
+        paths = [root / Path(src.paths[c]).name for c in chunks]
+        write = dask.delayed(_write_parquet, pure=False)
+        tasks = [write(blocks[c], src.paths[c], str(path), src.column) for c, path in zip(chunks, paths)]
+    elif src.kind == "zarr":
+        if not in_place:
+            require("zarr")
+            compute(corpus.client, nudged.to_zarr(str(folder), compute=False, overwrite=True), progress=progress)
+            return [Path(str(folder))]
+        paths = [Path(src.paths[0])]
+        write = dask.delayed(_write_zarr_rows, pure=False)
+        tasks = [write(blocks[c], src.paths[0], int(starts[c])) for c in chunks]
+    else:
+        raise ValueError(f"write_back cannot write a corpus of kind {src.kind!r}")
+    if tasks:
+        compute(corpus.client, dask.delayed(list)(tasks), progress=progress)
+    return paths
+
+
+def _write_parquet(block: np.ndarray, src: str, dst: str, column: str) -> str:
+    pa, pq = require("pyarrow"), require("pyarrow.parquet")
+    table = pq.read_table(src)
+    idx = table.schema.get_field_index(column)
+    field = table.schema.field(idx)
+    arr = np.ascontiguousarray(block)
+    vectors = pa.FixedSizeListArray.from_arrays(pa.array(arr.ravel()), arr.shape[1]).cast(field.type)
+    table = table.set_column(idx, field, vectors)
+    atomic_write(dst, lambda fh: pq.write_table(table, fh))
+    return dst
+
+
+def _write_zarr_rows(block: np.ndarray, path: str, lo: int) -> str:
+    zarr = require("zarr")
+    z = zarr.open_array(path, mode="r+")
+    z[lo : lo + block.shape[0]] = block
+    return path

@@ -176,8 +176,11 @@ class BaseStore:
             raise StoreError(f"{type(self).__name__} has no approximate (ANN) search; use exact=True")
         return self.scan_search(q, int(k))
 
-    def scan_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, list[list[str]]]:
-        """Exact top-k by brute force over one streamed scan of the store (memory O(V k + batch d))."""
+    def scan_search(
+        self, queries: np.ndarray, k: int, exclude: set[str] | frozenset[str] = frozenset()
+    ) -> tuple[np.ndarray, list[list[str]]]:
+        """Exact top-k by brute force over one streamed scan of the store (memory O(V k + batch d)), ids in
+        ``exclude`` left out."""
         from ..search import RunningTopK
 
         q = queries.astype(np.float32, copy=False)
@@ -189,6 +192,9 @@ class BaseStore:
         for ids, vecs in progress(self._scan(self.batch_size), total=-(-total // self.batch_size),
                                   desc="scan", enabled=self.show_progress):
             cols = np.arange(seen, seen + len(ids), dtype=np.int64)
+            if exclude:
+                keep = np.fromiter((i not in exclude for i in ids), dtype=bool, count=len(ids))
+                cols, vecs = cols[keep], vecs[keep]
             for t, v0 in zip(tops, starts):
                 t.push(self.score(q[v0 : v0 + _SCAN_QUERY_BLOCK], vecs), cols)
             live = np.unique(np.concatenate([t.index.ravel() for t in tops]))

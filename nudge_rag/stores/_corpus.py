@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import time
+
 import numpy as np
 
 from .._checks import normalize_rows
@@ -27,6 +29,9 @@ class StoreCorpus:
         store: a :class:`~nudge_rag.stores.VectorStore`.
         ids: ids to number first (rows 0 .. len(ids) - 1), usually every id the pairs name.
         exact: exact competitor search (default; the fit then equals the in-memory fit) or the store's ANN index.
+        scan: exact search as one streamed pass over the whole store, scored here (excluded ids skipped),
+            instead of the store's own exact search per query; faster for many queries on a large store
+            whose exact search is a sequential scan per query (pgvector without index, Chroma).
         margin: extra candidates asked for per query, so that the store's own rounding near the k-th place
             cannot change the result: candidates are re-scored exactly (cosine of unit vectors, float32).
         show_progress: tqdm bars on fetch and search.
@@ -43,17 +48,20 @@ class StoreCorpus:
         *,
         exact: bool = True,
         margin: int = 4,
+        scan: bool = False,
         show_progress: bool = False,
     ) -> None:
         self.store = store
         self.exact = exact
+        self.scan = scan
         self.margin = int(margin)
         self.show_progress = show_progress
         self._ids: list[str] = []
         self._row: dict[str, int] = {}
         self._cache: dict[int, np.ndarray] = {}
         self._n_docs: int | None = None
-        self.stats = {"fetched": 0, "searched_queries": 0, "search_calls": 0, "search_k_max": 0}
+        self.stats: dict[str, float] = {"fetched": 0, "searched_queries": 0, "search_calls": 0, "search_k_max": 0,
+                                        "fetch_seconds": 0.0, "search_seconds": 0.0}
         self.rows_of(as_id_list(ids, "corpus ids"))
 
     # ------------------------------------------------------------------ ids <-> rows
@@ -96,7 +104,9 @@ class StoreCorpus:
         if missing.size:
             if int(missing.max()) >= len(self._ids) or int(missing.min()) < 0:
                 raise IndexError(f"row {int(missing.max())} is not a row of this corpus ({len(self._ids)} rows)")
+            t0 = time.perf_counter()
             vecs = self.store.fetch(self.ids_of(missing))
+            self.stats["fetch_seconds"] += time.perf_counter() - t0
             unit = normalize_rows(vecs, "store vectors", np.float32)
             for r, v in zip(missing, unit):
                 self._cache[int(r)] = v
@@ -110,6 +120,17 @@ class StoreCorpus:
         excluded = {self._ids[int(r)] for r in np.asarray(exclude).ravel() if int(r) < len(self._ids)}
         out_s = np.full((q.shape[0], k), -np.inf, dtype=np.float32)
         out_i = np.full((q.shape[0], k), -1, dtype=np.int64)
+        if self.scan:
+            scan_search = getattr(self.store, "scan_search", None)
+            if scan_search is None:
+                raise TypeError(f"{type(self.store).__name__} has no scan_search; use scan=False")
+            t0 = time.perf_counter()
+            _, hits = scan_search(q, k + self.margin, frozenset(excluded))
+            self.stats["search_seconds"] += time.perf_counter() - t0
+            self.stats["search_calls"] += 1
+            self.stats["searched_queries"] += int(q.shape[0])
+            self.stats["search_k_max"] = max(self.stats["search_k_max"], k + self.margin)
+            return self._rescore(q, hits, k)
         starts = range(0, q.shape[0], _QUERY_BATCH)
         for v0 in progress(starts, total=len(starts), desc="competitors", enabled=self.show_progress):
             s, i = self._competitors_block(q[v0 : v0 + _QUERY_BATCH], excluded, k)
@@ -124,7 +145,9 @@ class StoreCorpus:
         pending = np.arange(q.shape[0])
         found: list[list[str]] = [[] for _ in range(q.shape[0])]
         while pending.size:
+            t0 = time.perf_counter()
             _, hits = self.store.search(q[pending], ask, exact=self.exact)
+            self.stats["search_seconds"] += time.perf_counter() - t0
             self.stats["search_calls"] += 1
             self.stats["searched_queries"] += int(pending.size)
             self.stats["search_k_max"] = max(self.stats["search_k_max"], ask)
@@ -135,7 +158,11 @@ class StoreCorpus:
                 if len(kept) < want and len(ids) >= ask and ask < self.n_docs:
                     retry.append(int(p))
             pending = np.asarray(retry, dtype=np.int64)
-            ask = min(2 * ask + len(excluded), self.n_docs)
+            ask = min(2 * ask, self.n_docs)
+        return self._rescore(q, found, k)
+
+    def _rescore(self, q: np.ndarray, found: list[list[str]], k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k of each query's candidate ids, re-scored exactly."""
         # exact re-scoring of the candidates: cosine of unit vectors, ties by the smaller local row
         width = max((len(f) for f in found), default=0)
         cand = np.full((q.shape[0], max(width, 1)), -1, dtype=np.int64)

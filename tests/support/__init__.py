@@ -6,7 +6,14 @@ root on ``sys.path`` during the test run.
 """
 
 from tests.support.known_vectors import KnownVectors, sentence_model
-from tests.support.scifact import SCIFACT_BEIR, SCIFACT_VECTORS, SHARED_DATA, SciFactTexts, read_qrels, scifact_available
+from tests.support.scifact import (
+    SCIFACT_BEIR,
+    SCIFACT_VECTORS,
+    SHARED_DATA,
+    SciFactTexts,
+    read_qrels,
+    scifact_available,
+)
 
 __all__ = [
     "SCIFACT_BEIR",

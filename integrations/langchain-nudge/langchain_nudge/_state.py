@@ -85,8 +85,8 @@ class FittedState:
                 if row >= 0 and self.keys[row].tobytes() == key:
                     rows[n] = row
                 continue
-            row = self.key_pos.get(key, -1)
-            rows[n] = -2 if row == _AMBIGUOUS else row
+            row = self.key_pos.get(key)
+            rows[n] = -1 if row is None else (-2 if row == _AMBIGUOUS else row)
         return rows
 
 
@@ -133,14 +133,11 @@ def load_state(path: str | os.PathLike, dimension: int | None = None) -> tuple[F
     def bad(what: str) -> StateFileError:
         return StateFileError(f"{path} is not a langchain-nudge file: {what}")
 
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise bad(f"{type(exc).__name__}: {exc}") from None
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        raise bad(f"a plain .npy array of shape {getattr(data, 'shape', '?')}, not a .npz archive")
-    try:
-        with data:
+    with open(path, "rb") as fh:  # FileNotFoundError / PermissionError name the file themselves
+        try:
+            data = np.load(fh, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise bad(f"a plain .npy array of shape {getattr(data, 'shape', '?')}, not a .npz archive")
             missing = [k for k in ("meta", "ids", "keys", "embeddings") if k not in data.files]
             if missing:
                 raise bad(f"missing {', '.join(missing)}")
@@ -149,10 +146,10 @@ def load_state(path: str | os.PathLike, dimension: int | None = None) -> tuple[F
             keys, emb = data["keys"], data["embeddings"]
             gammas = np.array(data["gammas"]) if "gammas" in data.files else None
             val_scores = np.array(data["val_scores"]) if "val_scores" in data.files else None
-    except StateFileError:
-        raise
-    except Exception as exc:  # a damaged archive: BadZipFile, zlib.error, EOFError, UnicodeDecodeError, ...
-        raise bad(f"damaged content ({type(exc).__name__}: {exc})") from None
+        except StateFileError:
+            raise
+        except Exception as exc:  # damaged: BadZipFile, zlib.error, EOFError, UnicodeDecodeError, JSONDecodeError...
+            raise bad(f"{type(exc).__name__}: {exc}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise bad(f"unknown format {meta.get('format') if isinstance(meta, dict) else meta!r}")
     if int(meta.get("format_version", 0)) > FORMAT_VERSION:

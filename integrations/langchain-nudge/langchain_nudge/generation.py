@@ -238,6 +238,9 @@ def _setup(documents, llm, questions_per_document, prompt, batch_size, max_concu
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     docs = _documents_of(documents)
+    from langchain_nudge.llms import default_question_llm  # llm=None: the offline local model
+
+    llm, prompt, structured_output = default_question_llm(llm, prompt, structured_output)
     chain = _runnable(llm, prompt or DEFAULT_QUESTION_PROMPT, structured_output)
     result = GeneratedQuestions(n_documents=len(docs))
     todo: list[tuple[DocumentRef, dict[str, Any]]] = []

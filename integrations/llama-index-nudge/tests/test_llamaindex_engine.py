@@ -53,7 +53,8 @@ def test_finetune_improves_heldout_retrieval_and_keeps_nodes(scifact, embed_mode
     # report
     assert report.variant == "nudge-n" and report.similarity == "cosine"
     n_questions = len({q for q, _ in scifact.pairs("train")})  # 809 claims, 2 texts occur twice
-    assert report.val_source == "carved" and report.n_val_questions == int(0.1 * n_questions)  # floor: nudge_rag.finetune.carve_rows
+    # the one carving rule (nudge_rag.finetune.carve_rows): floor(0.1 * n)
+    assert report.val_source == "carved" and report.n_val_questions == int(0.1 * n_questions)
     assert report.n_train_questions + report.n_val_questions == n_questions
     assert 0 < report.gamma <= 0.48 and len(report.gammas) == len(report.val_scores) > 10
     assert report.val_score >= report.val_base_score

@@ -140,7 +140,9 @@ def test_nudge_m_needs_a_dot_product_collection(scifact, embed_model):
     present = {scifact.node_of[scifact.doc_ids[i]] for i in rows}
     pairs = _pairs_for(scifact, present)
 
-    report = NudgeFinetuneEngine(index, train_dataset=pairs, variant="nudge-m").finetune()
+    # seed 1: with the one carving rule (nudge_rag.finetune.carve_rows), seed 0's 30 validation questions give a
+    # flat NUDGE-M hit@1 curve (0.80 at every gamma), so gamma = 0 moves nothing, by design
+    report = NudgeFinetuneEngine(index, train_dataset=pairs, variant="nudge-m", seed=1).finetune()
     assert report.similarity == "inner_product" and report.vector_store["similarity"] == "inner_product"
     stored = _points(client)
     norms = np.array([np.linalg.norm(v) for v, _ in stored.values()])

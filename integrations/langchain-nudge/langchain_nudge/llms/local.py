@@ -29,7 +29,7 @@ from pydantic import PrivateAttr
 
 from nudge_rag.generate import LocalGenerator, first_completion_line, prompt_template
 
-__all__ = ["LocalQuestionLLM", "LOCAL_QUESTION_PROMPT", "local_question_llm"]
+__all__ = ["LocalQuestionLLM", "LOCAL_QUESTION_PROMPT", "local_question_llm", "default_question_llm"]
 
 #: Few-shot prompt for a base model, with the adapter's ``{document}`` variable.
 LOCAL_QUESTION_PROMPT = PromptTemplate.from_template(
@@ -105,3 +105,11 @@ class LocalQuestionLLM(LLM):
 def local_question_llm(model: str | None = None, **kwargs: Any) -> tuple[LocalQuestionLLM, PromptTemplate, bool]:
     """``(LocalQuestionLLM(model, ...), LOCAL_QUESTION_PROMPT, False)``: LLM, prompt and ``structured_output``."""
     return LocalQuestionLLM(model=model, **kwargs), LOCAL_QUESTION_PROMPT, False
+
+
+def default_question_llm(llm: Any, prompt: Any, structured_output: bool | None) -> tuple[Any, Any, bool | None]:
+    """``(llm, prompt, structured_output)`` as given, or, when ``llm`` is None, the offline
+    :class:`LocalQuestionLLM` with :data:`LOCAL_QUESTION_PROMPT` (unless a prompt is given) and plain-text output."""
+    if llm is not None:
+        return llm, prompt, structured_output
+    return LocalQuestionLLM(), prompt or LOCAL_QUESTION_PROMPT, False

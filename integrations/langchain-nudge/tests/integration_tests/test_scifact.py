@@ -65,11 +65,12 @@ def test_inmemory_swap_in_improves_held_out_retrieval(scifact, emb, sup):
     live_before = (emb.live_documents, emb.live_queries)
 
     nudged_emb = NudgeEmbeddings(emb)
-    nudged = nudged_emb.fit_vectorstore(store, scifact.pairs("train"), val_fraction=0.2)  # the default is 0.1
+    nudged = nudged_emb.fit_vectorstore(store, scifact.pairs("train"))
 
     report = nudged_emb.report_
     n_questions = len(scifact.answers("train"))  # distinct claim texts (a few train claims share a text)
-    assert report["validation"] == "carved" and report["n_val_questions"] == round(0.2 * n_questions)
+    # the one carving rule (nudge_rag.finetune.carve_rows): floor(0.1 * n), the default fraction of every caller
+    assert report["validation"] == "carved" and report["n_val_questions"] == int(0.1 * n_questions)
     assert report["n_train_questions"] == n_questions - report["n_val_questions"] and report["gamma"] > 0
     assert report["val_score"] > report["val_base_score"] and report["n_moved"] > 300
     # same ids, texts and metadata; the original store is untouched

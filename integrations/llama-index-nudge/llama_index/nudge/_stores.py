@@ -263,3 +263,73 @@ def new_store_similarity(vector_store: Any) -> tuple[str, str]:
         f"NUDGE fine-tuning cannot build into a {name} yet; supported: SimpleVectorStore and QdrantVectorStore"
     )
 
+
+def check_store_similarity(similarity: str, store_name: str, variant: str) -> None:
+    """``ValueError`` when the store's distance cannot serve the variant's vectors."""
+    if similarity not in (COSINE, INNER_PRODUCT, EUCLIDEAN):
+        raise ValueError(f"the {store_name} uses a distance NUDGE cannot support ({similarity})")
+    if variant == "nudge-m" and similarity != INNER_PRODUCT:
+        raise ValueError(
+            f"NUDGE-M vectors are not unit-norm and rank correctly only under inner product, but the "
+            f"{store_name} searches by {similarity}. Use variant='nudge-n' (the default; unit-norm vectors, "
+            "correct under cosine), or a Qdrant collection created for dot product, e.g. "
+            "QdrantVectorStore(..., dense_config=VectorParams(size=dim, distance=Distance.DOT))."
+        )
+
+
+def _with_vectors(nodes: Sequence[BaseNode], vectors: np.ndarray) -> list[BaseNode]:
+    copies = []
+    for node, vec in zip(nodes, vectors):
+        c = node.model_copy()
+        c.embedding = vec.tolist()
+        copies.append(c)
+    return copies
+
+
+def build_index(nodes, vectors: np.ndarray, storage_context, embed_model, show_progress: bool = False) -> Any:
+    """A new ``VectorStoreIndex`` over copies of ``nodes`` holding ``vectors`` (the nodes are not modified)."""
+    from llama_index.core import VectorStoreIndex
+
+    return VectorStoreIndex(
+        nodes=_with_vectors(nodes, vectors),
+        storage_context=storage_context,
+        embed_model=embed_model,
+        show_progress=show_progress,
+    )
+
+
+def write_changes(
+    adapter: VectorStoreAdapter,
+    index: Any,
+    similarity: str,
+    cap: Any,
+    model: Any,
+    candidates: np.ndarray,
+    deleted: set[str],
+    new_nodes: Sequence[BaseNode] = (),
+    new_vectors: np.ndarray | None = None,
+) -> int:
+    """Write the rows of ``model.embeddings_`` among ``candidates`` (patch rows, rows without a vector) that
+    the store does not already hold, never a deleted node's; then insert ``new_nodes`` with ``new_vectors``.
+    Both are undone on failure. Returns the number of vectors written."""
+    from llama_index.nudge._capture import rows_to_write
+
+    rows = np.unique(np.asarray(candidates, dtype=np.int64))
+    if similarity != COSINE:  # the store compares lengths too: write what the solver unit-normalised
+        rows = np.union1d(rows, np.flatnonzero(np.abs(np.linalg.norm(cap.vectors, axis=1) - 1) > 1e-6))
+    rows = np.array([r for r in rows if cap.node_ids[r] not in deleted], dtype=np.int64)
+    rows = rows[rows_to_write(rows, cap.stored, model.embeddings_[rows], similarity)]
+    w_store, w_nodes = [cap.store_ids[i] for i in rows], [cap.node_ids[i] for i in rows]
+    w_old = [cap.stored[i] for i in rows]
+    adapter.write(w_store, w_nodes, model.embeddings_[rows], w_old)
+    if new_nodes:
+        try:
+            index.insert_nodes(_with_vectors(new_nodes, new_vectors))
+        except Exception:
+            try:
+                index.delete_nodes([n.node_id for n in new_nodes], delete_from_docstore=True)
+            except Exception:  # pragma: no cover - best effort
+                logger.exception("could not remove partly inserted nodes")
+            adapter.put_back(w_store, w_old, w_nodes)
+            raise
+    return int(rows.size) + len(new_nodes)

@@ -7,12 +7,9 @@ Grouping pairs, carving validation questions, the estimator and the report come 
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,35 +19,39 @@ from llama_index.core.llms import LLM
 from llama_index.core.schema import BaseNode
 from llama_index.core.settings import Settings
 from llama_index.core.storage.storage_context import DEFAULT_PERSIST_DIR
-from nudge_rag._files import atomic_write_text
+from llama_index.nudge._capture import (
+    Captured,
+    capture_additions,
+    capture_nodes,
+    capture_store,
+    check_unique,
+    embed_missing,
+    embed_queries,
+    recapture_store,
+)
+from llama_index.nudge._persist import MODEL_FILENAME, STATE_FILENAME, load_fitted, open_state, save_engine
+from llama_index.nudge._stores import (
+    INNER_PRODUCT,
+    VectorStoreAdapter,
+    build_index,
+    check_store_similarity,
+    make_adapter,
+    new_store_similarity,
+    write_changes,
+)
+from llama_index.nudge.dataset import PairsInput, check_nodes, collect_questions, insert_questions
+from llama_index.nudge.generate import generate_for_nodes
+from llama_index.nudge.report import NudgeFinetuneReport, record_insert, with_store_info
+
 from nudge_rag.finetune import (
     DEFAULT_VAL_FRACTION,
     VARIANTS,
-    Questions,
     canonical_variant,
     finetune_pairs,
     make_model,
 )
 
-import nudge_rag
-from llama_index.nudge._capture import Captured, check_unique, embed_missing, node_text, rows_to_write
-from llama_index.nudge._stores import (
-    COSINE,
-    EUCLIDEAN,
-    INNER_PRODUCT,
-    VectorStoreAdapter,
-    make_adapter,
-    new_store_similarity,
-)
-from llama_index.nudge.dataset import PairsInput, check_nodes, collect_questions
-from llama_index.nudge.generate import generate_question_pairs
-from llama_index.nudge.report import REPORT_FILENAME, NudgeFinetuneReport, package_versions
-
 __all__ = ["NudgeFinetuneEngine", "VARIANTS", "MODEL_FILENAME", "STATE_FILENAME"]
-
-MODEL_FILENAME = "nudge_model.npz"
-STATE_FILENAME = "nudge_state.json"
-logger = logging.getLogger(__name__)
 
 
 class NudgeFinetuneEngine:
@@ -162,15 +163,7 @@ class NudgeFinetuneEngine:
             similarity, store_name = new_store_similarity(self._storage_context.vector_store)
         else:
             raise TypeError(f"index must be a VectorStoreIndex or a sequence of nodes, got {type(index).__name__}")
-        if similarity not in (COSINE, INNER_PRODUCT, EUCLIDEAN):
-            raise ValueError(f"the {store_name} uses a distance NUDGE cannot support ({similarity})")
-        if self.variant == "nudge-m" and similarity != INNER_PRODUCT:
-            raise ValueError(
-                f"NUDGE-M vectors are not unit-norm and rank correctly only under inner product, but the "
-                f"{store_name} searches by {similarity}. Use variant='nudge-n' (the default; unit-norm vectors, "
-                "correct under cosine), or a Qdrant collection created for dot product, e.g. "
-                "QdrantVectorStore(..., dense_config=VectorParams(size=dim, distance=Distance.DOT))."
-            )
+        check_store_similarity(similarity, store_name, self.variant)
         self._store_similarity, self._store_name = similarity, store_name
         # fitted state: the model, the node id of each solver row, the vectors as captured (rows as _row_ids)
         self._model: Any = None
@@ -178,7 +171,6 @@ class NudgeFinetuneEngine:
         self._base: np.ndarray | None = None
         self._report: NudgeFinetuneReport | None = None
 
-    # ------------------------------------------------------------------------------------------ public
     def finetune(self) -> NudgeFinetuneReport:
         """Choose gamma, nudge the document vectors and write them into the vector store.
 
@@ -195,7 +187,12 @@ class NudgeFinetuneEngine:
         """
         seconds: dict[str, float] = {}
         t = time.perf_counter()
-        cap, deleted = self._capture()
+        if self._index is None:
+            cap, deleted = capture_nodes(self._nodes, self._embed), set()
+        elif self._model is None:
+            cap, deleted = capture_store(self._adapter, self._embed), set()
+        else:  # refit: start again from the vectors captured the first time
+            cap, deleted = recapture_store(self._adapter, self._row_ids, self._base)
         seconds["capture"] = time.perf_counter() - t
         node_row = {nid: i for i, nid in enumerate(cap.node_ids)}
         train, generation = self._training_questions(cap, node_row, seconds)
@@ -203,18 +200,8 @@ class NudgeFinetuneEngine:
         for qs, name in ((train, "train_dataset"), (val, "val_dataset")):
             if qs is not None:
                 check_nodes(qs, node_row, name, deleted)
-        result = finetune_pairs(
-            cap.vectors,
-            train,
-            val,
-            row_of=node_row,
-            embed_queries=lambda texts: self._embed_queries(texts, cap.dim),
-            variant=self.variant,
-            gamma=self.gamma,
-            val_fraction=self.val_fraction,
-            seed=self.seed,
-            **self._solver_args(),
-        )
+        embed = lambda texts: embed_queries(self._embed_model, texts, cap.dim)  # noqa: E731
+        result = finetune_pairs(cap.vectors, train, val, row_of=node_row, embed_queries=embed, **self._solver_args())
         model = result.model
 
         t1 = time.perf_counter()
@@ -222,14 +209,17 @@ class NudgeFinetuneEngine:
             out = cap.vectors.copy()
             out[model.patch_.rows] = model.patch_.new
             out[cap.missing] = model.embeddings_[cap.missing]
-            index, n_written = self._build_index(out), len(cap.node_ids)
+            index = build_index(self._nodes, out, self._storage_context, self._embed_model, self.show_progress)
+            n_written = len(cap.node_ids)
         else:
             index = self._index
             prev = np.zeros(0, dtype=np.int64) if self._model is None else self._model.patch_.rows
-            n_written = self._write(cap, model, np.r_[model.patch_.rows, prev, np.flatnonzero(cap.missing)], deleted)
+            rows = np.r_[model.patch_.rows, prev, np.flatnonzero(cap.missing)]
+            n_written = self._write(cap, model, rows, deleted)
         seconds["write"] = time.perf_counter() - t1
         seconds["total"] = time.perf_counter() - t
-        report = self._extend(result.report, n_written, int(cap.missing.sum()), generation, seconds)
+        report = with_store_info(result.report, self._store_name, self._store_similarity, seconds)
+        report.n_written, report.n_embedded_nodes, report.generation = n_written, int(cap.missing.sum()), generation
 
         # commit the engine state only now that the store holds the new vectors
         self._index = index
@@ -304,91 +294,23 @@ class NudgeFinetuneEngine:
         if nodes is None and train_dataset is None and val_dataset is None:
             raise ValueError("insert needs nodes, train_dataset or val_dataset")
         t = time.perf_counter()
-        snap = self._adapter.snapshot()
-        check_unique(snap.node_ids, f"the {self._store_name}")
-        where = {nid: i for i, nid in enumerate(snap.node_ids)}
-        deleted = {n for n in self._row_ids if n not in where or snap.vectors[where[n]] is None}
-        known = set(self._row_ids)
-        adopted = [i for i, nid in enumerate(snap.node_ids) if nid not in known]
-        new_nodes = list(nodes or [])
-        if not all(isinstance(n, BaseNode) for n in new_nodes):
-            raise TypeError("nodes must be LlamaIndex nodes (BaseNode)")
-        check_unique([n.node_id for n in new_nodes], "the new nodes")
-        clash = [n.node_id for n in new_nodes if n.node_id in where or n.node_id in known]
-        if clash:
-            raise ValueError(f"{len(clash)} new node id(s) already exist in the index (first: {clash[0]!r})")
-        empty = [n.node_id for n in new_nodes if not node_text(n).strip()]
-        if empty:
-            raise ValueError(f"{len(empty)} new node(s) have no text to index (first: {empty[0]!r})")
-
-        dim = self._base.shape[1]
-        # documents taken in (inserted into the index directly) and new nodes: stored vectors, else embedded
-        adopted_ids = [snap.node_ids[i] for i in adopted]
-        adopted_vecs, adopted_missing = self._embed_missing(
-            [snap.vectors[i] for i in adopted], dim, lambda rows: self._adapter.get_nodes([adopted_ids[i] for i in rows])
-        )
-        new_vecs, new_missing = self._embed_missing(
-            [n.embedding for n in new_nodes], dim, lambda rows: [new_nodes[i] for i in rows]
-        )
-        row_ids = self._row_ids + adopted_ids + [n.node_id for n in new_nodes]
+        add = capture_additions(self._adapter, self._row_ids, self._base, nodes, self._embed)
+        row_ids, deleted, dim = add.row_ids, add.deleted, self._base.shape[1]
         node_row = {nid: i for i, nid in enumerate(row_ids)}
 
-        train = collect_questions(train_dataset, "train_dataset")
-        val = collect_questions(val_dataset, "val_dataset")
-        for qs, name in ((train, "train_dataset"), (val, "val_dataset")):
-            if qs is not None:
-                check_nodes(qs, node_row, name, deleted)
-        if train is not None and len(train) == 0 and val is None:
-            raise ValueError("train_dataset has no usable training pairs")
-        if train is not None and len(train) == 0:
-            train = None
-        if val is None and train is not None and len(train) >= 2 and self._model.val_ is not None:
-            train, val = train.carve(self.val_fraction, self.seed)
-        if val is not None and len(val) == 0:
-            raise ValueError("val_dataset has no usable question")
+        carve = (self.val_fraction, self.seed) if self._model.val_ is not None else None
+        train, val = insert_questions(train_dataset, val_dataset, node_row, deleted, carve)
 
-        extra = np.concatenate([adopted_vecs, new_vecs]) if adopted or new_nodes else None
-        model = self._model.inserted(
-            new_embeddings=extra,
-            train=None if train is None else train.query_answers(self._embed_queries(list(train.texts), dim), node_row),
-            val=None if val is None else val.query_answers(self._embed_queries(list(val.texts), dim), node_row),
-        )
-        n_ex = len(self._row_ids) + len(adopted)  # rows already in the store
-        cap = Captured(
-            row_ids[:n_ex],
-            [snap.store_ids[where[r]] if r in where else None for r in row_ids[:n_ex]],
-            [snap.vectors[where[r]] if r in where else None for r in row_ids[:n_ex]],
-            np.concatenate([self._base, adopted_vecs]),
-            np.zeros(n_ex, dtype=bool),
-            None,
-        )
-        moved = np.r_[model.patch_.rows, self._model.patch_.rows]
-        candidates = np.r_[moved[moved < n_ex], len(self._row_ids) + np.flatnonzero(adopted_missing)]
-        # new nodes keep the vectors they came with unless NUDGE moved them
-        new_out = new_vecs.copy()
-        new_moved = model.patch_.rows[model.patch_.rows >= n_ex]
-        new_out[new_moved - n_ex] = model.patch_.new[model.patch_.rows >= n_ex]
-        n_written = self._write(cap, model, candidates, deleted, new_nodes=new_nodes, new_vectors=new_out)
+        def qa(qs):
+            return None if qs is None else qs.query_answers(embed_queries(self._embed_model, qs.texts, dim), node_row)
 
-        entry = {
-            "n_new_nodes": len(new_nodes),
-            "n_adopted_nodes": len(adopted),
-            "n_embedded_nodes": int(adopted_missing.sum() + new_missing.sum()),
-            "n_train_questions": 0 if train is None else len(train),
-            "n_val_questions": 0 if val is None else len(val),
-            "n_written": n_written,
-            "val_score": model.val_score_,
-            "val_base_score": model.val_base_score_,
-            "seconds": round(time.perf_counter() - t, 4),
-        }
-        report = self._report
-        report.inserts.append(entry)
-        report.refresh(model)
-        report.n_train_questions += entry["n_train_questions"]
-        report.n_train_pairs += 0 if train is None else train.n_pairs
-        report.n_val_questions += entry["n_val_questions"]
+        model = self._model.inserted(new_embeddings=add.extra, train=qa(train), val=qa(val))
+        candidates, new_out = add.targets(model, self._model)
+        n_written = self._write(add.existing, model, candidates, deleted, add.new_nodes, new_out)
+        elapsed = time.perf_counter() - t
+        report = record_insert(self._report, model, train, val, elapsed, n_written=n_written, **add.counts)
         self._model, self._row_ids = model, row_ids
-        self._base = self._base if extra is None else np.concatenate([self._base, extra])
+        self._base = self._base if add.extra is None else np.concatenate([self._base, add.extra])
         return report
 
     def persist(self, persist_dir: str | os.PathLike = DEFAULT_PERSIST_DIR) -> None:
@@ -399,19 +321,15 @@ class NudgeFinetuneEngine:
         Reload the index itself with ``load_index_from_storage`` as usual.
         """
         self._check_fitted()
-        path = Path(persist_dir)
-        self._index.storage_context.persist(persist_dir=str(path))
-        self._report.save(path / REPORT_FILENAME)
-        self._model.save(path / MODEL_FILENAME)
-        state = {
-            "format": "llama-index-nudge",
-            "format_version": 1,
-            "variant": self.variant,
-            "row_node_ids": self._row_ids,
-            "val_fraction": self.val_fraction,
-            "seed": self.seed,
-        }
-        atomic_write_text(path / STATE_FILENAME, json.dumps(state))
+        save_engine(
+            persist_dir,
+            self._index,
+            self._report,
+            self._model,
+            self._row_ids,
+            self.variant,
+            {"val_fraction": self.val_fraction, "seed": self.seed},
+        )
 
     @classmethod
     def from_persist_dir(
@@ -431,151 +349,52 @@ class NudgeFinetuneEngine:
             embed_model: the base embed model (default: the index's).
             **kwargs: other constructor arguments (e.g. ``llm``).
         """
-        from llama_index.core import load_index_from_storage
-
-        path = Path(persist_dir)
-        state = json.loads((path / STATE_FILENAME).read_text(encoding="utf-8"))
-        if state.get("format") != "llama-index-nudge":
-            raise ValueError(f"{path / STATE_FILENAME} is not a llama-index-nudge state file")
-        if index is None:
-            extra = {} if embed_model is None else {"embed_model": embed_model}
-            index = load_index_from_storage(StorageContext.from_defaults(persist_dir=str(path)), **extra)
+        state, index = open_state(persist_dir, index, embed_model)
         kwargs.setdefault("val_fraction", state.get("val_fraction", DEFAULT_VAL_FRACTION))
         kwargs.setdefault("seed", state.get("seed", 0))
         engine = cls(index, embed_model=embed_model, variant=state["variant"], **kwargs)
-        model = nudge_rag.load(path / MODEL_FILENAME)
-        rows = list(state["row_node_ids"])
-        if model.embeddings_.shape[0] != len(rows):
-            raise ValueError(f"{path}: the solver state has {model.embeddings_.shape[0]} rows for {len(rows)} nodes")
-        engine._model, engine._row_ids = model, rows
-        engine._base = model.patch_.revert(model.embeddings_).astype(np.float32, copy=False)  # the original rows
-        engine._report = NudgeFinetuneReport.load(path / REPORT_FILENAME)
+        engine._model, engine._row_ids, engine._base, engine._report = load_fitted(persist_dir, state)
         return engine
 
     # ------------------------------------------------------------------------------------------ internals
     def _solver_args(self) -> dict[str, Any]:
         params = dict(self.nudge_kwargs)
         base_sim = "inner_product" if self._store_similarity == INNER_PRODUCT else "cosine"
-        return {"metric": params.pop("metric", None), "params": params, "base_similarity": base_sim,
-                "report_cls": NudgeFinetuneReport}
+        return dict(
+            variant=self.variant,
+            gamma=self.gamma,
+            val_fraction=self.val_fraction,
+            seed=self.seed,
+            metric=params.pop("metric", None),
+            params=params,
+            base_similarity=base_sim,
+            report_cls=NudgeFinetuneReport,
+        )
+
+    def _write(self, *args: Any) -> int:
+        return write_changes(self._adapter, self._index, self._store_similarity, *args)
 
     def _check_fitted(self) -> None:
         if self._model is None:
             raise RuntimeError("call finetune() first")
 
-    def _embed_missing(self, stored, dim, nodes_of) -> tuple[np.ndarray, np.ndarray]:
+    def _embed(self, stored, dim, nodes_of) -> tuple[np.ndarray, np.ndarray]:
         return embed_missing(stored, dim, nodes_of, self._embed_model, self.show_progress)
-
-    def _capture(self) -> tuple[Captured, set[str]]:
-        """Node ids and vectors as stored (rows in a stable order; nodes without one are embedded), and the
-        ids of nodes deleted since the last fit (their rows stay in the solver but are never written)."""
-        if self._index is None:
-            nodes = self._nodes
-            empty = [n.node_id for n in nodes if not node_text(n).strip()]
-            if empty:
-                raise ValueError(f"{len(empty)} node(s) have no text to index (first: {empty[0]!r})")
-            ids, get = [n.node_id for n in nodes], lambda rows: [nodes[i] for i in rows]
-            vectors, missing = self._embed_missing([n.embedding for n in nodes], None, get)
-            return Captured(ids, ids, [n.embedding for n in nodes], vectors, missing, get), set()
-        snap = self._adapter.snapshot()
-        if not snap.node_ids:
-            raise ValueError(f"the index is empty: the {self._store_name} holds no node")
-        check_unique(snap.node_ids, f"the {self._store_name}")
-        if self._model is None:
-            get = lambda rows: self._adapter.get_nodes([snap.node_ids[i] for i in rows])  # noqa: E731
-            vectors, missing = self._embed_missing(snap.vectors, None, get)
-            return Captured(snap.node_ids, snap.store_ids, snap.vectors, vectors, missing, get), set()
-        # refit: start again from the vectors captured the first time
-        pos = {nid: i for i, nid in enumerate(snap.node_ids)}
-        if any(n not in set(self._row_ids) for n in pos):
-            raise ValueError(
-                "the index holds other nodes than when it was fine-tuned; use insert() to add nodes and "
-                "pairs, or build a new engine on an index with the original vectors"
-            )
-        order = [pos.get(n) for n in self._row_ids]
-        stored = [None if j is None else snap.vectors[j] for j in order]
-        cap = Captured(
-            self._row_ids,
-            [None if j is None else snap.store_ids[j] for j in order],
-            stored,
-            self._base,
-            np.zeros(len(order), dtype=bool),
-            lambda rows: self._adapter.get_nodes([self._row_ids[i] for i in rows]),
-        )
-        return cap, {n for n, v in zip(self._row_ids, stored) if v is None}
 
     def _training_questions(self, cap: Captured, node_row: dict[str, int], seconds: dict[str, float]):
         train = collect_questions(self._train_source, "train_dataset")
         if train is not None:
             return train, None
         t = time.perf_counter()
-        if self.generate_for is not None:
-            unknown = [n for n in self.generate_for if n not in node_row]
-            if unknown:
-                raise ValueError(f"generate_for names {len(unknown)} node id(s) not in the index (first: {unknown[0]!r})")
-        result = generate_question_pairs(
-            cap.nodes(None if self.generate_for is None else [node_row[n] for n in self.generate_for]),
+        result = generate_for_nodes(
+            cap.nodes,
+            node_row,
+            self.generate_for,
             self._llm or Settings.llm,
-            num_questions_per_chunk=self.num_questions_per_chunk,
+            self.num_questions_per_chunk,
             output_path=self.generation_path,
             show_progress=self.show_progress,
             **self.generation_kwargs,
         )
         seconds["generate"] = time.perf_counter() - t
         return collect_questions(result.dataset, "generated questions"), result.stats()
-
-    def _embed_queries(self, texts: list[str], dim: int) -> np.ndarray:
-        vecs = [self._embed_model.get_query_embedding(text) for text in texts]
-        bad = {len(v) for v in vecs} - {dim}
-        if bad:
-            raise ValueError(
-                f"the embed model produces query vectors of dimension {sorted(bad)} but the index stores vectors of "
-                f"dimension {dim}: use the embed model the index was built with"
-            )
-        return np.asarray(vecs, dtype=np.float32).reshape(len(vecs), dim)
-
-    def _write(self, cap, model, candidates, deleted, *, new_nodes=(), new_vectors=None) -> int:
-        """Write the rows of ``model`` among ``candidates`` (patch rows, rows without a vector) that the store
-        does not already hold, never a deleted node's, then insert ``new_nodes``; undo both on failure."""
-        rows = np.unique(np.asarray(candidates, dtype=np.int64))
-        if self._store_similarity != COSINE:  # the store compares lengths too: unit-normalise what the solver did
-            rows = np.union1d(rows, np.flatnonzero(np.abs(np.linalg.norm(cap.vectors, axis=1) - 1) > 1e-6))
-        rows = np.array([r for r in rows if cap.node_ids[r] not in deleted], dtype=np.int64)
-        rows = rows[rows_to_write(rows, cap.stored, model.embeddings_[rows], self._store_similarity)]
-        w_store, w_nodes = [cap.store_ids[i] for i in rows], [cap.node_ids[i] for i in rows]
-        w_old = [cap.stored[i] for i in rows]
-        self._adapter.write(w_store, w_nodes, model.embeddings_[rows], w_old)
-        if new_nodes:
-            copies = []
-            for node, vec in zip(new_nodes, new_vectors):
-                c = node.model_copy()
-                c.embedding = vec.tolist()
-                copies.append(c)
-            try:
-                self._index.insert_nodes(copies)
-            except Exception:
-                try:
-                    self._index.delete_nodes([n.node_id for n in new_nodes], delete_from_docstore=True)
-                except Exception:  # pragma: no cover - best effort
-                    logger.exception("could not remove partly inserted nodes")
-                self._adapter.put_back(w_store, w_old, w_nodes)
-                raise
-        return int(rows.size) + len(new_nodes)
-
-    def _extend(self, report: NudgeFinetuneReport, n_written, n_embedded, generation, seconds) -> NudgeFinetuneReport:
-        report.vector_store = {"name": self._store_name, "similarity": self._store_similarity}
-        report.n_written, report.n_embedded_nodes, report.generation = n_written, n_embedded, generation
-        report.versions = package_versions()
-        report.seconds = {k: round(v, 4) for k, v in {**report.seconds, **seconds}.items()}
-        return report
-
-    def _build_index(self, vectors: np.ndarray) -> VectorStoreIndex:
-        copies = []
-        for node, vec in zip(self._nodes, vectors):
-            c = node.model_copy()
-            c.embedding = vec.tolist()
-            copies.append(c)
-        return VectorStoreIndex(
-            nodes=copies, storage_context=self._storage_context, embed_model=self._embed_model,
-            show_progress=self.show_progress,
-        )

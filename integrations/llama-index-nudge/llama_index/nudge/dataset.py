@@ -17,7 +17,14 @@ from typing import Any, Union
 from nudge_rag._files import atomic_write_text
 from nudge_rag.finetune import Questions, group_pairs
 
-__all__ = ["EmbeddingQAFinetuneDataset", "PairsInput", "Questions", "collect_questions", "check_nodes"]
+__all__ = [
+    "EmbeddingQAFinetuneDataset",
+    "PairsInput",
+    "Questions",
+    "collect_questions",
+    "check_nodes",
+    "insert_questions",
+]
 
 try:  # llama-index-core <= 0.14.20
     from llama_index.core.llama_dataset.legacy.embedding import (  # type: ignore[import-not-found]
@@ -142,3 +149,28 @@ def _from_mappings(queries: Mapping[str, str], relevant: Mapping[str, Sequence[s
         raise TypeError(f"{name}: queries and relevant_docs must be dicts")
     pairs = [(_as_text(text), _refs(relevant.get(qid))) for qid, text in queries.items()]
     return group_pairs(pairs, ids=[str(q) for q in queries])
+
+
+def insert_questions(
+    train_source: PairsInput | None,
+    val_source: PairsInput | None,
+    known: Mapping[str, Any],
+    deleted: Iterable[str],
+    carve: tuple[float, int] | None,
+) -> tuple[Questions | None, Questions | None]:
+    """The (train, validation) questions of an ``insert``: checked against the index; without validation
+    pairs and with ``carve = (val_fraction, seed)``, validation is carved from 2 or more new questions."""
+    train = collect_questions(train_source, "train_dataset")
+    val = collect_questions(val_source, "val_dataset")
+    for qs, name in ((train, "train_dataset"), (val, "val_dataset")):
+        if qs is not None:
+            check_nodes(qs, known, name, deleted)
+    if train is not None and len(train) == 0 and val is None:
+        raise ValueError("train_dataset has no usable training pairs")
+    if train is not None and len(train) == 0:
+        train = None
+    if val is None and train is not None and len(train) >= 2 and carve is not None:
+        train, val = train.carve(*carve)
+    if val is not None and len(val) == 0:
+        raise ValueError("val_dataset has no usable question")
+    return train, val

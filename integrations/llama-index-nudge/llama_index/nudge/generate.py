@@ -19,7 +19,6 @@ from typing import Any
 from llama_index.core.async_utils import asyncio_run, run_jobs
 from llama_index.core.llms import LLM
 from llama_index.core.schema import BaseNode, MetadataMode
-from llama_index.core.settings import Settings
 from llama_index.nudge.dataset import EmbeddingQAFinetuneDataset
 
 __all__ = [
@@ -27,6 +26,7 @@ __all__ = [
     "GeneratedQuestions",
     "QuestionGenerationError",
     "generate_question_pairs",
+    "generate_for_nodes",
     "parse_questions",
 ]
 
@@ -137,7 +137,7 @@ def generate_question_pairs(
 
     Args:
         nodes: the chunks to write questions about (their text without metadata is shown to the LLM).
-        llm: any LlamaIndex LLM; defaults to ``Settings.llm``.
+        llm: any LlamaIndex LLM; defaults to ``Settings.llm`` when set, else the offline local model (local_llm.py).
         num_questions_per_chunk: questions requested per chunk (at least 1).
         prompt_template: a string or LlamaIndex ``PromptTemplate`` with ``{context_str}`` and
             ``{num_questions_per_chunk}``.
@@ -162,7 +162,9 @@ def generate_question_pairs(
         raise ValueError(f"num_questions_per_chunk must be a positive integer, got {num_questions_per_chunk!r}")
     if isinstance(prompt_template, str) and "{context_str}" not in prompt_template:
         raise ValueError("prompt_template must contain {context_str}")
-    llm = llm or Settings.llm
+    from llama_index.nudge.local_llm import default_question_llm  # no LLM configured: the offline local model
+
+    llm, prompt_template = default_question_llm(llm, prompt_template)
     path = None if output_path is None else Path(output_path)
     queries, corpus, relevant = _load_progress(path)
     done = {n for docs in relevant.values() for n in docs}
@@ -226,3 +228,21 @@ def generate_question_pairs(
     result.dataset = EmbeddingQAFinetuneDataset(queries=queries, corpus=corpus, relevant_docs=relevant)
     result.n_questions = len(queries)
     return result
+
+
+def generate_for_nodes(
+    nodes_of: Any,
+    node_row: dict[str, int],
+    generate_for: Sequence[str] | None,
+    llm: LLM,
+    num_questions_per_chunk: int,
+    **kwargs: Any,
+) -> GeneratedQuestions:
+    """:func:`generate_question_pairs` about the nodes ``generate_for`` (default: all); ``nodes_of(rows)`` gives
+    the nodes of solver rows, ``node_row`` maps node ids to rows (``ValueError`` naming unknown ids)."""
+    if generate_for is not None:
+        unknown = [n for n in generate_for if n not in node_row]
+        if unknown:
+            raise ValueError(f"generate_for names {len(unknown)} node id(s) not in the index (first: {unknown[0]!r})")
+    nodes = nodes_of(None if generate_for is None else [node_row[n] for n in generate_for])
+    return generate_question_pairs(nodes, llm, num_questions_per_chunk=num_questions_per_chunk, **kwargs)

@@ -24,7 +24,7 @@ from pydantic import Field, PrivateAttr
 
 from nudge_rag.generate import LocalGenerator, first_completion_line, prompt_template
 
-__all__ = ["LocalQuestionLLM", "LOCAL_QUESTION_PROMPT", "local_question_llm"]
+__all__ = ["LocalQuestionLLM", "LOCAL_QUESTION_PROMPT", "local_question_llm", "default_question_llm"]
 
 #: Few-shot prompt for a base model, with LlamaIndex's ``{context_str}`` slot.
 LOCAL_QUESTION_PROMPT = prompt_template("{context_str}")
@@ -77,3 +77,18 @@ class LocalQuestionLLM(CustomLLM):
 def local_question_llm(model: str | None = None, **kwargs: Any) -> tuple[LocalQuestionLLM, str]:
     """``(LocalQuestionLLM(model, ...), LOCAL_QUESTION_PROMPT)``: the offline default for question generation."""
     return LocalQuestionLLM(model=model, **kwargs), LOCAL_QUESTION_PROMPT
+
+
+def default_question_llm(llm: Any, prompt_template: Any) -> tuple[Any, Any]:
+    """The LLM and prompt question generation uses: ``llm`` when given, else ``Settings.llm`` when one is
+    configured, else the offline :class:`LocalQuestionLLM` with :data:`LOCAL_QUESTION_PROMPT` (which replaces the
+    default instruction prompt only; a custom prompt is kept)."""
+    from llama_index.core.settings import Settings
+
+    if llm is not None:
+        return llm, prompt_template
+    if Settings._llm is not None:
+        return Settings.llm, prompt_template
+    from llama_index.nudge.generate import DEFAULT_QUESTION_PROMPT
+
+    return LocalQuestionLLM(), LOCAL_QUESTION_PROMPT if prompt_template is DEFAULT_QUESTION_PROMPT else prompt_template

@@ -7,7 +7,7 @@ from typing import Any
 
 from nudge_rag.finetune import FinetuneReport
 
-__all__ = ["NudgeFinetuneReport", "REPORT_FILENAME", "package_versions"]
+__all__ = ["NudgeFinetuneReport", "REPORT_FILENAME", "package_versions", "with_store_info", "record_insert"]
 
 REPORT_FILENAME = "nudge_report.json"
 
@@ -51,3 +51,34 @@ def package_versions() -> dict[str, str]:
         except PackageNotFoundError:
             out[dist] = "unknown"
     return out
+
+
+def with_store_info(
+    report: NudgeFinetuneReport, store_name: str, similarity: str, seconds: dict[str, float]
+) -> NudgeFinetuneReport:
+    """``report`` with the store, the package versions and the step times (merged, rounded to 0.1 ms) filled in."""
+    report.vector_store = {"name": store_name, "similarity": similarity}
+    report.versions = package_versions()
+    report.seconds = {k: round(v, 4) for k, v in {**report.seconds, **seconds}.items()}
+    return report
+
+
+def record_insert(
+    report: NudgeFinetuneReport, model: Any, train: Any, val: Any, seconds: float, **counts: int
+) -> NudgeFinetuneReport:
+    """``report`` after an insert: one ``inserts`` entry (``counts``, questions, scores, time), the model's
+    fields refreshed (:meth:`~nudge_rag.finetune.FinetuneReport.refresh`) and the question totals updated."""
+    entry: dict[str, Any] = {
+        **counts,
+        "n_train_questions": 0 if train is None else len(train),
+        "n_val_questions": 0 if val is None else len(val),
+        "val_score": model.val_score_,
+        "val_base_score": model.val_base_score_,
+        "seconds": round(seconds, 4),
+    }
+    report.inserts.append(entry)
+    report.refresh(model)
+    report.n_train_questions += entry["n_train_questions"]
+    report.n_train_pairs += 0 if train is None else train.n_pairs
+    report.n_val_questions += entry["n_val_questions"]
+    return report

@@ -1,0 +1,67 @@
+"""The engine's files beside a persisted index: the report, the solver state and the row -> node id map."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from llama_index.core import StorageContext
+from llama_index.nudge.report import REPORT_FILENAME, NudgeFinetuneReport
+
+import nudge_rag
+from nudge_rag._files import atomic_write_text
+
+__all__ = ["MODEL_FILENAME", "STATE_FILENAME", "save_engine", "open_state", "load_fitted"]
+
+MODEL_FILENAME = "nudge_model.npz"
+STATE_FILENAME = "nudge_state.json"
+_FORMAT = "llama-index-nudge"
+
+
+def save_engine(
+    persist_dir: str | os.PathLike,
+    index: Any,
+    report: NudgeFinetuneReport,
+    model: Any,
+    row_ids: list[str],
+    variant: str,
+    settings: dict[str, Any],
+) -> None:
+    """``storage_context.persist`` plus the report, the model and the state file (each written atomically)."""
+    path = Path(persist_dir)
+    index.storage_context.persist(persist_dir=str(path))
+    report.save(path / REPORT_FILENAME)
+    model.save(path / MODEL_FILENAME)
+    state = {"format": _FORMAT, "format_version": 1, "variant": variant, "row_node_ids": row_ids, **settings}
+    atomic_write_text(path / STATE_FILENAME, json.dumps(state))
+
+
+def open_state(persist_dir: str | os.PathLike, index: Any, embed_model: Any) -> tuple[dict[str, Any], Any]:
+    """The state file's contents and the index (``load_index_from_storage`` on the folder unless given)."""
+    from llama_index.core import load_index_from_storage
+
+    path = Path(persist_dir) / STATE_FILENAME
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not a llama-index-nudge state file ({exc})") from None
+    if not isinstance(state, dict) or state.get("format") != _FORMAT or not isinstance(state.get("row_node_ids"), list):
+        raise ValueError(f"{path} is not a llama-index-nudge state file")
+    if index is None:
+        extra = {} if embed_model is None else {"embed_model": embed_model}
+        index = load_index_from_storage(StorageContext.from_defaults(persist_dir=str(path.parent)), **extra)
+    return state, index
+
+
+def load_fitted(persist_dir: str | os.PathLike, state: dict[str, Any]) -> tuple[Any, list[str], np.ndarray, Any]:
+    """(model, node id of each row, the original rows (from ``model.patch_``), report) saved by :func:`save_engine`."""
+    path = Path(persist_dir)
+    model = nudge_rag.load(path / MODEL_FILENAME)
+    rows = [str(r) for r in state["row_node_ids"]]
+    if model.embeddings_.shape[0] != len(rows):
+        raise ValueError(f"{path}: the solver state has {model.embeddings_.shape[0]} rows for {len(rows)} nodes")
+    base = model.patch_.revert(model.embeddings_).astype(np.float32, copy=False)
+    return model, rows, base, NudgeFinetuneReport.load(path / REPORT_FILENAME)

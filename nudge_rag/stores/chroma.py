@@ -1,0 +1,162 @@
+"""Chroma collections (``PersistentClient`` on disk, or a ``chroma run`` server) as a
+:class:`~nudge_rag.stores.VectorStore`.
+
+Vectors are read with ``get(ids=..., include=["embeddings"])``, written with ``update`` (documents and
+metadata untouched), searched with ``query`` (Chroma's HNSW index: ANN only, so exact search is brute force
+over a ``get`` scan) and kept in the side collection ``<collection>-nudge-originals``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from ._base import BaseStore, StoreError
+from ._registry import StoreURI
+
+__all__ = ["ChromaStore"]
+
+_INSTALL = 'Chroma stores need chromadb: pip install "nudge-rag[stores]" (or chromadb)'
+_SIDE = "-nudge-originals"
+_SPACES = {"cosine": "cosine", "ip": "inner_product", "l2": "l2"}
+
+
+def _chromadb() -> Any:
+    try:
+        import chromadb
+    except ImportError as exc:  # pragma: no cover
+        raise ImportError(_INSTALL) from exc
+    return chromadb
+
+
+def _space(collection: Any) -> str:
+    space = None
+    config = getattr(collection, "configuration", None) or getattr(collection, "configuration_json", None) or {}
+    try:
+        hnsw = config.get("hnsw") if hasattr(config, "get") else None
+        space = (hnsw or {}).get("space") if hasattr(hnsw or {}, "get") else None
+    except Exception:  # noqa: BLE001 - configuration shapes differ across versions
+        space = None
+    if space is None:
+        space = (collection.metadata or {}).get("hnsw:space", "l2")
+    return str(getattr(space, "value", space))
+
+
+def _public_client(collection: Any) -> Any:
+    """The public client (same system, tenant and database) of a collection handed over on its own."""
+    api = getattr(collection, "_client", None)
+    if api is None:
+        raise StoreError("pass client= (the chromadb client holding the collection)")
+    return _chromadb().Client(settings=api.get_settings(), tenant=collection.tenant, database=collection.database)
+
+
+class ChromaStore(BaseStore):
+    """A Chroma collection.
+
+    Args:
+        collection: a ``chromadb`` Collection (as LangChain's ``Chroma._collection`` or LlamaIndex's
+            ``ChromaVectorStore._collection`` hold it).
+        client: the client that holds it (default: the collection's own), used for the originals collection.
+    """
+
+    def __init__(self, collection: Any, *, client: Any = None, batch_size: int = 1000) -> None:
+        self.collection = collection
+        self.client = client if client is not None else _public_client(collection)
+        self.batch_size = batch_size
+        space = _space(collection)
+        if space not in _SPACES:
+            raise StoreError(f"unsupported Chroma space {space!r}; supported: cosine, ip, l2")
+        self.similarity = _SPACES[space]
+        self.side_name = collection.name + _SIDE
+        first = collection.get(limit=1, include=["embeddings"])
+        if not first["ids"]:
+            raise StoreError(f"Chroma collection {collection.name!r} is empty")
+        self.dim = int(np.asarray(first["embeddings"]).shape[1])
+
+    @classmethod
+    def from_uri(cls, uri: StoreURI, **kwargs: Any) -> ChromaStore:
+        """``chroma:///path?collection=C`` (PersistentClient) or ``chroma://host:8000?collection=C`` (HttpClient)."""
+        chromadb = _chromadb()
+        name = str(uri.param("collection", required=True))
+        if uri.is_local:
+            client = chromadb.PersistentClient(path=uri.path)
+        else:
+            client = chromadb.HttpClient(host=uri.host, port=uri.port or 8000, ssl=uri.param("ssl") == "true")
+        try:
+            collection = client.get_collection(name)
+        except Exception as exc:  # noqa: BLE001 - chromadb raises several types for a missing collection
+            raise StoreError(f"Chroma has no collection {name!r} ({exc})") from None
+        return cls(collection, client=client, **kwargs)
+
+    def describe(self) -> str:
+        return f"Chroma collection {self.collection.name!r} ({self.count()} x {self.dim}, {self.similarity})"
+
+    # ------------------------------------------------------------------ hooks
+    def count(self) -> int:
+        return int(self.collection.count())
+
+    def _read(self, collection: Any, ids: list[str]) -> dict[str, np.ndarray]:
+        got = collection.get(ids=ids, include=["embeddings"])
+        return dict(zip(got["ids"], np.asarray(got["embeddings"], dtype=np.float32).reshape(-1, self.dim)))
+
+    def _fetch(self, ids: list[str]) -> np.ndarray:
+        got = self._read(self.collection, ids)
+        missing = [i for i in ids if i not in got]
+        if missing:
+            raise StoreError(f"{len(missing)} id(s) not in Chroma collection {self.collection.name!r} "
+                             f"(first: {missing[0]!r})")
+        return np.stack([got[i] for i in ids])
+
+    def _put(self, ids: list[str], vectors: np.ndarray) -> None:
+        self.collection.update(ids=ids, embeddings=np.ascontiguousarray(vectors, dtype=np.float32))
+
+    def _scan_of(self, collection: Any, batch: int) -> Iterator[tuple[list[str], np.ndarray]]:
+        offset = 0
+        while True:
+            got = collection.get(limit=batch, offset=offset, include=["embeddings"])
+            if not got["ids"]:
+                return
+            yield list(got["ids"]), np.asarray(got["embeddings"], dtype=np.float32).reshape(-1, self.dim)
+            offset += len(got["ids"])
+
+    def _scan(self, batch: int) -> Iterator[tuple[list[str], np.ndarray]]:
+        return self._scan_of(self.collection, batch)
+
+    def _search(self, queries: np.ndarray, k: int, exact: bool) -> tuple[np.ndarray, list[list[str]]] | None:
+        if exact:
+            return None  # Chroma searches its HNSW index only: exact search scans
+        k = min(k, self.count())
+        res = self.collection.query(query_embeddings=queries, n_results=k, include=["distances"])
+        out_s = np.full((queries.shape[0], k), -np.inf, dtype=np.float32)
+        for j, d in enumerate(res["distances"]):
+            d = np.asarray(d, dtype=np.float64)
+            out_s[j, : d.size] = -d if self.similarity == "l2" else 1 - d
+        return out_s, [list(r) for r in res["ids"]]
+
+    # ------------------------------------------------------------------ originals (a side collection)
+    def _side(self, create: bool) -> Any:
+        names = {getattr(c, "name", c) for c in self.client.list_collections()}
+        if self.side_name not in names:
+            if not create:
+                return None
+            return self.client.create_collection(self.side_name, metadata={"hnsw:space": "ip"})
+        return self.client.get_collection(self.side_name)
+
+    def _save_originals(self, ids: list[str], vectors: np.ndarray) -> None:
+        self._side(True).add(ids=ids, embeddings=np.ascontiguousarray(vectors, dtype=np.float32))
+
+    def _saved_ids(self, ids: list[str]) -> set[str]:
+        side = self._side(False)
+        return set() if side is None else set(side.get(ids=ids, include=[])["ids"])
+
+    def _iter_originals(self, batch: int) -> Iterator[tuple[list[str], np.ndarray]]:
+        side = self._side(False)
+        if side is None:
+            return iter(())
+        return self._scan_of(side, batch)
+
+    def _drop_originals(self) -> None:
+        if self._side(False) is not None:
+            self.client.delete_collection(self.side_name)

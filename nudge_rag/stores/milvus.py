@@ -1,0 +1,193 @@
+"""Milvus collections (Milvus Lite files, or a server) as a :class:`~nudge_rag.stores.VectorStore`.
+
+Vectors are read with ``get`` by primary key, written with a partial ``upsert`` (other fields untouched),
+searched with ``search`` and scanned with ``query_iterator``; originals are kept in the collection
+``<collection>__nudge_originals``. The metric is the vector index's (``COSINE``, ``IP``, ``L2``). Exact search
+is the index itself when it is ``FLAT``, else brute force over a scan; ``exact=False`` uses the index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from ._base import BaseStore, StoreError
+from ._registry import StoreURI
+
+__all__ = ["MilvusStore"]
+
+_INSTALL = 'Milvus stores need pymilvus (and milvus-lite for files): pip install "nudge-rag[stores]"'
+_SIDE = "__nudge_originals"
+_METRICS = {"COSINE": "cosine", "IP": "inner_product", "L2": "l2"}
+
+
+def _pymilvus() -> Any:
+    try:
+        import pymilvus
+    except ImportError as exc:  # pragma: no cover
+        raise ImportError(_INSTALL) from exc
+    return pymilvus
+
+
+class MilvusStore(BaseStore):
+    """A Milvus collection.
+
+    Args:
+        client: a ``pymilvus.MilvusClient`` (Milvus Lite file or server URI).
+        collection: collection name.
+        vector_field: the float-vector field (default: the only one).
+        own_client: close the client in :meth:`close` (True when built from a URI).
+        lite_path: the Milvus Lite ``.db`` file the client opened; :meth:`close` then also stops its in-process
+            server and frees the file's lock, so another process can open it.
+    """
+
+    def __init__(self, client: Any, collection: str, *, vector_field: str | None = None, batch_size: int = 1000,
+                 own_client: bool = False, lite_path: str | None = None) -> None:
+        dt = _pymilvus().DataType
+        self.client = client
+        self.collection = collection
+        self.batch_size = batch_size
+        self.own_client = own_client
+        self.lite_path = lite_path
+        if not client.has_collection(collection):
+            raise StoreError(f"Milvus has no collection {collection!r}")
+        fields = client.describe_collection(collection)["fields"]
+        pk = [f for f in fields if f.get("is_primary")]
+        vecs = [f for f in fields if f["type"] == dt.FLOAT_VECTOR]
+        if vector_field is None:
+            if len(vecs) != 1:
+                raise StoreError(f"collection {collection!r} has {len(vecs)} float-vector fields; pass vector_field")
+            vector_field = vecs[0]["name"]
+        match = [f for f in vecs if f["name"] == vector_field]
+        if not match:
+            raise StoreError(f"collection {collection!r} has no float-vector field {vector_field!r}")
+        self.pk_field = pk[0]["name"]
+        self._pk_type = pk[0]["type"]
+        self._int_pk = pk[0]["type"] == dt.INT64
+        self.vector_field = vector_field
+        self.dim = int(match[0]["params"]["dim"])
+        self._index_type, metric = self._index(vector_field)
+        if metric not in _METRICS:
+            raise StoreError(f"unsupported Milvus metric {metric!r}; supported: COSINE, IP, L2")
+        self.metric = metric
+        self.similarity = _METRICS[metric]
+        self.side = collection + _SIDE
+        client.load_collection(collection)
+
+    def _index(self, field: str) -> tuple[str, str]:
+        for name in self.client.list_indexes(self.collection):
+            info = self.client.describe_index(self.collection, name)
+            if info.get("field_name") == field:
+                return str(info.get("index_type", "")).upper(), str(info.get("metric_type", "")).upper()
+        raise StoreError(f"collection {self.collection!r} has no index on {field!r} (Milvus searches need one)")
+
+    @classmethod
+    def from_uri(cls, uri: StoreURI, **kwargs: Any) -> MilvusStore:
+        """``milvus:///path/file.db?collection=C`` (Milvus Lite) or ``milvus://host:19530?collection=C``."""
+        MilvusClient = _pymilvus().MilvusClient
+        name = str(uri.param("collection", required=True))
+        target = uri.path if uri.is_local else f"http://{uri.host}:{uri.port or 19530}"
+        client = MilvusClient(target, token=uri.param("token", "") or "")
+        return cls(client, name, vector_field=uri.param("vector_field"), own_client=True,
+                   lite_path=uri.path if uri.is_local else None, **kwargs)
+
+    def describe(self) -> str:
+        return (f"Milvus collection {self.collection!r} ({self.count()} x {self.dim}, {self.similarity}, "
+                f"{self._index_type} index)")
+
+    def close(self) -> None:
+        if self.own_client:
+            self.client.close()
+            if self.lite_path:
+                from milvus_lite.server_manager import server_manager_instance
+
+                server_manager_instance.release_server(self.lite_path)
+
+    # ------------------------------------------------------------------ hooks
+    def _keys(self, ids: list[str]) -> list[Any]:
+        return [int(i) for i in ids] if self._int_pk else list(ids)
+
+    def count(self) -> int:
+        return int(self.client.query(self.collection, filter="", output_fields=["count(*)"])[0]["count(*)"])
+
+    def _read(self, collection: str, ids: list[str]) -> dict[str, np.ndarray]:
+        got = self.client.get(collection, ids=self._keys(ids), output_fields=[self.vector_field])
+        return {str(r[self.pk_field]): np.asarray(r[self.vector_field], dtype=np.float32) for r in got}
+
+    def _fetch(self, ids: list[str]) -> np.ndarray:
+        got = self._read(self.collection, ids)
+        missing = [i for i in ids if i not in got]
+        if missing:
+            raise StoreError(f"{len(missing)} id(s) not in Milvus collection {self.collection!r} "
+                             f"(first: {missing[0]!r})")
+        return np.stack([got[i] for i in ids])
+
+    def _rows(self, ids: list[str], vectors: np.ndarray) -> list[dict[str, Any]]:
+        return [{self.pk_field: k, self.vector_field: v} for k, v in zip(self._keys(ids), vectors)]
+
+    def _put(self, ids: list[str], vectors: np.ndarray) -> None:
+        self.client.upsert(self.collection, self._rows(ids, np.asarray(vectors, dtype=np.float32)),
+                           partial_update=True)
+
+    def _scan_of(self, collection: str, batch: int) -> Iterator[tuple[list[str], np.ndarray]]:
+        it = self.client.query_iterator(collection, batch_size=batch, output_fields=[self.vector_field])
+        try:
+            while rows := it.next():
+                yield ([str(r[self.pk_field]) for r in rows],
+                       np.asarray([r[self.vector_field] for r in rows], dtype=np.float32).reshape(-1, self.dim))
+        finally:
+            it.close()
+
+    def _scan(self, batch: int) -> Iterator[tuple[list[str], np.ndarray]]:
+        return self._scan_of(self.collection, batch)
+
+    def _search(self, queries: np.ndarray, k: int, exact: bool) -> tuple[np.ndarray, list[list[str]]] | None:
+        if exact and self._index_type != "FLAT":
+            return None  # brute force over a scan
+        k = min(k, self.count(), 16384)
+        out_s = np.full((queries.shape[0], k), -np.inf, dtype=np.float32)
+        out_ids: list[list[str]] = []
+        for v0 in range(0, queries.shape[0], 256):
+            res = self.client.search(self.collection, data=[q for q in queries[v0 : v0 + 256]], limit=k,
+                                     anns_field=self.vector_field, search_params={"metric_type": self.metric},
+                                     output_fields=[])
+            for j, hits in enumerate(res):
+                d = np.asarray([h["distance"] for h in hits], dtype=np.float32)
+                out_s[v0 + j, : d.size] = -d if self.similarity == "l2" else d
+                out_ids.append([str(h["id"]) for h in hits])
+        return out_s, out_ids
+
+    # ------------------------------------------------------------------ originals (a side collection)
+    def _ensure_side(self) -> None:
+        if self.client.has_collection(self.side):
+            return
+        dt = _pymilvus().DataType
+        schema = self.client.create_schema(auto_id=False)
+        kw = {} if self._int_pk else {"max_length": 65535}
+        schema.add_field(self.pk_field, self._pk_type, is_primary=True, **kw)
+        schema.add_field(self.vector_field, dt.FLOAT_VECTOR, dim=self.dim)
+        index = self.client.prepare_index_params()
+        index.add_index(self.vector_field, index_type="FLAT", metric_type="IP")
+        self.client.create_collection(self.side, schema=schema, index_params=index)
+
+    def _save_originals(self, ids: list[str], vectors: np.ndarray) -> None:
+        self._ensure_side()
+        self.client.insert(self.side, self._rows(ids, vectors))
+
+    def _has_side(self) -> bool:
+        if not self.client.has_collection(self.side):
+            return False
+        self.client.load_collection(self.side)  # released after a restart
+        return True
+
+    def _saved_ids(self, ids: list[str]) -> set[str]:
+        return set(self._read(self.side, ids)) if self._has_side() else set()
+
+    def _iter_originals(self, batch: int) -> Iterator[tuple[list[str], np.ndarray]]:
+        return self._scan_of(self.side, batch) if self._has_side() else iter(())
+
+    def _drop_originals(self) -> None:
+        if self.client.has_collection(self.side):
+            self.client.drop_collection(self.side)

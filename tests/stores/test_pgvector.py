@@ -1,0 +1,99 @@
+"""PostgreSQL + pgvector on a real server (started by pgserver in a temporary folder), on real SciFact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pgserver = pytest.importorskip("pgserver")
+psycopg = pytest.importorskip("psycopg")
+
+from pgvector.psycopg import register_vector  # noqa: E402
+
+from nudge_rag.stores import PgVectorStore, StoreError, open_store  # noqa: E402
+from tests.stores.conftest import check_contract  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def pg(tmp_path_factory):
+    srv = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+    yield srv
+    srv.cleanup()
+
+
+def _conn(srv):
+    conn = psycopg.connect(srv.get_uri(), autocommit=True)
+    conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    register_vector(conn)
+    return conn
+
+
+def _load(conn, table, ids, docs, *, id_col="id", vec_col="embedding", extra_cols="", extra_vals=()):
+    conn.execute(f"DROP TABLE IF EXISTS {table}")
+    conn.execute(f"CREATE TABLE {table} ({id_col} text PRIMARY KEY, {vec_col} vector({docs.shape[1]}), "
+                 f"body text{extra_cols})")
+    with conn.cursor() as cur, cur.copy(f"COPY {table} ({id_col}, {vec_col}, body) FROM STDIN WITH (FORMAT BINARY)") as cp:
+        cp.set_types(["text", "vector", "text"])
+        for i, v in zip(ids, docs):
+            cp.write_row((i, v, f"doc {i}"))
+
+
+def _uri(srv, query):
+    # pgserver listens on a unix socket: host= goes in the query string
+    base = srv.get_uri()  # postgresql://postgres:@/postgres?host=/tmp/...
+    return base + "&" + query
+
+
+def test_pgvector_contract(pg, tmp_path, scifact_ids, reference_fit, monkeypatch):
+    s = scifact_ids
+    conn = _conn(pg)
+    _load(conn, "scifact", s.ids, s.docs)
+    store = PgVectorStore(conn, table="scifact")
+    assert (store.similarity, store.dim, store.count()) == ("cosine", 384, len(s.ids))
+    uri = _uri(pg, "table=scifact")
+    store = check_contract(store, s, reference_fit, monkeypatch, reopen=lambda: open_store(uri), uri=uri,
+                           tmp_path=tmp_path)
+    # other columns untouched, side table gone
+    assert conn.execute("SELECT count(*) FROM scifact WHERE body = 'doc ' || id").fetchone()[0] == len(s.ids)
+    assert conn.execute("SELECT to_regclass('scifact__nudge_originals')").fetchone()[0] is None
+    store.close()
+    conn.close()
+
+
+def test_pgvector_framework_layouts(pg, scifact_ids):
+    """LlamaIndex PGVectorStore (data_<table>, node_id) and langchain-postgres (collection_id) are recognised."""
+    s = scifact_ids
+    conn = _conn(pg)
+    ids, docs = s.ids[:50], s.docs[:50]
+    conn.execute("DROP TABLE IF EXISTS data_llama")
+    conn.execute("CREATE TABLE data_llama (id bigserial PRIMARY KEY, node_id varchar, embedding vector(384))")
+    for i, v in zip(ids, docs):
+        conn.execute("INSERT INTO data_llama (node_id, embedding) VALUES (%s, %s)", (i, v))
+    llama = open_store(_uri(pg, "table=llama"))
+    assert (llama.table, llama.id_column) == ("data_llama", "node_id")
+    np.testing.assert_array_equal(llama.fetch(ids[:3]), docs[:3])
+    conn.execute("DROP TABLE IF EXISTS langchain_pg_embedding; DROP TABLE IF EXISTS langchain_pg_collection")
+    conn.execute("CREATE TABLE langchain_pg_collection (uuid uuid PRIMARY KEY, name varchar)")
+    conn.execute("CREATE TABLE langchain_pg_embedding (id varchar PRIMARY KEY, collection_id uuid, "
+                 "embedding vector, document varchar)")
+    conn.execute("INSERT INTO langchain_pg_collection VALUES ('00000000-0000-0000-0000-000000000001', 'a'), "
+                 "('00000000-0000-0000-0000-000000000002', 'b')")
+    for j, (i, v) in enumerate(zip(ids, docs)):
+        conn.execute("INSERT INTO langchain_pg_embedding VALUES (%s, %s, %s, 'x')",
+                     (i, f"00000000-0000-0000-0000-00000000000{1 + j % 2}", v))
+    with pytest.raises(StoreError, match="collection"):
+        PgVectorStore(conn)
+    lc = PgVectorStore(conn, collection="a")
+    assert lc.count() == 25 and lc.dim == 384
+    lc.write([ids[0]], docs[1:2])
+    np.testing.assert_array_equal(lc.fetch([ids[0]]), docs[1:2])
+    with pytest.raises(StoreError, match="not in"):
+        lc.fetch([ids[1]])  # in collection b
+    assert lc.revert() == 1
+    np.testing.assert_array_equal(lc.fetch([ids[0]]), docs[:1])
+    _, hits = lc.search(docs[:2], 3)
+    assert hits[0][0] == ids[0] and all(ids.index(h) % 2 == 0 for h in hits[1])
+    llama.close()
+    conn.close()
