@@ -127,6 +127,7 @@ def run_dask(args) -> dict:
         written = write_back(corpus, model.patch_)
         write_s = time.perf_counter() - t1
         workers = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+        cpu = client.run(lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2]))
         outgoing = client.run(lambda dask_worker: getattr(dask_worker, "transfer_outgoing_bytes_total", 0))
     return {
         "n_docs": corpus.n_docs,
@@ -140,6 +141,8 @@ def run_dask(args) -> dict:
         "val": model.val_score_,
         "client_peak_rss_mib": _peak_mib(),
         "worker_peak_rss_mib": sorted(workers.values()),
+        "worker_cpu_seconds": sorted(cpu.values()),
+        "client_cpu_seconds": sum(resource.getrusage(resource.RUSAGE_SELF)[:2]),
         "worker_transfer_bytes": int(sum(outgoing.values())),
     }
 
@@ -153,11 +156,12 @@ def run_memory(args) -> dict:
     docs = np.concatenate([np.load(f) for f in files[: max(1, IN_MEMORY_ROWS // per)]])[:IN_MEMORY_ROWS]
     data = np.load(root / "queries_1m.npz")
     train, val = _pairs(data, "train"), _pairs(data, "val")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     model = NudgeN().fit(docs, train, val)
     return {
         "n_docs": int(docs.shape[0]),
         "fit_seconds": time.perf_counter() - t0,
+        "fit_cpu_seconds": time.process_time() - c0,
         "gamma": model.gamma_,
         "n_moved": model.n_moved_,
         "peak_rss_mib": _peak_mib(),

@@ -50,8 +50,13 @@ def load(args) -> None:
 
     tr, va = questions(data.train, "t"), questions(data.val, "v")
     args.dir.mkdir(parents=True, exist_ok=True)
-    np.savez(args.dir / "queries.npz", train_emb=tr["emb"], val_emb=va["emb"],
-             train_ans=np.array([a[0] for a in tr["answers"]]), val_ans=np.array([a[0] for a in va["answers"]]))
+    np.savez(
+        args.dir / "queries.npz",
+        train_emb=tr["emb"],
+        val_emb=va["emb"],
+        train_ans=np.array([a[0] for a in tr["answers"]]),
+        val_ans=np.array([a[0] for a in va["answers"]]),
+    )
     docs = data.documents
     t1 = time.perf_counter()
     if args.store == "pgvector":
@@ -78,12 +83,24 @@ def load(args) -> None:
             client.delete_collection("docs")
         client.create_collection("docs", vectors_config=models.VectorParams(size=D, distance=models.Distance.COSINE))
         for b0 in range(0, args.n, 2000):
-            client.upsert("docs", points=models.Batch(ids=list(range(b0, min(b0 + 2000, args.n))),
-                                                      vectors=docs[b0 : b0 + 2000].tolist()), wait=True)
+            client.upsert(
+                "docs",
+                points=models.Batch(ids=list(range(b0, min(b0 + 2000, args.n))), vectors=docs[b0 : b0 + 2000].tolist()),
+                wait=True,
+            )
         client.close()
         (args.dir / "uri.txt").write_text(f"qdrant://{args.dir / 'qdrant'}?collection=docs")
-    print(json.dumps({"phase": "load", "store": args.store, "n": args.n, "make_s": round(t1 - t0, 1),
-                      "load_s": round(time.perf_counter() - t1, 1)}))
+    print(
+        json.dumps(
+            {
+                "phase": "load",
+                "store": args.store,
+                "n": args.n,
+                "make_s": round(t1 - t0, 1),
+                "load_s": round(time.perf_counter() - t1, 1),
+            }
+        )
+    )
 
 
 def fit(args) -> None:
@@ -101,19 +118,35 @@ def fit(args) -> None:
     t0 = time.perf_counter()
     store = open_store((args.dir / "uri.txt").read_text())
     open_s = time.perf_counter() - t0
-    report, _ = finetune_store(store, train, val, embed_queries={**tv, **vv}, scan=args.store == "pgvector",
-                               show_progress=False)
+    report, _ = finetune_store(
+        store, train, val, embed_queries={**tv, **vv}, scan=args.store == "pgvector", show_progress=False
+    )
     t1 = time.perf_counter()
     reverted = store.revert()
     revert_s = time.perf_counter() - t1
     store.close()
-    print(json.dumps({
-        "phase": "fit", "store": args.store, "n": report.n_documents, "train": len(train), "val": len(val),
-        "gamma": report.gamma, "moved": report.n_moved, "written": report.written, "vectors_read": report.vectors_read,
-        "val_score": [report.val_base_score, report.val_score], "open_s": round(open_s, 2),
-        "seconds": report.seconds, "revert_s": round(revert_s, 2), "reverted": reverted,
-        "rss_before_open_mib": round(rss0), "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-    }))
+    print(
+        json.dumps(
+            {
+                "phase": "fit",
+                "store": args.store,
+                "n": report.n_documents,
+                "train": len(train),
+                "val": len(val),
+                "gamma": report.gamma,
+                "moved": report.n_moved,
+                "written": report.written,
+                "vectors_read": report.vectors_read,
+                "val_score": [report.val_base_score, report.val_score],
+                "open_s": round(open_s, 2),
+                "seconds": report.seconds,
+                "revert_s": round(revert_s, 2),
+                "reverted": reverted,
+                "rss_before_open_mib": round(rss0),
+                "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            }
+        )
+    )
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ import numpy as np
 from ._nudge import NGeometry
 from .metrics import ideal_dcg, score_from_relevance
 from .queries import QueryAnswers
-from .search import DOC_BLOCK, RunningTopK, unit_rows
+from .search import DOC_BLOCK, REFINE_PAD, RunningTopK, refine_topk, unit_rows
 
 __all__ = ["static_topk", "PairLookup", "select_gamma_n", "select_gamma_m", "MCurve"]
 
@@ -47,7 +47,7 @@ def static_topk(
     out_i = np.full((queries.shape[0], k), -1, dtype=np.int64)
     for v0 in range(0, queries.shape[0], VAL_BLOCK):
         qb = queries[v0 : v0 + VAL_BLOCK].astype(np.float32, copy=False)
-        top = RunningTopK(qb.shape[0], k)
+        top = RunningTopK(qb.shape[0], k + REFINE_PAD)
         for d0 in range(0, n, DOC_BLOCK):
             cols = np.flatnonzero(keep[d0 : d0 + DOC_BLOCK]) + d0
             if cols.size == 0:
@@ -60,9 +60,21 @@ def static_topk(
             for x0 in range(0, extra.shape[0], DOC_BLOCK):
                 xb = unit_rows(extra[x0 : x0 + DOC_BLOCK].astype(np.float32, copy=False))
                 top.push(qb @ xb.T, np.arange(n + x0, n + x0 + xb.shape[0], dtype=np.int64))
-        out_s[v0 : v0 + qb.shape[0]] = top.scores
-        out_i[v0 : v0 + qb.shape[0]] = top.index
+        s, i = refine_topk(qb, top.scores, top.index, lambda r: _rows_of(docs, extra, r), k)
+        out_s[v0 : v0 + qb.shape[0]] = s
+        out_i[v0 : v0 + qb.shape[0]] = i
     return out_s, out_i
+
+
+def _rows_of(docs: np.ndarray, extra: np.ndarray | None, rows: np.ndarray) -> np.ndarray:
+    """float32 vectors of corpus rows (< N) and of ``extra`` rows (N + j, unit-normalised as scored)."""
+    n = docs.shape[0]
+    out = np.empty((rows.size, docs.shape[1]), dtype=np.float32)
+    inside = rows < n
+    out[inside] = docs[rows[inside]]
+    if extra is not None and (~inside).any():
+        out[~inside] = unit_rows(extra[rows[~inside] - n].astype(np.float32, copy=False))
+    return out
 
 
 class PairLookup:
@@ -97,6 +109,7 @@ def select_gamma_n(
     kind: str,
     k: int,
     n_docs: int,
+    fetch: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Mean validation metric at each gamma of ``gammas`` for NUDGE-N.
 
@@ -126,14 +139,14 @@ def select_gamma_n(
     for v0 in range(0, len(val), VAL_BLOCK):
         rows = np.arange(v0, min(v0 + VAL_BLOCK, len(val)))
         qb = val.embeddings[rows].astype(np.float32, copy=False)
-        alpha = qb @ geo.e.T
-        beta = qb @ geo.z.T
+        alpha, st_s, st_i = _scores_with_competitors(qb, geo.e, static_s[rows], static_i[rows], fetch, n_docs)
+        beta = _dot32(qb, geo.z)
         radius = np.hypot(alpha, beta)
         ctx = _BlockContext(
             rows,
-            static_s[rows],
-            static_i[rows],
-            lookup(rows[:, None], static_i[rows]),
+            st_s,
+            st_i,
+            lookup(rows[:, None], st_i),
             n_ans[rows],
             None if ideal is None else ideal[rows],
         )
@@ -147,7 +160,16 @@ def select_gamma_n(
     return totals
 
 
-def _candidates(static_s, alpha, beta, radius, geo, g_lo, g_hi, k) -> np.ndarray:
+def _candidates(
+    static_s: np.ndarray,
+    alpha: np.ndarray,
+    beta: np.ndarray,
+    radius: np.ndarray,
+    geo: NGeometry,
+    g_lo: float,
+    g_hi: float,
+    k: int,
+) -> np.ndarray:
     """(b, m) bool: moving documents that may reach a query's top k for some gamma in [g_lo, g_hi]."""
     lo, hi = _arc_bounds(alpha, beta, radius, geo.cos_theta(float(g_lo)), geo.cos_theta(float(g_hi)))
     pool = np.concatenate([static_s, lo], axis=1)
@@ -166,7 +188,18 @@ class _BlockContext:
     ideal: np.ndarray | None  # (b,) ideal DCG for nDCG
 
 
-def _score_candidates(ctx, cand, alpha, beta, c32, moving_docs, lookup, gammas, kind, k) -> np.ndarray:
+def _score_candidates(
+    ctx: _BlockContext,
+    cand: np.ndarray,
+    alpha: np.ndarray,
+    beta: np.ndarray,
+    c32: np.ndarray,
+    moving_docs: np.ndarray,
+    lookup: PairLookup,
+    gammas: np.ndarray,
+    kind: str,
+    k: int,
+) -> np.ndarray:
     """Summed metric over the block's queries at each of ``gammas``, re-scoring only candidate documents."""
     totals = np.zeros(gammas.size, dtype=np.float64)
     shrink = (1.0 - gammas / 2.0).astype(np.float32)[:, None, None]
@@ -295,14 +328,20 @@ class MCurve:
         (``margin=0`` keeps L, as the reference implementation does). When L itself does not belong to it
         (an answer there only ties a smaller row), gamma steps inside by max(margin, 1e-6) * L, or to the
         middle of the stretch when L is 0 (at most 1e-3 past the last breakpoint's zero).
+
+        Optima that float32 vectors cannot reproduce are not candidates: isolated points other than 0, and
+        stretches narrower than 1e-4 of their end (scores grow like gamma, so there rounding picks the winner).
         """
         pts = self._points()
         nxt = np.r_[pts[1:], np.inf]
         gaps = np.where(np.isfinite(nxt), (pts + nxt) / 2, pts + 1.0 + pts)
         at_pts, at_gaps = self.counts(pts), self.counts(gaps)
-        top = max(int(at_pts.max()), int(at_gaps.max()))
+        wide = ~np.isfinite(nxt) | (nxt - pts >= _MIN_WIDTH * np.maximum(1.0, nxt))
+        gap_ok = np.where(wide, at_gaps, -1)
+        pt_ok = np.where((pts == 0) | ((at_gaps == at_pts) & wide), at_pts, -1)
+        top = max(int(pt_ok.max()), int(gap_ok.max()))
         # candidates in order along the gamma axis: point 0, gap 0, point 1, gap 1, ...
-        seq = np.column_stack([at_pts, at_gaps]).ravel()
+        seq = np.column_stack([pt_ok, gap_ok]).ravel()
         first = int(np.flatnonzero(seq == top)[0])
         i, in_gap = divmod(first, 2)
         left, right = self._exact_end(float(pts[i])), float(nxt[i])
@@ -343,6 +382,8 @@ class MCurve:
 
 # Relative step into an optimal stretch whose left end does not belong to it.
 _OPEN_STEP = 1e-6
+# Stretches of the hit@1 curve narrower than this (relative to their end) are left to float32 rounding.
+_MIN_WIDTH = 1e-4
 
 
 def select_gamma_m(
@@ -376,14 +417,13 @@ def select_gamma_m(
     for v0 in range(0, len(val), VAL_BLOCK):
         rows = np.arange(v0, min(v0 + VAL_BLOCK, len(val)))
         qb = val.embeddings[rows].astype(np.float32, copy=False)
-        s_mat = qb @ base_moving.T
-        h_mat = qb @ directions.T
+        s_mat, top_s, top_i = _scores_with_competitors(qb, base_moving, static_s[rows], static_i[rows], fetch, n_docs)
+        h_mat = _dot32(qb, directions)
         p0, p1 = val.indptr[rows[0]], val.indptr[rows[-1] + 1]
         pair_r = val.pair_rows()[p0:p1] - v0
         pair_x = val.indices[p0:p1]
         pos = np.minimum(np.searchsorted(moving_docs, pair_x), max(m - 1, 0))
         is_moving = (moving_docs[pos] == pair_x) if m else np.zeros(pair_x.size, bool)
-        top_s, top_i = static_s[rows], static_i[rows]
         x_is_top = ~is_moving & (top_i[pair_r, 0] == pair_x)
         keep = np.flatnonzero(is_moving | x_is_top)  # a fixed answer below the best fixed document never wins
         pair_r, pair_x, pos, is_moving, x_is_top = (
@@ -426,6 +466,43 @@ def select_gamma_m(
     )
     exact = _ExactEnds(val, fetch, base_moving, directions, (q_row, x_row, x_pos, c_row, c_s), lo_col, hi_col, n_docs)
     return MCurve(lo, hi, lo_closed, hi_closed, len(val), exact)
+
+
+def _scores_with_competitors(
+    qb: np.ndarray,
+    moving: np.ndarray,
+    comp_s: np.ndarray,
+    comp_i: np.ndarray,
+    fetch: Callable[[np.ndarray], np.ndarray] | None,
+    n_docs: int | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Scores of queries ``qb`` (b, d) against the moving rows (m, d) and their fixed competitors, consistently.
+
+    The competitors' scores are recomputed in the same matrix product as the moving documents', so a moving
+    document and an identical fixed one (a duplicate) get bit-identical scores and the row rule decides, as it
+    does in :func:`~nudge_rag.search.search`; BLAS products of different shapes may round differently. Returns
+    (b, m) float32 moving scores and the (b, c) competitor scores and rows, re-sorted (score desc, row asc).
+    Competitors that cannot be fetched (rows >= ``n_docs``: ``nontrain_embeddings``) keep their scores.
+    """
+    if fetch is None:
+        return _dot32(qb, moving), comp_s, comp_i
+    limit = np.iinfo(np.int64).max if n_docs is None else int(n_docs)
+    ok = (comp_i >= 0) & (comp_i < limit)
+    uniq = np.unique(comp_i[ok])
+    vecs = np.asarray(fetch(uniq), dtype=np.float32).reshape(uniq.size, moving.shape[1])
+    both = _dot32(qb, np.concatenate([moving.astype(np.float32, copy=False), vecs]))
+    m = moving.shape[0]
+    r, c = np.nonzero(ok)
+    comp_s = comp_s.astype(np.float32, copy=True)
+    comp_s[r, c] = both[r, m + np.searchsorted(uniq, comp_i[r, c])]
+    order = np.lexsort((comp_i, -comp_s), axis=1)
+    return both[:, :m], np.take_along_axis(comp_s, order, axis=1), np.take_along_axis(comp_i, order, axis=1)
+
+
+def _dot32(qb: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(b, r) float32 ``qb @ rows.T`` computed in float64 and rounded: the same value for a document wherever
+    it sits in the product (float32 BLAS kernels round by position), equal to :func:`search`'s exact scores."""
+    return (qb.astype(np.float64) @ rows.astype(np.float64).T).astype(np.float32)
 
 
 def _row_rule_interval(a: np.ndarray, b: np.ndarray, weak: np.ndarray) -> tuple[np.ndarray, ...]:

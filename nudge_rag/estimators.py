@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -27,20 +27,25 @@ class NotFittedError(RuntimeError):
     """Raised when a fitted attribute or method is used before :meth:`fit`."""
 
 
+_Model = TypeVar("_Model", bound="_NudgeBase")
+
+
 class _NudgeBase:
     variant: ClassVar[str]
     similarity: ClassVar[str]
     gamma_upper: ClassVar[float | None]
+    _param_names: ClassVar[tuple[str, ...]]
+    gamma: float | None
 
     # ------------------------------------------------------------------ public API
     def fit(
-        self,
+        self: _Model,
         embeddings: np.ndarray | Corpus,
         train: QueryAnswers,
         val: QueryAnswers | None = None,
         *,
         nontrain_embeddings: np.ndarray | None = None,
-    ):
+    ) -> _Model:
         """Nudge ``embeddings`` (N, d) towards the training queries; choose gamma on ``val``.
 
         Args:
@@ -85,16 +90,17 @@ class _NudgeBase:
         return corpus, None
 
     def insert(
-        self,
+        self: _Model,
         new_embeddings: np.ndarray | None = None,
         train: QueryAnswers | None = None,
         val: QueryAnswers | None = None,
-    ):
+    ) -> _Model:
         """Add documents and/or training and validation queries without refitting from scratch.
 
         Answer indices refer to the current documents followed by ``new_embeddings``. gamma stays fixed; only
         documents named by the new training pairs are recomputed, and all validation queries (old and new)
-        are re-scored. The result equals a full refit with ``gamma=self.gamma_``. Returns self.
+        are re-scored. The result equals a full refit with ``gamma=self.gamma_`` on the concatenated queries, bit
+        for bit (training sums accumulate one query at a time, in pair order). Returns self.
         """
         self._check_fitted()
         if getattr(self, "embeddings_", None) is None:  # fitted on a corpus: new rows are appended to it
@@ -103,8 +109,8 @@ class _NudgeBase:
             return insert_on_corpus(self, new_embeddings, train, val)
         if new_embeddings is None and train is None and val is None:
             raise ValueError("insert needs new_embeddings, train or val")
-        dim = self.embeddings_.shape[1]
-        docs = self.embeddings_
+        docs = np.asarray(self.embeddings_)  # not None here (corpus fits returned above); no copy
+        dim = docs.shape[1]
         if new_embeddings is not None:
             new = as_matrix(new_embeddings, "new_embeddings", dim=dim, float32_range=False)
             docs = np.concatenate([docs, normalize_rows(new, "new_embeddings", docs.dtype)])
@@ -136,11 +142,11 @@ class _NudgeBase:
         return self
 
     def inserted(
-        self,
+        self: _Model,
         new_embeddings: np.ndarray | None = None,
         train: QueryAnswers | None = None,
         val: QueryAnswers | None = None,
-    ):
+    ) -> _Model:
         """A copy of this fitted model with :meth:`insert` applied; this model is left unchanged."""
         import copy
 
@@ -231,7 +237,19 @@ class _NudgeBase:
         self.val_ = val
 
     # ------------------------------------------------------------------ helpers
-    def _set_state(self, docs, n_docs, dim, agg, base, new, val, gamma, gammas, scores) -> None:
+    def _set_state(
+        self,
+        docs: np.ndarray | None,
+        n_docs: int,
+        dim: int,
+        agg: TrainAggregate,
+        base: np.ndarray,
+        new: np.ndarray,
+        val: QueryAnswers | None,
+        gamma: float,
+        gammas: np.ndarray,
+        scores: np.ndarray | None,
+    ) -> None:
         pos = self._moving(base, agg.sums, gamma)
         patch = Patch(agg.docs[pos], new[pos], base[pos])
         self._assign(
@@ -246,6 +264,21 @@ class _NudgeBase:
             patch=patch,
             val=val,
         )
+
+    # ------------------------------------------------------------------ variant hooks
+    def _choose(
+        self, corpus: Corpus, agg: TrainAggregate, base: np.ndarray, val: QueryAnswers | None, fixed: float | None
+    ) -> tuple[float, np.ndarray, np.ndarray | None]:
+        """(gamma, candidate gammas, validation scores per candidate or None without validation queries)."""
+        raise NotImplementedError
+
+    def _move(self, base: np.ndarray, sums: np.ndarray, gamma: float) -> np.ndarray:
+        """The nudged rows of ``base`` (M, d) with training sums (M, d), in the output dtype."""
+        raise NotImplementedError
+
+    def _moving(self, base: np.ndarray, sums: np.ndarray, gamma: float) -> np.ndarray:
+        """Positions (into ``base``) of the rows that move at ``gamma``."""
+        raise NotImplementedError
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "gamma_"):
@@ -270,7 +303,7 @@ class _NudgeBase:
         """Constructor parameters (scikit-learn convention)."""
         return {name: getattr(self, name) for name in self._param_names}
 
-    def set_params(self, **params):
+    def set_params(self: _Model, **params: Any) -> _Model:
         """Set constructor parameters (scikit-learn convention); returns self."""
         for name, value in params.items():
             if name not in self._param_names:
@@ -311,8 +344,15 @@ class NudgeN(_NudgeBase):
     _param_names = ("gamma", "metric", "gammas", "smoothing", "move_opposed", "dtype")
 
     def __init__(
-        self, gamma=None, *, metric="recall@1", gammas=None, smoothing=0.02, move_opposed=False, dtype=np.float32
-    ):
+        self,
+        gamma: float | None = None,
+        *,
+        metric: str = "recall@1",
+        gammas: Any = None,
+        smoothing: float = 0.02,
+        move_opposed: bool = False,
+        dtype: Any = np.float32,
+    ) -> None:
         self.gamma = gamma
         self.metric = metric
         self.gammas = gammas
@@ -338,23 +378,27 @@ class NudgeN(_NudgeBase):
         if not isinstance(self.move_opposed, (bool, np.bool_)):
             raise TypeError(f"move_opposed must be True or False, got {self.move_opposed!r}")
 
-    def _choose(self, corpus, agg, base, val, fixed):
+    def _choose(
+        self, corpus: Corpus, agg: TrainAggregate, base: np.ndarray, val: QueryAnswers | None, fixed: float | None
+    ) -> tuple[float, np.ndarray, np.ndarray | None]:
         kind, k = parse_metric(self.metric)
         gammas = self._candidates(fixed)
         if val is None:
+            if fixed is None:
+                raise ValueError("val is required to choose gamma; pass validation queries or fix gamma")
             return fixed, np.array([0.0, fixed]), None
         geo = n_geometry(base, agg.sums, move_opposed=self.move_opposed)
         moving = agg.docs[geo.rows]
         s, i = corpus.competitors(val.embeddings, moving, k)
-        totals = select_gamma_n(val, geo, moving, s, i, gammas, kind, k, corpus.n_docs)
+        totals = select_gamma_n(val, geo, moving, s, i, gammas, kind, k, corpus.n_docs, corpus.fetch)
         gamma = fixed if fixed is not None else _smoothed_argmax(gammas, totals, self.smoothing)
         return gamma, gammas, totals / len(val)
 
-    def _move(self, base, sums, gamma):
+    def _move(self, base: np.ndarray, sums: np.ndarray, gamma: float) -> np.ndarray:
         rows, _ = nudge_n_rows(base, sums, gamma, move_opposed=self.move_opposed)
         return rows.astype(self._out_dtype(), copy=False)
 
-    def _moving(self, base, sums, gamma):
+    def _moving(self, base: np.ndarray, sums: np.ndarray, gamma: float) -> np.ndarray:
         rows = n_geometry(base, sums, move_opposed=self.move_opposed).rows
         return rows if gamma > 0 else rows[:0]
 
@@ -382,7 +426,7 @@ class NudgeM(_NudgeBase):
     gamma_upper = 1e38
     _param_names = ("gamma", "margin", "dtype")
 
-    def __init__(self, gamma=None, *, margin=1e-4, dtype=np.float32):
+    def __init__(self, gamma: float | None = None, *, margin: float = 1e-4, dtype: Any = np.float32) -> None:
         self.gamma = gamma
         self.margin = margin
         self.dtype = dtype
@@ -391,8 +435,12 @@ class NudgeM(_NudgeBase):
         super()._check_params()
         check_gamma(self.margin, upper=None, name="margin")
 
-    def _choose(self, corpus, agg, base, val, fixed):
+    def _choose(
+        self, corpus: Corpus, agg: TrainAggregate, base: np.ndarray, val: QueryAnswers | None, fixed: float | None
+    ) -> tuple[float, np.ndarray, np.ndarray | None]:
         if val is None:
+            if fixed is None:
+                raise ValueError("val is required to choose gamma; pass validation queries or fix gamma")
             return fixed, np.array([0.0, fixed]), None
         s, i = corpus.competitors(val.embeddings, agg.docs, 2)
         curve = select_gamma_m(val, corpus.fetch, agg.docs, base, m_directions(agg.sums), s, i, n_docs=corpus.n_docs)
@@ -407,14 +455,14 @@ class NudgeM(_NudgeBase):
             scores = curve.hits(gammas)
         return gamma, gammas, scores
 
-    def _move(self, base, sums, gamma):
+    def _move(self, base: np.ndarray, sums: np.ndarray, gamma: float) -> np.ndarray:
         rows, _ = nudge_m_rows(base, sums, gamma)
         out = rows.astype(self._out_dtype(), copy=False)
         if not np.isfinite(out).all():
             raise ValueError(f"gamma={gamma!r} overflows the {out.dtype} output; use a smaller gamma")
         return out
 
-    def _moving(self, base, sums, gamma):
+    def _moving(self, base: np.ndarray, sums: np.ndarray, gamma: float) -> np.ndarray:
         return np.flatnonzero(np.linalg.norm(sums, axis=1) > 0) if gamma > 0 else np.zeros(0, dtype=np.int64)
 
 

@@ -62,8 +62,7 @@ VARIANTS = ("nudge-n", "nudge-m")
 #: none (gamma fixed without validation questions).
 VAL_SOURCES = ("given", "carved", "none")
 
-_ALIASES = {"n": "nudge-n", "nudgen": "nudge-n", "nudge-n": "nudge-n", "m": "nudge-m", "nudgem": "nudge-m"}
-_ALIASES["nudge-m"] = "nudge-m"
+_ALIASES = {alias: v for v in VARIANTS for alias in (v, v[-1], v.replace("-", ""))}  # "nudge-n", "n", "nudgen"
 
 
 def canonical_variant(variant: str) -> str:
@@ -185,8 +184,7 @@ def n_validation(n: int, fraction: float = DEFAULT_VAL_FRACTION) -> int:
         raise ValueError(f"val_fraction must be in (0, 1), got {fraction!r}")
     if n < 2:
         raise ValueError(
-            f"cannot carve a validation split from {n} question(s): need at least 2; pass validation pairs "
-            "or fix gamma"
+            f"cannot carve a validation split from {n} question(s): need at least 2; pass validation pairs or fix gamma"
         )
     return min(max(1, int(fraction * n)), n - 1)
 
@@ -208,6 +206,7 @@ def make_model(
     :class:`NudgeM` (gamma chosen on hit@1: ``metric`` may only be ``hit@1``). ``params`` go to the constructor."""
     v = canonical_variant(variant)
     cls: type[NudgeN] | type[NudgeM]
+    kw: dict[str, Any]
     if v == "nudge-n":
         cls, kw = NudgeN, {"metric": metric or "recall@1"}
     else:

@@ -522,7 +522,7 @@ def add_generate_command(sub: Any) -> None:
         type=int,
         default=1,
         metavar="K",
-        help="1: greedy decoding (default); K > 1: K seeded samples",
+        help="1: greedy decoding (default); K > 1: K seeded samples (K >= 2 when validation is carved from them)",
     )
     p.add_argument("--batch-size", type=int, default=8, help="prompts per forward pass (default 8)")
     p.add_argument("--max-new-tokens", type=int, default=32, help="tokens generated per question (default 32)")

@@ -34,9 +34,7 @@ class Patch:
         if rows.ndim != 1 or rows.dtype.kind not in "iu":
             raise ValueError(f"patch rows must be a 1-D integer array, got shape {rows.shape} dtype {rows.dtype}")
         if self.new.ndim != 2 or self.new.shape != self.old.shape or self.new.shape[0] != rows.size:
-            raise ValueError(
-                f"patch shapes disagree: {rows.size} rows, new {self.new.shape}, old {self.old.shape}"
-            )
+            raise ValueError(f"patch shapes disagree: {rows.size} rows, new {self.new.shape}, old {self.old.shape}")
         if self.ids is not None and len(self.ids) != rows.size:
             raise ValueError(f"patch has {rows.size} rows but {len(self.ids)} ids")
 

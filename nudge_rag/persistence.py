@@ -21,7 +21,7 @@ __all__ = ["save", "load", "FORMAT_VERSION", "ModelFileError"]
 
 #: 2: the fitted-state fields as arrays (patch included); 1 (still read): vectors plus metadata.
 FORMAT_VERSION = 2
-_CLASSES: dict[str, type] = {"NudgeN": NudgeN, "NudgeM": NudgeM}
+_CLASSES: dict[str, type[Any]] = {"NudgeN": NudgeN, "NudgeM": NudgeM}
 
 
 class ModelFileError(ValueError):
@@ -40,7 +40,7 @@ def save(model: Any, path: str | os.PathLike) -> None:
     readable summary (variant, similarity, gamma, scores). Works for array and corpus fits alike.
     """
     state = model.to_state()
-    arrays = {k: np.asarray(v) for k, v in state.items() if k not in ("class", "params")}
+    arrays: dict[str, Any] = {k: np.asarray(v) for k, v in state.items() if k not in ("class", "params")}
     meta = {
         "format": "nudge-rag",
         "format_version": FORMAT_VERSION,
@@ -84,7 +84,7 @@ def load(path: str | os.PathLike) -> Any:
     cls = _CLASSES.get(meta.get("class"))  # type: ignore[arg-type]
     if cls is None:
         raise ModelFileError(path, f"unknown model class {meta.get('class')!r} (expected NudgeN or NudgeM)")
-    state = members if meta["format_version"] >= 2 else _from_v1(path, meta, members)
+    state: dict[str, Any] = dict(members) if meta["format_version"] >= 2 else _from_v1(path, meta, members)
     state.update({"class": meta["class"], "params": meta.get("params")})
     try:
         return cls.from_state(state)

@@ -228,8 +228,11 @@ def document_and_query_vectors(
     elif pre is not None:
         qpos = {q: i for i, q in enumerate(ds.query_ids)}
         qs = pre[1][[qpos[q] for q in query_ids]]
-        described.append("queries: precomputed" if described[-1].startswith("documents: pre") else
-                         f"queries: precomputed all-MiniLM-L6-v2 ({pre[2]})")
+        described.append(
+            "queries: precomputed"
+            if described[-1].startswith("documents: pre")
+            else f"queries: precomputed all-MiniLM-L6-v2 ({pre[2]})"
+        )
     else:
         texts = ds.texts_of_queries(query_ids)
         if texts is None:

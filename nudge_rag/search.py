@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from ._checks import as_matrix
 
-__all__ = ["search", "topk_merge", "RunningTopK", "SIMILARITIES"]
+__all__ = ["search", "topk_merge", "RunningTopK", "SIMILARITIES", "exact_scores", "refine_topk"]
 
 SIMILARITIES = ("inner_product", "cosine")
 
@@ -28,6 +30,36 @@ def topk_merge(scores: np.ndarray, index: np.ndarray, k: int) -> tuple[np.ndarra
         index = np.take_along_axis(index, keep, axis=1)
     order = np.lexsort((index, -scores), axis=1)
     return np.take_along_axis(scores, order, axis=1), np.take_along_axis(index, order, axis=1)
+
+
+# Extra candidates kept by the blocked float32 pass, re-scored exactly before the final top k is cut.
+REFINE_PAD = 8
+
+
+def exact_scores(queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(b, c) float32 scores of ``queries`` (b, d) against ``rows`` (b, c, d): the float64 dot product rounded.
+
+    The sum runs in float64 in a fixed order (no BLAS), so a document scores the same wherever it sits in a
+    block and with any thread count; identical vectors tie exactly and the row rule decides.
+    """
+    q64 = queries.astype(np.float64)[:, None, :]
+    return np.sum(rows.astype(np.float64) * q64, axis=2).astype(np.float32)
+
+
+def refine_topk(
+    queries: np.ndarray, top_s: np.ndarray, top_i: np.ndarray, vectors: Callable[[np.ndarray], np.ndarray], k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The best ``k`` of candidates (b, c) ``top_s``/``top_i`` after re-scoring them with :func:`exact_scores`.
+
+    ``vectors(rows)`` returns the (r, d) vectors of document rows (r,); entries with row -1 stay ``-inf``.
+    Ties (equal exact scores) go to the smaller row.
+    """
+    valid = top_i >= 0
+    rows = np.where(valid, top_i, 0)
+    uniq, inv = np.unique(rows, return_inverse=True)
+    vecs = np.asarray(vectors(uniq), dtype=np.float32)[inv.reshape(rows.shape)]
+    scores = np.where(valid, exact_scores(queries.astype(np.float32, copy=False), vecs), -np.inf).astype(np.float32)
+    return topk_merge(scores, top_i, k)
 
 
 def _top_columns(scores: np.ndarray, index: np.ndarray, k: int) -> np.ndarray:
@@ -106,7 +138,8 @@ def search(
 
     Returns:
         ``(scores, indices)``: (Q, k) float32 similarities, best first (ties: smaller row first), and
-        (Q, k) int64 document rows.
+        (Q, k) int64 document rows. Candidates found by blocked float32 products are re-scored exactly
+        (:func:`exact_scores`), so results do not depend on block sizes or BLAS threading.
     """
     docs = as_matrix(embeddings, "embeddings")
     qs = as_matrix(queries, "queries", dim=docs.shape[1], allow_empty=True)
@@ -118,18 +151,24 @@ def search(
     k = min(int(k), n)
     out_s = np.empty((qs.shape[0], k), dtype=np.float32)
     out_i = np.empty((qs.shape[0], k), dtype=np.int64)
+
+    def vectors(rows: np.ndarray) -> np.ndarray:
+        v = docs[rows].astype(np.float32, copy=False)
+        return unit_rows(v) if similarity == "cosine" else v
+
     for q0 in range(0, qs.shape[0], query_block):
         qb = qs[q0 : q0 + query_block].astype(np.float32, copy=False)
         if similarity == "cosine":
             qb = unit_rows(qb)
-        top = RunningTopK(qb.shape[0], k)
+        top = RunningTopK(qb.shape[0], min(k + REFINE_PAD, n))
         for d0 in range(0, n, doc_block):
             db = docs[d0 : d0 + doc_block].astype(np.float32, copy=False)
             if similarity == "cosine":
                 db = unit_rows(db)
             top.push(qb @ db.T, np.arange(d0, d0 + db.shape[0], dtype=np.int64))
-        out_s[q0 : q0 + qb.shape[0]] = top.scores
-        out_i[q0 : q0 + qb.shape[0]] = top.index
+        s, i = refine_topk(qb, top.scores, top.index, vectors, k)
+        out_s[q0 : q0 + qb.shape[0]] = s
+        out_i[q0 : q0 + qb.shape[0]] = i
     return out_s, out_i
 
 

@@ -38,8 +38,8 @@ def small_problem(rng):
 def scifact():
     """Real SciFact through the library's loader and official splits (as ``nudge-rag demo``):
     (docs (5183, 384), train, val, test), with the shared precomputed all-MiniLM-L6-v2 vectors."""
-    from nudge_rag.prepare import VectorSource, prepare
     from nudge_rag.data import find_beir, load_dataset
+    from nudge_rag.prepare import VectorSource, prepare
 
     ds = load_dataset(find_beir("scifact", SHARED_DATA, download=False), name="scifact")
     p = prepare(ds, VectorSource(), policy="official", need_test=True)

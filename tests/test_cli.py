@@ -84,8 +84,9 @@ def _run(capsys, *argv) -> tuple[int, str, str]:
 
 
 def test_demo_table_on_real_subset(subset, tmp_path, capsys):
-    rc, out, err = _run(capsys, "demo", "--dataset", "scisub", "--data-dir", subset["root"],
-                        "--json", tmp_path / "d.json")
+    rc, out, err = _run(
+        capsys, "demo", "--dataset", "scisub", "--data-dir", subset["root"], "--json", tmp_path / "d.json"
+    )
     assert rc == 0, err
     lines = out.splitlines()
     header = next(line for line in lines if line.startswith("method"))
@@ -118,8 +119,18 @@ def test_finetune_outputs_and_evaluate_agree(subset, tmp_path, capsys):
     assert report["metrics"]["val"]["after"]["recall@1"] >= report["metrics"]["val"]["before"]["recall@1"]
     assert f"gamma = {model.gamma_:.4g}" in stdout
 
-    rc, _, err = _run(capsys, "evaluate", "--data", subset["folder"], "--doc-embeddings", out,
-                      "--metric", "hit@3", "--json", tmp_path / "e.json")
+    rc, _, err = _run(
+        capsys,
+        "evaluate",
+        "--data",
+        subset["folder"],
+        "--doc-embeddings",
+        out,
+        "--metric",
+        "hit@3",
+        "--json",
+        tmp_path / "e.json",
+    )
     assert rc == 0, err
     scores = json.loads((tmp_path / "e.json").read_text())["metrics"]
     after = report["metrics"]["test"]["after"]
@@ -139,10 +150,22 @@ def test_finetune_from_user_vectors_and_pairs_matches_beir_run(subset, tmp_path,
         for split, rows in subset["qrels"].items():
             for q, d, s in rows:
                 fh.write(json.dumps({"query_id": q, "doc_id": d, "relevance": int(s), "split": split}) + "\n")
-    rc, _, err = _run(capsys, "finetune", "--pairs", tmp_path / "pairs.jsonl",
-                      "--doc-embeddings", tmp_path / "docs.npy", "--doc-ids", tmp_path / "docs.txt",
-                      "--query-embeddings", tmp_path / "queries.npy", "--query-ids", tmp_path / "queries.txt",
-                      "--out", tmp_path / "user")
+    rc, _, err = _run(
+        capsys,
+        "finetune",
+        "--pairs",
+        tmp_path / "pairs.jsonl",
+        "--doc-embeddings",
+        tmp_path / "docs.npy",
+        "--doc-ids",
+        tmp_path / "docs.txt",
+        "--query-embeddings",
+        tmp_path / "queries.npy",
+        "--query-ids",
+        tmp_path / "queries.txt",
+        "--out",
+        tmp_path / "user",
+    )
     assert rc == 0, err
     rc, _, err = _run(capsys, "finetune", "--data", subset["folder"], "--out", tmp_path / "beir")
     assert rc == 0, err
@@ -166,9 +189,24 @@ def test_subprocess_paper_split_with_plot(subset, tmp_path):
     env = {**os.environ, "NUDGE_RAG_CACHE_DIR": str(tmp_path / "cache"), "NUDGE_RAG_OFFLINE": "1"}
     env.pop("NUDGE_RAG_DATA_DIR", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "nudge_rag.cli", "demo", "--dataset", "scisub", "--data-dir", str(subset["root"]),
-         "--split", "paper", "--plot", str(plot)],
-        capture_output=True, text=True, env=env, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "nudge_rag.cli",
+            "demo",
+            "--dataset",
+            "scisub",
+            "--data-dir",
+            str(subset["root"]),
+            "--split",
+            "paper",
+            "--plot",
+            str(plot),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert "split: paper (pooled 210 queries, seed 0): 147 train / 21 val / 42 test" in proc.stdout
@@ -205,12 +243,16 @@ def test_user_pairs_demo_embeds_once_then_uses_cache(subset, tmp_path, capsys):
     [
         (["demo", "--data", FIXTURES / "beir_bad_json"], "corpus.jsonl:3: invalid JSON"),
         (["demo", "--data", FIXTURES / "beir_empty_split"], "test.tsv: the test split is empty"),
-        (["evaluate", "--pairs", "missing.jsonl", "--corpus", FIXTURES / "pairs_jsonl" / "corpus.jsonl"],
-         "pairs file not found: missing.jsonl"),
+        (
+            ["evaluate", "--pairs", "missing.jsonl", "--corpus", FIXTURES / "pairs_jsonl" / "corpus.jsonl"],
+            "pairs file not found: missing.jsonl",
+        ),
         (["demo", "--dataset", "notthere", "--data-dir", FIXTURES], "place the BEIR files at"),
         (["evaluate", "--data", FIXTURES / "pairs_bad"], "pairs.jsonl:2: missing 'doc_id'"),
-        (["demo", "--data", FIXTURES / "beir_ok", "--doc-embeddings", "nope.npy", "--doc-ids", "x.txt"],
-         "embeddings file not found: nope.npy"),
+        (
+            ["demo", "--data", FIXTURES / "beir_ok", "--doc-embeddings", "nope.npy", "--doc-ids", "x.txt"],
+            "embeddings file not found: nope.npy",
+        ),
     ],
 )
 def test_errors_are_one_line_with_status_1(argv, message, capsys):

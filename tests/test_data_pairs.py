@@ -27,8 +27,11 @@ def test_jsonl_pairs_queries_by_text_graded_and_splits():
 
 def test_csv_variant_matches_jsonl():
     csv_ds = load_pairs_dir(FIXTURES / "pairs_csv")
-    assert csv_ds.doc_texts == ["Apples Apples are red, or green, fruit.", "Bananas are long and yellow.",
-                                "Cherries Cherries are small and red."]
+    assert csv_ds.doc_texts == [
+        "Apples Apples are red, or green, fruit.",
+        "Bananas are long and yellow.",
+        "Cherries Cherries are small and red.",
+    ]
     assert csv_ds.qrels["train"] == [("q0", "b", 1.0), ("q1", "a", 1.0), ("q1", "c", 2.0)]
     assert csv_ds.qrels["test"] == [("q2", "c", 1.0)]  # empty relevance cell -> 1
 

@@ -108,12 +108,17 @@ def test_finetune_pairs_carves_embeds_and_fits_like_the_estimator(small_problem)
     assert result.report.val_source == "carved" and result.report.n_val_questions == val.size == 12
     assert result.model.gamma_ == direct.gamma_
     np.testing.assert_allclose(result.embeddings, direct.embeddings_, atol=1e-6)
-    fixed = finetune_pairs(docs, qs, row_of=row_of, embed_queries=lambda ts: np.stack([vectors[t] for t in ts]),
-                           gamma=0.1)
+    fixed = finetune_pairs(
+        docs, qs, row_of=row_of, embed_queries=lambda ts: np.stack([vectors[t] for t in ts]), gamma=0.1
+    )
     assert fixed.report.val_source == "none" and fixed.report.gamma_fixed and fixed.report.n_val_questions == 0
     with pytest.raises(ValueError, match="no usable training pairs"):
         finetune_pairs(docs, group_pairs([]), row_of=row_of, embed_queries=lambda ts: None)
     with pytest.raises(ValueError, match="not in the corpus: 'nope'"):
-        finetune_pairs(docs, group_pairs([("q", "nope"), ("r", "doc1")]), row_of=row_of,
-                       embed_queries=lambda ts: np.ones((len(ts), docs.shape[1])))
+        finetune_pairs(
+            docs,
+            group_pairs([("q", "nope"), ("r", "doc1")]),
+            row_of=row_of,
+            embed_queries=lambda ts: np.ones((len(ts), docs.shape[1])),
+        )
     assert isinstance(result.train, QueryAnswers)

@@ -241,6 +241,7 @@ def test_damaged_gzip_and_json_are_data_errors(tmp_path):
 
 
 @pytest.mark.integration  # the real model embeds
+@pytest.mark.slow  # loads the embedding model
 def test_damaged_embedding_cache_entries_are_misses(tmp_path):
     texts = ["a sentence", "another one"]
     path = cache_path(texts, None, tmp_path)
@@ -256,6 +257,7 @@ def test_damaged_embedding_cache_entries_are_misses(tmp_path):
 
 
 @pytest.mark.integration  # the real model embeds
+@pytest.mark.slow  # loads the embedding model
 def test_unwritable_cache_warns_and_keeps_the_vectors(tmp_path):
     pytest.importorskip("sentence_transformers")
     blocker = tmp_path / "not-a-folder"
@@ -292,11 +294,11 @@ def test_offline_variables_stop_downloads(tmp_path, monkeypatch):
 
 
 @st.composite
-def tied_problems(draw):
+def tied_problems(draw, min_dim=2):
     """Documents with exact duplicates (in shuffled rows), answer lists naming both copies, few dimensions."""
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
-    n_base, dim = draw(st.integers(3, 10)), draw(st.integers(2, 6))
+    n_base, dim = draw(st.integers(3, 10)), draw(st.integers(min_dim, 6))
     n_copies = draw(st.integers(1, n_base))
     base = _unit(rng.standard_normal((n_base, dim)))
     docs = np.concatenate([base, base[:n_copies]])
@@ -323,24 +325,30 @@ def _hit1(emb: np.ndarray, val: QueryAnswers) -> float:
     return evaluate(emb, val, ["hit@1"])["hit@1"]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.slow
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tied_problems())
 def test_nudge_m_validation_equals_evaluate_at_every_gamma(problem):
     docs, train, val = problem
     model = NudgeM().fit(docs, train, val)
     assert 0 <= model.val_base_score_ <= 1 and 0 <= model.val_score_ <= 1
     assert model.val_base_score_ == _hit1(docs, val)
-    pts = np.r_[model.gammas_, 2 * model.gammas_[-1] + 1]
-    # every stretch of the step curve, probed at its middle (at a breakpoint itself float32 rounding decides)
-    for g in (pts[:-1] + pts[1:]) / 2:
+    pts = model.gammas_  # every breakpoint of the curve up to twice the chosen gamma
+    # every stretch between breakpoints, probed at its middle. At a breakpoint two documents tie, and so within
+    # float32 resolution of it (scores grow like gamma): those narrow stretches are decided by rounding.
+    lo, hi = pts[:-1], pts[1:]
+    for g in ((lo + hi) / 2)[hi - lo > 1e-3 * np.maximum(1.0, hi)]:
         fixed = NudgeM(gamma=float(g)).fit(docs, train, val)
         assert fixed.val_score_ == _hit1(NudgeM(gamma=float(g)).fit(docs, train).embeddings_, val), g
     assert model.val_score_ == _hit1(model.embeddings_, val)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(tied_problems(), st.sampled_from(["recall@1", "hit@2", "mrr@3", "ndcg@3", "recall@2"]))
+@pytest.mark.slow
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tied_problems(min_dim=3), st.sampled_from(["recall@1", "hit@2", "mrr@3", "ndcg@3", "recall@2"]))
 def test_nudge_n_validation_equals_evaluate_at_every_gamma(problem, metric):
+    """NUDGE-N scores moved documents by its closed form. In 2-D two duplicates with different training queries
+    move onto the same point, and only float32 rounding of the two vectors decides their tie, so d >= 3 here."""
     docs, train, val = problem
     grid = np.linspace(0, 0.48, 7)
     model = NudgeN(metric=metric, gammas=grid).fit(docs, train, val)
@@ -364,17 +372,17 @@ def test_query_with_two_tied_answers_counts_once():
 
 def test_demo_rejects_unknown_plot_type_before_fitting(tmp_path, capsys):
     pytest.importorskip("matplotlib")
-    started = time.perf_counter()
+    # the dataset does not exist either: the plot type is checked first, before any loading or fitting
     code = cli_main(["demo", "--dataset", "no-such-dataset", "--plot", str(tmp_path / "x.xyz")])
     assert code == 1 and "unsupported image type" in capsys.readouterr().err
-    assert time.perf_counter() - started < 5 and not list(tmp_path.iterdir())
+    assert not list(tmp_path.iterdir())
 
 
 def test_zip_member_that_is_not_an_array(fitted, tmp_path):
     model, *_ = fitted
     path = tmp_path / "m.npz"
     model.save(path)
-    with zipfile.ZipFile(path, "a") as zf:
+    with zipfile.ZipFile(path, "a") as zf, pytest.warns(UserWarning, match="Duplicate name"):
         zf.writestr("gamma.npy", b"\x93NUMPY garbage")  # a second, broken member of the same name
     with pytest.raises(ModelFileError, match=str(path)):
         load(path)

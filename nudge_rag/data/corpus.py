@@ -63,8 +63,11 @@ def read_corpus(path: str | os.PathLike) -> tuple[list[str], list[str]]:
             raise DataError(located(p, lineno, f"duplicate document id {did!r} (first on line {seen[did]})"))
         seen[did] = lineno
         ids.append(did)
-        texts.append(doc_text(_field_text(p, lineno, rec, "title", required=False),
-                              _field_text(p, lineno, rec, "text", required=True)))
+        texts.append(
+            doc_text(
+                _field_text(p, lineno, rec, "title", required=False), _field_text(p, lineno, rec, "text", required=True)
+            )
+        )
     if not ids:
         raise DataError(located(p, None, "the corpus holds no documents"))
     return ids, texts

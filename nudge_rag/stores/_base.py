@@ -16,8 +16,16 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-__all__ = ["VectorStore", "BaseStore", "SIMILARITIES", "StoreError", "progress", "as_id_list", "check_vectors",
-           "check_queries"]
+__all__ = [
+    "VectorStore",
+    "BaseStore",
+    "SIMILARITIES",
+    "StoreError",
+    "progress",
+    "as_id_list",
+    "check_vectors",
+    "check_queries",
+]
 
 SIMILARITIES = ("cosine", "inner_product", "l2")
 #: Rows per batch for reads and writes unless a backend says otherwise.
@@ -189,8 +197,9 @@ class BaseStore:
         names: dict[int, str] = {}  # only the ids that are (or were recently) in some top-k
         seen = 0
         total = self.count()
-        for ids, vecs in progress(self._scan(self.batch_size), total=-(-total // self.batch_size),
-                                  desc="scan", enabled=self.show_progress):
+        for ids, vecs in progress(
+            self._scan(self.batch_size), total=-(-total // self.batch_size), desc="scan", enabled=self.show_progress
+        ):
             cols = np.arange(seen, seen + len(ids), dtype=np.int64)
             if exclude:
                 keep = np.fromiter((i not in exclude for i in ids), dtype=bool, count=len(ids))
@@ -239,8 +248,12 @@ class BaseStore:
             self._save_originals([id_list[j] for j in sel], before[sel])
         done = 0
         try:
-            for b0 in progress(range(0, len(id_list), self.batch_size), total=-(-len(id_list) // self.batch_size),
-                               desc="write", enabled=self.show_progress):
+            for b0 in progress(
+                range(0, len(id_list), self.batch_size),
+                total=-(-len(id_list) // self.batch_size),
+                desc="write",
+                enabled=self.show_progress,
+            ):
                 self._write_batch(id_list[b0 : b0 + self.batch_size], new[b0 : b0 + self.batch_size])
                 done = b0 + self.batch_size
         except BaseException:
@@ -255,8 +268,9 @@ class BaseStore:
     def revert(self) -> int:
         """Put every saved original back and delete the side store; returns the number of rows restored."""
         n = 0
-        for ids, vecs in progress(self._iter_originals(self.batch_size), total=None, desc="revert",
-                                  enabled=self.show_progress):
+        for ids, vecs in progress(
+            self._iter_originals(self.batch_size), total=None, desc="revert", enabled=self.show_progress
+        ):
             self._put(ids, vecs)
             n += len(ids)
         self._drop_originals()

@@ -7,9 +7,8 @@ O(moved documents x d + validation queries x k) whatever the store's size.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -60,8 +59,14 @@ class StoreCorpus:
         self._row: dict[str, int] = {}
         self._cache: dict[int, np.ndarray] = {}
         self._n_docs: int | None = None
-        self.stats: dict[str, float] = {"fetched": 0, "searched_queries": 0, "search_calls": 0, "search_k_max": 0,
-                                        "fetch_seconds": 0.0, "search_seconds": 0.0}
+        self.stats: dict[str, float] = {
+            "fetched": 0,
+            "searched_queries": 0,
+            "search_calls": 0,
+            "search_k_max": 0,
+            "fetch_seconds": 0.0,
+            "search_seconds": 0.0,
+        }
         self.rows_of(as_id_list(ids, "corpus ids"))
 
     # ------------------------------------------------------------------ ids <-> rows

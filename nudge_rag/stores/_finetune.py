@@ -7,7 +7,7 @@ The fit reads only the vectors that the pairs name and one competitor search per
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,7 +67,7 @@ def check_variant_fits_store(variant: str, store: VectorStore) -> None:
 def _check_unit(store: VectorStore, corpus: StoreCorpus, rows: np.ndarray) -> None:
     if store.similarity == "cosine" or rows.size == 0:
         return
-    raw = store.fetch(corpus.ids_of(rows[: 4096]))
+    raw = store.fetch(corpus.ids_of(rows[:4096]))
     norms = np.linalg.norm(raw.astype(np.float64), axis=1)
     bad = np.flatnonzero(np.abs(norms - 1) > _UNIT_TOL)
     if bad.size:
@@ -124,20 +124,29 @@ def finetune_store(
     fetch_s = time.perf_counter() - t0
     corpus.stats["fetch_seconds"] = 0.0  # from here on: what the fit itself reads
     embed = _as_embedder(embed_queries)
-    row_of = dict(zip(named, range(len(named))))
+    row_of: dict[Hashable, int] = dict(zip(named, range(len(named))))
     t1 = time.perf_counter()
     result = finetune_pairs(
-        corpus, train, val, row_of=row_of, embed_queries=embed, variant=variant, gamma=gamma, metric=metric,
-        val_fraction=val_fraction, seed=seed,
+        corpus,
+        train,
+        val,
+        row_of=row_of,
+        embed_queries=embed,
+        variant=variant,
+        gamma=gamma,
+        metric=metric,
+        val_fraction=val_fraction,
+        seed=seed,
     )
     fit_s = time.perf_counter() - t1
     model = result.model
+    assert model is not None  # a fit, not the baseline
     patch = model.patch_.with_ids(corpus.ids)
     written = 0
     t2 = time.perf_counter()
     if write and len(patch):
         if hasattr(store, "show_progress"):
-            store.show_progress = show_progress  # type: ignore[attr-defined]
+            store.show_progress = show_progress
         store.write(list(patch.ids or ()), patch.new)
         written = len(patch)
     write_s = time.perf_counter() - t2
@@ -145,21 +154,28 @@ def finetune_store(
     report = StoreFinetuneReport(**{k: v for k, v in base.to_dict().items()})
     fit_fetch, fit_search = corpus.stats["fetch_seconds"], corpus.stats["search_seconds"]
     report.seconds.update(
-        fetch=round(fetch_s + fit_fetch, 4), search=round(fit_search, 4),
-        solve=round(fit_s - fit_fetch - fit_search, 4), fit=round(fit_s, 4), write=round(write_s, 4),
+        fetch=round(fetch_s + fit_fetch, 4),
+        search=round(fit_search, 4),
+        solve=round(fit_s - fit_fetch - fit_search, 4),
+        fit=round(fit_s, 4),
+        write=round(write_s, 4),
     )
     report.store = store_name or getattr(store, "describe", lambda: type(store).__name__)()
     report.store_similarity = store.similarity
     report.exact_search = bool(exact)
     report.vectors_read = int(corpus.stats["fetched"])
-    report.search = {k: int(v) for k, v in corpus.stats.items() if k not in ("fetched", "fetch_seconds", "search_seconds")}
+    report.search = {
+        k: int(v) for k, v in corpus.stats.items() if k not in ("fetched", "fetch_seconds", "search_seconds")
+    }
     report.written = written
     report.written_ids_sample = list((patch.ids or ())[:10]) if written else []
     report.revert = revert_hint or ("store.revert()" if written else "nothing written")
     return report, model
 
 
-def _as_embedder(embed: Callable[[list[str]], np.ndarray] | Mapping[str, np.ndarray]) -> Callable[[list[str]], np.ndarray]:
+def _as_embedder(
+    embed: Callable[[list[str]], np.ndarray] | Mapping[str, np.ndarray],
+) -> Callable[[list[str]], np.ndarray]:
     if callable(embed):
         return embed
     if not isinstance(embed, Mapping):

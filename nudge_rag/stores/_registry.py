@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 __all__ = ["StoreURI", "BACKENDS", "parse_uri", "open_store", "backend_class"]
@@ -77,7 +78,7 @@ def parse_uri(uri: str) -> StoreURI:
     return StoreURI(uri, scheme, host, parts.port, path, parts.username, parts.password, params)
 
 
-def backend_class(scheme: str) -> type:
+def backend_class(scheme: str) -> Any:
     """The backend class registered for ``scheme`` (its module imported now)."""
     try:
         target = BACKENDS[scheme]
@@ -87,7 +88,7 @@ def backend_class(scheme: str) -> type:
     return getattr(importlib.import_module(f"{__package__}.{module}"), name)
 
 
-def open_store(uri: str, **options: object):
+def open_store(uri: str, **options: Any) -> Any:
     """Open the store named by ``uri`` (see :class:`StoreURI`); ``options`` go to the backend's ``from_uri``.
 
     Examples: ``postgresql://user@host:5432/db?table=docs``, ``qdrant:///data/qdrant?collection=docs``,

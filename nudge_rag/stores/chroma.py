@@ -105,8 +105,9 @@ class ChromaStore(BaseStore):
         got = self._read(self.collection, ids)
         missing = [i for i in ids if i not in got]
         if missing:
-            raise StoreError(f"{len(missing)} id(s) not in Chroma collection {self.collection.name!r} "
-                             f"(first: {missing[0]!r})")
+            raise StoreError(
+                f"{len(missing)} id(s) not in Chroma collection {self.collection.name!r} (first: {missing[0]!r})"
+            )
         return np.stack([got[i] for i in ids])
 
     def _put(self, ids: list[str], vectors: np.ndarray) -> None:

@@ -90,9 +90,8 @@ class FaissStore(BaseStore):
             raise StoreError(f"unsupported FAISS metric {metric}; supported: METRIC_INNER_PRODUCT, METRIC_L2")
         self.dim = int(self.index.d)
         n = int(self.index.ntotal)
-        if ids is None:
-            ids = self._labels if self._labels is not None else np.arange(n)
-        self._ids = [str(i) for i in ids]
+        given: Any = ids if ids is not None else (self._labels if self._labels is not None else np.arange(n))
+        self._ids = [str(i) for i in given]
         if len(self._ids) != n:
             raise StoreError(f"the FAISS index holds {n} vectors but {len(self._ids)} ids were given")
         self._pos = {d: j for j, d in enumerate(self._ids)}
@@ -102,8 +101,9 @@ class FaissStore(BaseStore):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def load(cls, path: str | os.PathLike[str], ids: Sequence[object] | str | os.PathLike[str] | None = None,
-             **kwargs: Any) -> FaissStore:
+    def load(
+        cls, path: str | os.PathLike[str], ids: Sequence[object] | str | os.PathLike[str] | None = None, **kwargs: Any
+    ) -> FaissStore:
         """Read an index file; ``ids`` is a list, an id file (one per line) or None (``<path>.ids`` if present)."""
         faiss = _faiss()
         p = Path(path)

@@ -49,8 +49,16 @@ class LanceDBStore(BaseStore):
         similarity: ``"l2"`` (default), ``"cosine"`` or ``"inner_product"``.
     """
 
-    def __init__(self, table: Any, *, db: Any = None, id_column: str = "id", vector_column: str = "vector",
-                 similarity: str = "l2", batch_size: int = 2000) -> None:
+    def __init__(
+        self,
+        table: Any,
+        *,
+        db: Any = None,
+        id_column: str = "id",
+        vector_column: str = "vector",
+        similarity: str = "l2",
+        batch_size: int = 2000,
+    ) -> None:
         _, pa = _libs()
         self.table = table
         self.db = db if db is not None else getattr(table, "_conn", None)
@@ -59,8 +67,10 @@ class LanceDBStore(BaseStore):
         schema = table.schema
         for c in (id_column, vector_column):
             if c not in schema.names:
-                raise StoreError(f"LanceDB table {table.name!r} has no column {c!r} (columns: {schema.names}); "
-                                 "name them with id_column= / vector_column=")
+                raise StoreError(
+                    f"LanceDB table {table.name!r} has no column {c!r} (columns: {schema.names}); "
+                    "name them with id_column= / vector_column="
+                )
         vtype = schema.field(vector_column).type
         if not pa.types.is_fixed_size_list(vtype):
             raise StoreError(f"column {vector_column!r} is {vtype}, not a fixed-size vector")
@@ -81,7 +91,9 @@ class LanceDBStore(BaseStore):
             table = db.open_table(name)
         except (ValueError, FileNotFoundError) as exc:
             raise StoreError(f"LanceDB at {uri.path} has no table {name!r} ({exc})") from None
-        opts = {k: uri.params[k] for k in ("id_column", "vector_column", "similarity") if k in uri.params}
+        opts: dict[str, Any] = {
+            k: uri.params[k] for k in ("id_column", "vector_column", "similarity") if k in uri.params
+        }
         return cls(table, db=db, **opts, **kwargs)
 
     def describe(self) -> str:
@@ -105,8 +117,13 @@ class LanceDBStore(BaseStore):
         return pa.table({self.id_column: key, self.vector_column: vec})
 
     def _read(self, table: Any, ids: list[str]) -> dict[str, np.ndarray]:
-        got = table.search().where(self._ids_filter(ids)).select([self.id_column, self.vector_column]) \
-            .limit(len(ids)).to_arrow()
+        got = (
+            table.search()
+            .where(self._ids_filter(ids))
+            .select([self.id_column, self.vector_column])
+            .limit(len(ids))
+            .to_arrow()
+        )
         vecs = _vectors(got.column(self.vector_column), self.dim)
         return dict(zip((str(i) for i in got.column(self.id_column).to_pylist()), vecs))
 
@@ -128,8 +145,10 @@ class LanceDBStore(BaseStore):
         n = int(table.count_rows())
         for b0 in range(0, n, batch):
             got = table.search().select([self.id_column, self.vector_column]).offset(b0).limit(batch).to_arrow()
-            yield [str(i) for i in got.column(self.id_column).to_pylist()], _vectors(got.column(self.vector_column),
-                                                                                     self.dim)
+            yield (
+                [str(i) for i in got.column(self.id_column).to_pylist()],
+                _vectors(got.column(self.vector_column), self.dim),
+            )
 
     def _scan(self, batch: int) -> Iterator[tuple[list[str], np.ndarray]]:
         return self._scan_of(self.table, batch)

@@ -43,8 +43,16 @@ class MilvusStore(BaseStore):
             server and frees the file's lock, so another process can open it.
     """
 
-    def __init__(self, client: Any, collection: str, *, vector_field: str | None = None, batch_size: int = 1000,
-                 own_client: bool = False, lite_path: str | None = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        collection: str,
+        *,
+        vector_field: str | None = None,
+        batch_size: int = 1000,
+        own_client: bool = False,
+        lite_path: str | None = None,
+    ) -> None:
         dt = _pymilvus().DataType
         self.client = client
         self.collection = collection
@@ -90,12 +98,20 @@ class MilvusStore(BaseStore):
         name = str(uri.param("collection", required=True))
         target = uri.path if uri.is_local else f"http://{uri.host}:{uri.port or 19530}"
         client = MilvusClient(target, token=uri.param("token", "") or "")
-        return cls(client, name, vector_field=uri.param("vector_field"), own_client=True,
-                   lite_path=uri.path if uri.is_local else None, **kwargs)
+        return cls(
+            client,
+            name,
+            vector_field=uri.param("vector_field"),
+            own_client=True,
+            lite_path=uri.path if uri.is_local else None,
+            **kwargs,
+        )
 
     def describe(self) -> str:
-        return (f"Milvus collection {self.collection!r} ({self.count()} x {self.dim}, {self.similarity}, "
-                f"{self._index_type} index)")
+        return (
+            f"Milvus collection {self.collection!r} ({self.count()} x {self.dim}, {self.similarity}, "
+            f"{self._index_type} index)"
+        )
 
     def close(self) -> None:
         if self.own_client:
@@ -120,23 +136,25 @@ class MilvusStore(BaseStore):
         got = self._read(self.collection, ids)
         missing = [i for i in ids if i not in got]
         if missing:
-            raise StoreError(f"{len(missing)} id(s) not in Milvus collection {self.collection!r} "
-                             f"(first: {missing[0]!r})")
+            raise StoreError(
+                f"{len(missing)} id(s) not in Milvus collection {self.collection!r} (first: {missing[0]!r})"
+            )
         return np.stack([got[i] for i in ids])
 
     def _rows(self, ids: list[str], vectors: np.ndarray) -> list[dict[str, Any]]:
         return [{self.pk_field: k, self.vector_field: v} for k, v in zip(self._keys(ids), vectors)]
 
     def _put(self, ids: list[str], vectors: np.ndarray) -> None:
-        self.client.upsert(self.collection, self._rows(ids, np.asarray(vectors, dtype=np.float32)),
-                           partial_update=True)
+        self.client.upsert(self.collection, self._rows(ids, np.asarray(vectors, dtype=np.float32)), partial_update=True)
 
     def _scan_of(self, collection: str, batch: int) -> Iterator[tuple[list[str], np.ndarray]]:
         it = self.client.query_iterator(collection, batch_size=batch, output_fields=[self.vector_field])
         try:
             while rows := it.next():
-                yield ([str(r[self.pk_field]) for r in rows],
-                       np.asarray([r[self.vector_field] for r in rows], dtype=np.float32).reshape(-1, self.dim))
+                yield (
+                    [str(r[self.pk_field]) for r in rows],
+                    np.asarray([r[self.vector_field] for r in rows], dtype=np.float32).reshape(-1, self.dim),
+                )
         finally:
             it.close()
 
@@ -150,9 +168,14 @@ class MilvusStore(BaseStore):
         out_s = np.full((queries.shape[0], k), -np.inf, dtype=np.float32)
         out_ids: list[list[str]] = []
         for v0 in range(0, queries.shape[0], 256):
-            res = self.client.search(self.collection, data=[q for q in queries[v0 : v0 + 256]], limit=k,
-                                     anns_field=self.vector_field, search_params={"metric_type": self.metric},
-                                     output_fields=[])
+            res = self.client.search(
+                self.collection,
+                data=[q for q in queries[v0 : v0 + 256]],
+                limit=k,
+                anns_field=self.vector_field,
+                search_params={"metric_type": self.metric},
+                output_fields=[],
+            )
             for j, hits in enumerate(res):
                 d = np.asarray([h["distance"] for h in hits], dtype=np.float32)
                 out_s[v0 + j, : d.size] = -d if self.similarity == "l2" else d

@@ -127,13 +127,22 @@ class PgVectorStore(BaseStore):
         dsn = uri.raw.split("?", 1)[0].replace(f"{uri.raw.split('://', 1)[0]}://", "postgresql://", 1)
         if dsn_query:
             dsn += "?" + dsn_query
-        return cls(dsn, str(table), id_column=uri.param("id_column"), vector_column=uri.param("vector_column"),
-                   collection=uri.param("collection"), similarity=uri.param("similarity"), **kwargs)
+        return cls(
+            dsn,
+            str(table),
+            id_column=uri.param("id_column"),
+            vector_column=uri.param("vector_column"),
+            collection=uri.param("collection"),
+            similarity=uri.param("similarity"),
+            **kwargs,
+        )
 
     def describe(self) -> str:
         coll = f", collection {self.collection!r}" if self.collection else ""
-        return (f"PostgreSQL table {self.schema}.{self.table}{coll} ({self.id_column}, {self.vector_column}: "
-                f"{self.count()} x {self.dim}, {self.similarity})")
+        return (
+            f"PostgreSQL table {self.schema}.{self.table}{coll} ({self.id_column}, {self.vector_column}: "
+            f"{self.count()} x {self.dim}, {self.similarity})"
+        )
 
     def close(self) -> None:
         if self.own_conn and not self.conn.closed:
@@ -182,8 +191,9 @@ class PgVectorStore(BaseStore):
     def _filter(self) -> tuple[str, tuple[Any, ...]]:
         if self.collection is None:
             return "", ()
-        row = self.conn.execute("SELECT uuid FROM langchain_pg_collection WHERE name = %s",
-                                (self.collection,)).fetchone()
+        row = self.conn.execute(
+            "SELECT uuid FROM langchain_pg_collection WHERE name = %s", (self.collection,)
+        ).fetchone()
         self.conn.commit()
         if row is None:
             raise StoreError(f"langchain-postgres has no collection {self.collection!r}")
@@ -267,11 +277,11 @@ class PgVectorStore(BaseStore):
             return
         self.fetch(id_list)  # unknown ids raise before anything is written
         with self.conn.transaction():
-            self.conn.execute(self._q(
-                "CREATE TABLE IF NOT EXISTS {s} ({i} {ity} PRIMARY KEY, {v} vector(%s))" % int(self.dim)
-            ))
-            self.conn.execute(self._q("CREATE TEMP TABLE IF NOT EXISTS nudge_rag_patch (id text, v vector) "
-                                      "ON COMMIT DROP"))
+            side = "CREATE TABLE IF NOT EXISTS {s} ({i} {ity} PRIMARY KEY, {v} vector(" + str(int(self.dim)) + "))"
+            self.conn.execute(self._q(side))
+            self.conn.execute(
+                self._q("CREATE TEMP TABLE IF NOT EXISTS nudge_rag_patch (id text, v vector) ON COMMIT DROP")
+            )
             starts = range(0, len(id_list), self.batch_size)
             for b0 in progress(starts, total=len(starts), desc="write", enabled=self.show_progress):
                 self._write_batch(id_list[b0 : b0 + self.batch_size], new[b0 : b0 + self.batch_size])
@@ -279,8 +289,11 @@ class PgVectorStore(BaseStore):
     def _write_batch(self, ids: list[str], vectors: np.ndarray) -> None:
         """One batch inside the write transaction: save originals not yet saved, COPY, UPDATE."""
         self.conn.execute(
-            self._q("INSERT INTO {s} ({i}, {v}) SELECT {i}, {v} FROM {t} WHERE {i} = ANY(%s::{ity}[])" + self._and()
-                    + " ON CONFLICT DO NOTHING"),
+            self._q(
+                "INSERT INTO {s} ({i}, {v}) SELECT {i}, {v} FROM {t} WHERE {i} = ANY(%s::{ity}[])"
+                + self._and()
+                + " ON CONFLICT DO NOTHING"
+            ),
             (ids, *self._where_args),
         )
         self.conn.execute("TRUNCATE nudge_rag_patch")
@@ -288,9 +301,10 @@ class PgVectorStore(BaseStore):
             cp.set_types(["text", "vector"])
             for i, v in zip(ids, vectors):
                 cp.write_row((i, v))
-        self.conn.execute(self._q(
-            "UPDATE {t} SET {v} = p.v FROM nudge_rag_patch p WHERE {t}.{i} = p.id::{ity}" + self._and()
-        ), self._where_args)
+        self.conn.execute(
+            self._q("UPDATE {t} SET {v} = p.v FROM nudge_rag_patch p WHERE {t}.{i} = p.id::{ity}" + self._and()),
+            self._where_args,
+        )
 
     def _put(self, ids: list[str], vectors: np.ndarray) -> None:  # pragma: no cover - writes go through write()
         raise NotImplementedError
@@ -300,8 +314,9 @@ class PgVectorStore(BaseStore):
         if not self._exists(self.schema, self.side):
             return 0
         with self.conn.transaction():
-            cur = self.conn.execute(self._q("UPDATE {t} SET {v} = o.{v} FROM {s} o WHERE {t}.{i} = o.{i}"
-                                            + self._and()), self._where_args)
+            cur = self.conn.execute(
+                self._q("UPDATE {t} SET {v} = o.{v} FROM {s} o WHERE {t}.{i} = o.{i}" + self._and()), self._where_args
+            )
             n = cur.rowcount
             self.conn.execute(self._q("DROP TABLE {s}"))
         return int(n)

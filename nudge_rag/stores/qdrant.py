@@ -47,8 +47,15 @@ class QdrantStore(BaseStore):
         own_client: close the client in :meth:`close` (True when built from a URI).
     """
 
-    def __init__(self, client: Any, collection: str, *, vector_name: str | None = None, batch_size: int = 512,
-                 own_client: bool = False) -> None:
+    def __init__(
+        self,
+        client: Any,
+        collection: str,
+        *,
+        vector_name: str | None = None,
+        batch_size: int = 512,
+        own_client: bool = False,
+    ) -> None:
         models = _models()
         self.client = client
         self.collection = collection
@@ -70,8 +77,7 @@ class QdrantStore(BaseStore):
         self.vector_name = vector_name
         self.dim = int(params.size)
         distance = params.distance
-        table = {models.Distance.COSINE: "cosine", models.Distance.DOT: "inner_product",
-                 models.Distance.EUCLID: "l2"}
+        table = {models.Distance.COSINE: "cosine", models.Distance.DOT: "inner_product", models.Distance.EUCLID: "l2"}
         if distance not in table:
             raise StoreError(f"unsupported Qdrant distance {distance}; supported: COSINE, DOT, EUCLID")
         self.similarity = table[distance]
@@ -110,8 +116,7 @@ class QdrantStore(BaseStore):
         return v[self.vector_name] if self.vector_name is not None else v
 
     def _read(self, collection: str, ids: list[str], vector_name: str | None) -> np.ndarray:
-        got = self.client.retrieve(collection, ids=[_point_id(i) for i in ids], with_vectors=True,
-                                   with_payload=False)
+        got = self.client.retrieve(collection, ids=[_point_id(i) for i in ids], with_vectors=True, with_payload=False)
         by_id = {str(r.id): (r.vector[vector_name] if vector_name is not None else r.vector) for r in got}
         missing = [i for i in ids if i not in by_id]
         if missing:
@@ -124,7 +129,9 @@ class QdrantStore(BaseStore):
     def _put(self, ids: list[str], vectors: np.ndarray) -> None:
         models = _models()
         points = [
-            models.PointVectors(id=_point_id(i), vector={self.vector_name: v.tolist()} if self.vector_name else v.tolist())
+            models.PointVectors(
+                id=_point_id(i), vector={self.vector_name: v.tolist()} if self.vector_name else v.tolist()
+            )
             for i, v in zip(ids, vectors)
         ]
         self.client.update_vectors(self.collection, points=points, wait=True)
@@ -132,8 +139,9 @@ class QdrantStore(BaseStore):
     def _scan(self, batch: int) -> Iterator[tuple[list[str], np.ndarray]]:
         offset = None
         while True:
-            recs, offset = self.client.scroll(self.collection, limit=batch, offset=offset, with_vectors=True,
-                                              with_payload=False)
+            recs, offset = self.client.scroll(
+                self.collection, limit=batch, offset=offset, with_vectors=True, with_payload=False
+            )
             if recs:
                 yield [str(r.id) for r in recs], np.asarray([self._vec(r) for r in recs], dtype=np.float32)
             if offset is None:
@@ -142,8 +150,12 @@ class QdrantStore(BaseStore):
     def _search(self, queries: np.ndarray, k: int, exact: bool) -> tuple[np.ndarray, list[list[str]]]:
         models = _models()
         params = models.SearchParams(exact=exact)
-        requests = [models.QueryRequest(query=q.tolist(), limit=k, params=params, using=self.vector_name,
-                                        with_payload=False, with_vector=False) for q in queries]
+        requests = [
+            models.QueryRequest(
+                query=q.tolist(), limit=k, params=params, using=self.vector_name, with_payload=False, with_vector=False
+            )
+            for q in queries
+        ]
         out_s = np.full((queries.shape[0], k), -np.inf, dtype=np.float32)
         out_ids: list[list[str]] = []
         for v0 in range(0, len(requests), 64):
@@ -175,8 +187,12 @@ class QdrantStore(BaseStore):
             return set()
         out: set[str] = set()
         for b0 in range(0, len(ids), self.batch_size):
-            got = self.client.retrieve(self.side, ids=[_point_id(i) for i in ids[b0 : b0 + self.batch_size]],
-                                       with_vectors=False, with_payload=False)
+            got = self.client.retrieve(
+                self.side,
+                ids=[_point_id(i) for i in ids[b0 : b0 + self.batch_size]],
+                with_vectors=False,
+                with_payload=False,
+            )
             out.update(str(r.id) for r in got)
         return out
 
@@ -185,8 +201,9 @@ class QdrantStore(BaseStore):
             return
         offset = None
         while True:
-            recs, offset = self.client.scroll(self.side, limit=batch, offset=offset, with_vectors=True,
-                                              with_payload=False)
+            recs, offset = self.client.scroll(
+                self.side, limit=batch, offset=offset, with_vectors=True, with_payload=False
+            )
             if recs:
                 yield [str(r.id) for r in recs], np.asarray([r.vector for r in recs], dtype=np.float32)
             if offset is None:

@@ -95,8 +95,9 @@ def read_in_new_process(uri: str, ids: list[str], tmp_path: Path) -> np.ndarray:
         "s.close()\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    r = subprocess.run([sys.executable, "-c", code, uri, str(ids_file), str(out)], capture_output=True, text=True,
-                       env=env, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-c", code, uri, str(ids_file), str(out)], capture_output=True, text=True, env=env, timeout=120
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     return np.load(out)
 
@@ -109,8 +110,9 @@ def assert_restored(got: np.ndarray, want: np.ndarray, exact: bool) -> None:
         np.testing.assert_allclose(got, want, rtol=0, atol=1.2e-7)
 
 
-def check_contract(store, s: SciFactIds, reference, monkeypatch, *, reopen=None, uri=None, tmp_path=None,
-                   exact_restore=True):
+def check_contract(
+    store, s: SciFactIds, reference, monkeypatch, *, reopen=None, uri=None, tmp_path=None, exact_restore=True
+):
     """The behaviour every backend must show on real SciFact (see the module docstring).
 
     ``reopen()`` closes nothing and returns a fresh store object on the same data; with ``uri``, a new process
@@ -161,8 +163,3 @@ def check_contract(store, s: SciFactIds, reference, monkeypatch, *, reopen=None,
     assert_restored(store.fetch(s.ids), before, exact_restore)
     assert store.revert() == 0
     return store
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "integration: real servers, frameworks, subprocesses")
-    config.addinivalue_line("markers", "slow: takes more than ~5 s")

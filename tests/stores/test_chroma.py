@@ -16,14 +16,17 @@ chromadb = pytest.importorskip("chromadb")
 from nudge_rag.stores import ChromaStore, open_store  # noqa: E402
 from tests.stores.conftest import check_contract  # noqa: E402
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _load(client, s, space="cosine"):
     col = client.create_collection("scifact", metadata={"hnsw:space": space})
     for b0 in range(0, len(s.ids), 1000):
-        col.add(ids=s.ids[b0 : b0 + 1000], embeddings=s.docs[b0 : b0 + 1000],
-                documents=[f"doc {i}" for i in s.ids[b0 : b0 + 1000]])
+        col.add(
+            ids=s.ids[b0 : b0 + 1000],
+            embeddings=s.docs[b0 : b0 + 1000],
+            documents=[f"doc {i}" for i in s.ids[b0 : b0 + 1000]],
+        )
     return col
 
 
@@ -35,8 +38,16 @@ def test_chroma_persistent_contract(tmp_path, scifact_ids, reference_fit, monkey
     assert store.similarity == {"ip": "inner_product", "cosine": "cosine"}[space] and store.dim == 384
     uri = f"chroma://{tmp_path / 'chroma'}?collection=scifact"
     # a cosine collection renormalises every vector written: restored rows may differ in the last bit
-    check_contract(store, s, reference_fit, monkeypatch, reopen=lambda: open_store(uri), uri=uri, tmp_path=tmp_path,
-                   exact_restore=space == "ip")
+    check_contract(
+        store,
+        s,
+        reference_fit,
+        monkeypatch,
+        reopen=lambda: open_store(uri),
+        uri=uri,
+        tmp_path=tmp_path,
+        exact_restore=space == "ip",
+    )
     col = client.get_collection("scifact")
     assert col.get(ids=[s.ids[0]], include=["documents"])["documents"] == [f"doc {s.ids[0]}"]
     assert "scifact-nudge-originals" not in {c.name for c in client.list_collections()}
@@ -54,8 +65,11 @@ def chroma_server(tmp_path):
     if not Path(exe).exists():
         pytest.skip("the chroma command is not installed")
     port = _free_port()
-    proc = subprocess.Popen([exe, "run", "--path", str(tmp_path / "server"), "--host", "127.0.0.1", "--port",
-                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [exe, "run", "--path", str(tmp_path / "server"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 60
         while True:

@@ -9,7 +9,7 @@ faiss = pytest.importorskip("faiss")
 
 from nudge_rag.stores import FaissStore, open_store  # noqa: E402
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _index_file(tmp_path, s, kind="flat"):
@@ -34,6 +34,7 @@ def test_faiss_contract(tmp_path, scifact_ids, reference_fit, monkeypatch, kind)
     uri = f"faiss://{path}"
     store = open_store(uri)
     assert isinstance(store, FaissStore) and store.similarity == "inner_product"
-    check_contract(store, scifact_ids, reference_fit, monkeypatch, reopen=lambda: open_store(uri), uri=uri,
-                   tmp_path=tmp_path)
+    check_contract(
+        store, scifact_ids, reference_fit, monkeypatch, reopen=lambda: open_store(uri), uri=uri, tmp_path=tmp_path
+    )
     assert not (tmp_path / "index.faiss.nudge-originals.npz").exists()

@@ -12,7 +12,7 @@ import pyarrow as pa  # noqa: E402
 from nudge_rag.stores import LanceDBStore, open_store  # noqa: E402
 from tests.stores.conftest import check_contract  # noqa: E402
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_lancedb_contract(tmp_path, scifact_ids, reference_fit, monkeypatch):

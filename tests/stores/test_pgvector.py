@@ -13,7 +13,7 @@ from pgvector.psycopg import register_vector  # noqa: E402
 from nudge_rag.stores import PgVectorStore, StoreError, open_store  # noqa: E402
 from tests.stores.conftest import check_contract  # noqa: E402
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +32,13 @@ def _conn(srv):
 
 def _load(conn, table, ids, docs, *, id_col="id", vec_col="embedding", extra_cols="", extra_vals=()):
     conn.execute(f"DROP TABLE IF EXISTS {table}")
-    conn.execute(f"CREATE TABLE {table} ({id_col} text PRIMARY KEY, {vec_col} vector({docs.shape[1]}), "
-                 f"body text{extra_cols})")
-    with conn.cursor() as cur, cur.copy(f"COPY {table} ({id_col}, {vec_col}, body) FROM STDIN WITH (FORMAT BINARY)") as cp:
+    conn.execute(
+        f"CREATE TABLE {table} ({id_col} text PRIMARY KEY, {vec_col} vector({docs.shape[1]}), body text{extra_cols})"
+    )
+    with (
+        conn.cursor() as cur,
+        cur.copy(f"COPY {table} ({id_col}, {vec_col}, body) FROM STDIN WITH (FORMAT BINARY)") as cp,
+    ):
         cp.set_types(["text", "vector", "text"])
         for i, v in zip(ids, docs):
             cp.write_row((i, v, f"doc {i}"))
@@ -53,8 +57,9 @@ def test_pgvector_contract(pg, tmp_path, scifact_ids, reference_fit, monkeypatch
     store = PgVectorStore(conn, table="scifact")
     assert (store.similarity, store.dim, store.count()) == ("cosine", 384, len(s.ids))
     uri = _uri(pg, "table=scifact")
-    store = check_contract(store, s, reference_fit, monkeypatch, reopen=lambda: open_store(uri), uri=uri,
-                           tmp_path=tmp_path)
+    store = check_contract(
+        store, s, reference_fit, monkeypatch, reopen=lambda: open_store(uri), uri=uri, tmp_path=tmp_path
+    )
     # other columns untouched, side table gone
     assert conn.execute("SELECT count(*) FROM scifact WHERE body = 'doc ' || id").fetchone()[0] == len(s.ids)
     assert conn.execute("SELECT to_regclass('scifact__nudge_originals')").fetchone()[0] is None
@@ -76,13 +81,19 @@ def test_pgvector_framework_layouts(pg, scifact_ids):
     np.testing.assert_array_equal(llama.fetch(ids[:3]), docs[:3])
     conn.execute("DROP TABLE IF EXISTS langchain_pg_embedding; DROP TABLE IF EXISTS langchain_pg_collection")
     conn.execute("CREATE TABLE langchain_pg_collection (uuid uuid PRIMARY KEY, name varchar)")
-    conn.execute("CREATE TABLE langchain_pg_embedding (id varchar PRIMARY KEY, collection_id uuid, "
-                 "embedding vector, document varchar)")
-    conn.execute("INSERT INTO langchain_pg_collection VALUES ('00000000-0000-0000-0000-000000000001', 'a'), "
-                 "('00000000-0000-0000-0000-000000000002', 'b')")
+    conn.execute(
+        "CREATE TABLE langchain_pg_embedding (id varchar PRIMARY KEY, collection_id uuid, "
+        "embedding vector, document varchar)"
+    )
+    conn.execute(
+        "INSERT INTO langchain_pg_collection VALUES ('00000000-0000-0000-0000-000000000001', 'a'), "
+        "('00000000-0000-0000-0000-000000000002', 'b')"
+    )
     for j, (i, v) in enumerate(zip(ids, docs)):
-        conn.execute("INSERT INTO langchain_pg_embedding VALUES (%s, %s, %s, 'x')",
-                     (i, f"00000000-0000-0000-0000-00000000000{1 + j % 2}", v))
+        conn.execute(
+            "INSERT INTO langchain_pg_embedding VALUES (%s, %s, %s, 'x')",
+            (i, f"00000000-0000-0000-0000-00000000000{1 + j % 2}", v),
+        )
     with pytest.raises(StoreError, match="collection"):
         PgVectorStore(conn)
     lc = PgVectorStore(conn, collection="a")

@@ -12,15 +12,17 @@ from qdrant_client import QdrantClient, models  # noqa: E402
 from nudge_rag.stores import QdrantStore, StoreError, open_store  # noqa: E402
 from tests.stores.conftest import check_contract  # noqa: E402
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _load(path, s, distance):
     client = QdrantClient(path=str(path))
     client.create_collection("scifact", vectors_config=models.VectorParams(size=s.docs.shape[1], distance=distance))
     for b0 in range(0, len(s.ids), 1024):  # SciFact ids are integers: Qdrant point ids must be integers or UUIDs
-        client.upsert("scifact", points=models.Batch(ids=[int(i) for i in s.ids[b0 : b0 + 1024]],
-                                                     vectors=s.docs[b0 : b0 + 1024].tolist()))
+        client.upsert(
+            "scifact",
+            points=models.Batch(ids=[int(i) for i in s.ids[b0 : b0 + 1024]], vectors=s.docs[b0 : b0 + 1024].tolist()),
+        )
     return client
 
 
@@ -31,8 +33,16 @@ def test_qdrant_contract(tmp_path, scifact_ids, reference_fit, monkeypatch, dist
     assert store.similarity == {"Dot": "inner_product", "Cosine": "cosine"}[distance.value]
     uri = f"qdrant://{tmp_path / 'q'}?collection=scifact"
     # a COSINE collection renormalises every vector written, so restored rows may differ in the last bit
-    store = check_contract(store, s, reference_fit, monkeypatch, reopen=lambda: open_store(uri), uri=uri,
-                           tmp_path=tmp_path, exact_restore=distance == models.Distance.DOT)
+    store = check_contract(
+        store,
+        s,
+        reference_fit,
+        monkeypatch,
+        reopen=lambda: open_store(uri),
+        uri=uri,
+        tmp_path=tmp_path,
+        exact_restore=distance == models.Distance.DOT,
+    )
     assert not store.client.collection_exists("scifact__nudge_originals")
     store.close()
 

@@ -17,7 +17,6 @@ pytest.importorskip("llama_index.vector_stores.qdrant")
 
 from llama_index.core import StorageContext, VectorStoreIndex  # noqa: E402
 from llama_index.nudge import NudgeFinetuneEngine, StoreWriteError  # noqa: E402
-from llama_index.nudge._stores import QdrantStoreAdapter  # noqa: E402
 from llama_index.vector_stores.qdrant import QdrantVectorStore  # noqa: E402
 from qdrant_client import QdrantClient  # noqa: E402
 from qdrant_client.http.models import Distance, VectorParams  # noqa: E402
@@ -99,21 +98,16 @@ def test_qdrant_local_is_updated_in_place_and_durable(scifact, embed_model, qdra
     moved = [k for k in before if not np.allclose(before[k][0], after[k][0], atol=1e-6)]
     assert len(moved) == report.n_moved > 0
 
-    # persist beside the store, reopen the engine (as after a restart) and insert new documents and pairs
+    # persist beside the store and reopen the engine (as after a restart); the store was fitted in place,
+    # so insert() is refused (add nodes to the index and refit instead)
     engine.persist(path.parent / "storage")
     assert (path.parent / "storage" / "nudge_report.json").is_file()
     engine = NudgeFinetuneEngine.from_persist_dir(path.parent / "storage", index=nudged)
-    new_rows = list(range(N_DOCS, N_DOCS + 40))
-    new_nodes = scifact.nodes(new_rows)
-    new_ids = {n.node_id for n in new_nodes}
-    new_pairs = [(q, n) for q, n in scifact.pairs("train") if n in new_ids]
-    assert new_pairs
-    report = engine.insert(nodes=new_nodes, train_dataset=new_pairs)
-    assert report.inserts[0]["n_new_nodes"] == 40
-
-    rows_of = {nid: i for i, nid in enumerate(engine.node_ids)}
-    expected = {k: engine.nudge_model.embeddings_[rows_of[k]] for k in moved[:50] + sorted(new_ids)}
-    expected_payload = {k: _points(client)[k][1] for k in sorted(new_ids)[:5]}
+    assert engine.report.n_moved == report.n_moved
+    with pytest.raises(NotImplementedError, match="call finetune"):
+        engine.insert(nodes=scifact.nodes(range(N_DOCS, N_DOCS + 2)))
+    expected = {k: after[k][0] for k in moved[:50]}
+    expected_payload = {k: after[k][1] for k in moved[:5]}
     client.close()
 
     # a NEW process opens the Qdrant path and sees the nudged and inserted vectors
@@ -172,7 +166,6 @@ def test_failed_qdrant_write_restores_the_original_vectors(scifact, embed_model,
     present = {scifact.node_of[scifact.doc_ids[i]] for i in rows}
     before = _points(client)
 
-    monkeypatch.setattr(QdrantStoreAdapter, "write_batch_size", 40)
     real = client.update_vectors
     calls = {"n": 0}
 
@@ -184,6 +177,7 @@ def test_failed_qdrant_write_restores_the_original_vectors(scifact, embed_model,
 
     monkeypatch.setattr(client, "update_vectors", flaky)
     engine = NudgeFinetuneEngine(index, train_dataset=_pairs_for(scifact, present))
+    engine._core.batch_size = 40  # the core store writes in batches of 40
     with pytest.raises(StoreWriteError, match="connection reset.*restored"):
         engine.finetune()
     after = _points(client)

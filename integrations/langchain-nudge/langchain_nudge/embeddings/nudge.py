@@ -15,6 +15,7 @@ from langchain_core.vectorstores import InMemoryVectorStore, VectorStore
 
 from langchain_nudge._pairs import Corpus, QuestionPairsInput, content_key, normalize_pairs, resolve_pairs
 from langchain_nudge._state import FittedState, NudgeEmbeddingsReport, known_dimension, load_state, save_state
+from langchain_nudge.vectorstores._core import core_store, fit_in_store
 from langchain_nudge.vectorstores.adapters import get_adapter, read_source
 from nudge_rag import NotFittedError, NudgeM, NudgeN
 from nudge_rag.finetune import DEFAULT_VAL_FRACTION, canonical_variant, finetune_pairs, make_model
@@ -331,9 +332,49 @@ class NudgeEmbeddings(Embeddings):
 
         The store is checked against the variant before anything is computed.
         """
+        core = core_store(store)
+        if core is not None:
+            return self._fit_in_store(store, core, questions, **fit_kwargs)
         get_adapter(store).check_variant(self.variant, store)
         self.fit(store, questions, **fit_kwargs)
         return self.nudge_vectorstore(store)
+
+    def _fit_in_store(self, store, core, questions, *, validation=None, val_fraction=DEFAULT_VAL_FRACTION, seed=0):
+        """Database stores (Qdrant, Chroma, Milvus): fit on the store, write only the moved vectors by id, and
+        return ``store`` itself (queries keep the base model). ``revert_vectorstore(store)`` undoes it."""
+        from nudge_rag.finetune import group_pairs
+        from nudge_rag.stores._finetune import check_variant_fits_store
+
+        check_variant_fits_store(self.variant, core)
+
+        def by_id(pairs, name):
+            return group_pairs([(q, str(getattr(d, "id", None) or d), r) for q, d, r in normalize_pairs(pairs, name)])
+
+        params = dict(self.solver_params)
+        result, _ = fit_in_store(
+            core,
+            by_id(questions, "questions"),
+            None if validation is None else by_id(validation, "validation"),
+            embed_queries=lambda texts: self._embed_questions(texts, core.dim),
+            variant=self.variant,
+            gamma=self.gamma,
+            val_fraction=val_fraction,
+            seed=seed,
+            metric=params.pop("metric", None),
+            params=params,
+            report_cls=NudgeEmbeddingsReport,
+        )
+        result.report.source = core.describe()
+        self.model_, self.store_report_ = result.model, result.report.as_dict()
+        return store
+
+    @staticmethod
+    def revert_vectorstore(store: VectorStore) -> int:
+        """Restore the original vectors of a database store fine-tuned in place; returns the number restored."""
+        core = core_store(store)
+        if core is None:
+            raise TypeError(f"{type(store).__name__} is not fine-tuned in place (its nudged copy is a new store)")
+        return core.revert()
 
     def build_vectorstore(
         self,

@@ -71,7 +71,9 @@ def test_wrapper_carves_validation_by_the_core_rule(problem):
 def test_store_paths_match_by_id_only():
     base = DeterministicFakeEmbedding(size=D)
     docs = [Document(id=f"d{i}", page_content=f"document number {i}") for i in range(20)]
-    w = NudgeEmbeddings(base, gamma=0.3).fit(docs, [(f"question on {i} {j}", f"d{i}") for i in range(10) for j in (0, 1)])
+    w = NudgeEmbeddings(base, gamma=0.3).fit(
+        docs, [(f"question on {i} {j}", f"d{i}") for i in range(10) for j in (0, 1)]
+    )
     store = InMemoryVectorStore(embedding=base)
     store.add_documents(docs)
     store.add_documents([Document(id="copy-of-d2", page_content=docs[2].page_content)])  # same text, new id

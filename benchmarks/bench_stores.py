@@ -1,0 +1,209 @@
+"""Exact vs ANN competitor search inside vector stores, on SciFact and NFCorpus (official splits, shared
+all-MiniLM-L6-v2 vectors).
+
+For each store with an ANN index: recall@10 of the ANN competitor search against the exact one (validation
+queries, trained documents excluded, as the NUDGE-N fit asks), and the NUDGE-N fit with each (gamma, validation
+score, test R@1 / nDCG@10 of the nudged vectors; dry runs, nothing written).
+
+    nice -n 10 .venv/bin/python benchmarks/bench_stores.py [--stores faiss-hnsw,pgvector-hnsw,...] [--datasets ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from nudge_rag import evaluate  # noqa: E402
+from nudge_rag.finetune import Questions  # noqa: E402
+from nudge_rag.stores import StoreCorpus, finetune_store  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _dataset(name):
+    from nudge_rag.data import find_beir, load_dataset
+    from nudge_rag.prepare import VectorSource, prepare
+
+    ds = load_dataset(find_beir(name, DATA, download=False), name=name)
+    p = prepare(ds, VectorSource(), policy="official", need_test=True)
+    return list(ds.doc_ids), np.ascontiguousarray(p.docs, dtype=np.float32), p.train, p.val, p.test
+
+
+def _questions(qa, ids):
+    ans = tuple(tuple(ids[int(r)] for r in qa.indices[a:b]) for a, b in zip(qa.indptr[:-1], qa.indptr[1:]))
+    rel = tuple(tuple(float(x) for x in qa.relevance[a:b]) for a, b in zip(qa.indptr[:-1], qa.indptr[1:]))
+    return Questions(tuple(qa.ids), ans, rel, tuple(qa.ids))
+
+
+# ---------------------------------------------------------------------------------------------- stores
+def faiss_hnsw(tmp, ids, docs):
+    import faiss
+
+    from nudge_rag.stores import FaissStore
+
+    index = faiss.IndexHNSWFlat(docs.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+    index.add(docs)
+    return FaissStore(index, ids)
+
+
+def faiss_ivf(tmp, ids, docs):
+    import faiss
+
+    from nudge_rag.stores import FaissStore
+
+    quant = faiss.IndexFlatIP(docs.shape[1])
+    index = faiss.IndexIVFFlat(quant, docs.shape[1], 64, faiss.METRIC_INNER_PRODUCT)
+    index.train(docs)
+    index.add(docs)
+    index.nprobe = 4
+    store = FaissStore(index, ids)
+    store._quant = quant  # keep the quantizer alive
+    return store
+
+
+def pgvector_hnsw(tmp, ids, docs):
+    import pgserver
+    import psycopg
+    from pgvector.psycopg import register_vector
+
+    from nudge_rag.stores import PgVectorStore
+
+    srv = pgserver.get_server(Path(tmp) / "pg", cleanup_mode="stop")
+    conn = psycopg.connect(srv.get_uri(), autocommit=True)
+    conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    register_vector(conn)
+    conn.execute(f"CREATE TABLE docs (id text PRIMARY KEY, embedding vector({docs.shape[1]}))")
+    with conn.cursor() as cur, cur.copy("COPY docs (id, embedding) FROM STDIN WITH (FORMAT BINARY)") as cp:
+        cp.set_types(["text", "vector"])
+        for i, v in zip(ids, docs):
+            cp.write_row((i, v))
+    conn.execute("CREATE INDEX ON docs USING hnsw (embedding vector_cosine_ops)")
+    store = PgVectorStore(conn, "docs")
+    store._server = srv
+    return store
+
+
+def milvus_hnsw(tmp, ids, docs):
+    from pymilvus import DataType, MilvusClient
+
+    from nudge_rag.stores import MilvusStore
+
+    path = str(Path(tmp) / "m.db")
+    client = MilvusClient(path)
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=64)
+    schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=docs.shape[1])
+    params = client.prepare_index_params()
+    params.add_index("embedding", index_type="HNSW", metric_type="COSINE", params={"M": 16, "efConstruction": 200})
+    client.create_collection("docs", schema=schema, index_params=params)
+    for b0 in range(0, len(ids), 1000):
+        client.insert("docs", [{"id": i, "embedding": v} for i, v in zip(ids[b0 : b0 + 1000], docs[b0 : b0 + 1000])])
+    return MilvusStore(client, "docs", own_client=True, lite_path=path)
+
+
+def lancedb_ivf(tmp, ids, docs):
+    import lancedb
+    import pyarrow as pa
+
+    from nudge_rag.stores import LanceDBStore
+
+    db = lancedb.connect(str(Path(tmp) / "lance"))
+    vec = pa.FixedSizeListArray.from_arrays(pa.array(docs.ravel(), type=pa.float32()), docs.shape[1])
+    table = db.create_table("docs", data=pa.table({"id": ids, "vector": vec}))
+    table.create_index(
+        metric="cosine", vector_column_name="vector", index_type="IVF_PQ", num_partitions=16, num_sub_vectors=48
+    )
+    return LanceDBStore(table, db=db, similarity="cosine")
+
+
+def chroma_hnsw(tmp, ids, docs):
+    import chromadb
+
+    from nudge_rag.stores import ChromaStore
+
+    client = chromadb.PersistentClient(path=str(Path(tmp) / "chroma"))
+    col = client.create_collection("docs", metadata={"hnsw:space": "cosine"})
+    for b0 in range(0, len(ids), 1000):
+        col.add(ids=ids[b0 : b0 + 1000], embeddings=docs[b0 : b0 + 1000])
+    return ChromaStore(col, client=client)
+
+
+STORES = {
+    "faiss-hnsw": faiss_hnsw,
+    "faiss-ivf": faiss_ivf,
+    "pgvector-hnsw": pgvector_hnsw,
+    "milvus-hnsw": milvus_hnsw,
+    "lancedb-ivfpq": lancedb_ivf,
+    "chroma-hnsw": chroma_hnsw,
+}
+
+
+# ---------------------------------------------------------------------------------------------- measure
+def competitor_recall(store, named, val, exclude_ids, k=10):
+    out = {}
+    for exact in (True, False):
+        corpus = StoreCorpus(store, named, exact=exact)
+        _, rows = corpus.competitors(val.embeddings, np.sort(corpus.rows_of(exclude_ids)), k)
+        out[exact] = [set(corpus.ids_of(r[r >= 0])) for r in rows]
+    return float(np.mean([len(a & e) / max(1, len(e)) for a, e in zip(out[False], out[True])]))
+
+
+def run(name, dataset, make):
+    ids, docs, train, val, test = dataset
+    tq, vq = _questions(train, ids), _questions(val, ids)
+    vectors = {q: e for qa in (train, val) for q, e in zip(qa.ids, qa.embeddings)}
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        store = make(tmp, ids, docs)
+        load_s = time.perf_counter() - t0
+        named = sorted({d for q in (tq, vq) for a in q.answers for d in a})
+        trained = sorted({d for a in tq.answers for d in a})
+        recall = competitor_recall(store, named, val, trained)
+        pos = {d: j for j, d in enumerate(ids)}
+        rows = []
+        for exact in (True, False):
+            t1 = time.perf_counter()
+            report, model = finetune_store(store, tq, vq, embed_queries=vectors, exact=exact, write=False)
+            fit_s = time.perf_counter() - t1
+            patch = model.patch_
+            ids_moved = [named[int(r)] if int(r) < len(named) else None for r in patch.rows]
+            nudged = docs / np.linalg.norm(docs, axis=1, keepdims=True)
+            nudged[[pos[i] for i in ids_moved]] = patch.new
+            m = evaluate(nudged, test, ["recall@1", "ndcg@10"], similarity="cosine")
+            rows.append((exact, report.gamma, report.val_score, m["recall@1"], m["ndcg@10"], fit_s))
+        if hasattr(store, "_server"):
+            store.close()
+            store._server.cleanup()
+        else:
+            store.close()
+    return load_s, recall, rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--stores", default=",".join(STORES))
+    p.add_argument("--datasets", default="scifact,nfcorpus")
+    args = p.parse_args()
+    print("| dataset | store | ANN competitor recall@10 | search | gamma | val R@1 | test R@1 | test nDCG@10 | fit s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for dname in args.datasets.split(","):
+        data = _dataset(dname)
+        for sname in args.stores.split(","):
+            load_s, recall, rows = run(sname, data, STORES[sname])
+            for exact, gamma, val_score, r1, ndcg, fit_s in rows:
+                print(
+                    f"| {dname} | {sname} | {recall:.4f} | {'exact' if exact else 'ANN'} | {gamma:.4g} | "
+                    f"{100 * val_score:.2f} | {100 * r1:.2f} | {100 * ndcg:.2f} | {fit_s:.1f} |",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()

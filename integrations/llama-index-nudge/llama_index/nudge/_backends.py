@@ -1,0 +1,115 @@
+"""Which core store (:mod:`nudge_rag.stores`) serves a LlamaIndex vector store, built from the store's own client.
+
+A database-backed index is fine-tuned where it lives: the fit reads only the vectors that the pairs name and
+one competitor search per validation question, and writes back only the moved vectors, by node id
+(:func:`fit_in_store`). The in-memory ``SimpleVectorStore`` keeps the in-memory path of :mod:`._stores`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from nudge_rag.finetune import FinetuneResult, Questions, finetune_pairs
+from nudge_rag.stores import BaseStore, StoreCorpus, StoreError
+
+__all__ = ["DATABASE_STORES", "SUPPORTED_STORES", "core_store", "fit_in_store", "store_class_name"]
+
+#: LlamaIndex vector stores fine-tuned in the database, with the core backend that serves each.
+DATABASE_STORES = {
+    "QdrantVectorStore": "QdrantStore",
+    "ChromaVectorStore": "ChromaStore",
+    "LanceDBVectorStore": "LanceDBStore",
+    "FaissVectorStore": "FaissStore",
+}
+SUPPORTED_STORES = ("SimpleVectorStore", *DATABASE_STORES)
+#: Relative deviation from unit norm tolerated in stores that rank by inner product or L2.
+_UNIT_TOL = 1e-3
+
+
+def store_class_name(vector_store: Any) -> str:
+    """The store's class name (some stores' ``class_name()`` answers ``"base_component"``)."""
+    return type(vector_store).__name__
+
+
+def unsupported(name: str) -> NotImplementedError:
+    return NotImplementedError(
+        f"NUDGE fine-tuning does not support a {name}; supported vector stores: {', '.join(SUPPORTED_STORES)}"
+    )
+
+
+def core_store(index: Any) -> BaseStore | None:
+    """The core store over ``index.vector_store`` (None for ``SimpleVectorStore``, fitted in memory).
+
+    Raises ``NotImplementedError`` naming the supported stores for any other store.
+    """
+    from nudge_rag import stores
+
+    vs = index.vector_store
+    name = store_class_name(vs)
+    if name == "SimpleVectorStore":
+        return None
+    if name == "QdrantVectorStore":
+        if vs.client is None:
+            raise ValueError("QdrantVectorStore needs a synchronous `client` (QdrantClient) for NUDGE fine-tuning")
+        vectors = vs.client.get_collection(vs.collection_name).config.params.vectors
+        named = vs.dense_vector_name if isinstance(vectors, dict) and vs.dense_vector_name in vectors else None
+        return stores.QdrantStore(vs.client, vs.collection_name, vector_name=named)
+    if name == "ChromaVectorStore":
+        return stores.ChromaStore(vs._collection)
+    if name == "LanceDBVectorStore":
+        table = vs._table if vs._table is not None else vs._connection.open_table(vs.table_name)
+        # LanceDBVectorStore searches with LanceDB's default metric, L2
+        return stores.LanceDBStore(table, db=vs._connection, vector_column=vs.vector_column_name or "vector")
+    if name == "FaissVectorStore":
+        faiss_index = vs._faiss_index
+        by_position = index.index_struct.nodes_dict  # "0", "1", ... -> node id
+        ids = [by_position.get(str(j)) for j in range(int(faiss_index.ntotal))]
+        if any(i is None for i in ids):
+            raise StoreError("the FAISS index holds vectors the index's nodes_dict does not name")
+        return stores.FaissStore(faiss_index, ids)
+    raise unsupported(name)
+
+
+def fit_in_store(
+    store: BaseStore, train: Questions, val: Questions | None, *, embed_queries: Any, **solver_args: Any
+) -> tuple[FinetuneResult, StoreCorpus]:
+    """Fit on ``store`` through a :class:`~nudge_rag.stores.StoreCorpus` (node ids are the store's ids) and write
+    only the patch back, by id (``store.write`` keeps the originals for ``store.revert``).
+
+    ``solver_args`` go to :func:`nudge_rag.finetune.finetune_pairs`. Raises ``ValueError`` when the pairs name
+    node ids the store does not hold; nothing is written then.
+    """
+    named = sorted({str(d) for q in (train, val) if q is not None for d in q.documents()})
+    corpus = StoreCorpus(store, named)
+    try:
+        raw = store.fetch(named)
+    except StoreError as exc:
+        raise ValueError(f"the pairs name node ids the vector store does not hold: {exc}") from None
+    if store.similarity != "cosine":
+        norms = np.linalg.norm(raw.astype(np.float64), axis=1)
+        bad = np.flatnonzero(np.abs(norms - 1) > _UNIT_TOL)
+        if bad.size:
+            raise ValueError(
+                f"the vector store ranks by {store.similarity} but {bad.size} stored vector(s) are not unit-norm "
+                f"(first: {named[int(bad[0])]!r}, norm {norms[bad[0]]:.4g}); revert an earlier NUDGE-M fit first"
+            )
+    row_of = dict(zip(named, range(len(named))))
+    result = finetune_pairs(corpus, train, val, row_of=row_of, embed_queries=embed_queries, **solver_args)
+    patch = result.model.patch_.with_ids(corpus.ids)
+    t = time.perf_counter()
+    if len(patch):
+        from llama_index.nudge._stores import StoreWriteError
+
+        try:
+            store.write(list(patch.ids or ()), patch.new)  # all or nothing: a failed batch is rolled back
+        except Exception as exc:
+            raise StoreWriteError(
+                f"writing nudged vectors to the {store.describe()} failed ({type(exc).__name__}: {exc}); "
+                "the original vectors were restored",
+                True,
+            ) from exc
+    result.report.seconds["store_write"] = time.perf_counter() - t
+    return result, corpus

@@ -1,0 +1,249 @@
+"""``nudge-rag finetune --store URI --pairs FILE`` and ``nudge-rag revert --store URI``.
+
+:func:`route` is the hook :mod:`nudge_rag.cli` calls first: it handles ``revert`` and any ``finetune`` given
+``--store``, and returns None for everything else. Pairs files use the library's pairs format
+(:mod:`nudge_rag.data.pairs`) with the store's document ids; rows with ``"split": "dev"`` are validation
+(otherwise validation is carved from train by the library's rule).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..finetune import DEFAULT_VAL_FRACTION, VARIANTS, Questions
+
+__all__ = ["route", "build_store_parser", "cmd_store_finetune", "cmd_revert"]
+
+PROG = "nudge-rag"
+_URI_HELP = (
+    "store URI: postgresql://user@host:5432/db?table=T, qdrant:///path?collection=C, "
+    "qdrant://host:6333?collection=C, chroma:///path?collection=C, milvus:///file.db?collection=C, "
+    "lancedb:///path?table=T, faiss:///index.faiss (tables: &id_column=...&vector_column=...)"
+)
+
+
+def build_store_parser() -> argparse.ArgumentParser:
+    """The parser of the store-backed ``finetune`` and of ``revert``."""
+    parser = argparse.ArgumentParser(prog=PROG, description="Fine-tune the vectors inside a vector database.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    p = sub.add_parser("finetune", help="nudge the vectors stored in a vector database (only the moved rows)")
+    p.add_argument("--store", required=True, metavar="URI", help=_URI_HELP)
+    p.add_argument(
+        "--pairs",
+        required=True,
+        action="append",
+        metavar="FILE",
+        help="pairs file (.jsonl / .csv) naming the store's document ids (repeatable)",
+    )
+    q = p.add_mutually_exclusive_group()
+    q.add_argument(
+        "--model",
+        metavar="NAME_OR_PATH",
+        help="embed the questions with this sentence-transformers model (default: all-MiniLM-L6-v2)",
+    )
+    q.add_argument(
+        "--query-vectors",
+        metavar="FILE",
+        help="question vectors: .npz with 'ids' and 'vectors', or .npy with --query-ids",
+    )
+    p.add_argument("--query-ids", metavar="FILE", help="query ids, one per row of a .npy --query-vectors")
+    p.add_argument("--method", choices=VARIANTS, default="nudge-n", help="NUDGE variant (default nudge-n)")
+    p.add_argument("--gamma", type=float, help="fixed step size (default: chosen on validation questions)")
+    p.add_argument("--metric", help="nudge-n validation metric (default recall@1)")
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=DEFAULT_VAL_FRACTION,
+        help="share of training questions carved as validation when no dev pairs (default 0.1)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the validation carve (default 0)")
+    s = p.add_mutually_exclusive_group()
+    s.add_argument(
+        "--ann",
+        action="store_true",
+        help="competitor search through the store's ANN index (default: exact, equal to in-memory)",
+    )
+    s.add_argument(
+        "--scan",
+        action="store_true",
+        help="exact competitor search as one streamed pass over the store (large stores, many queries)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="fit and report, write nothing")
+    p.add_argument("--report", metavar="FILE", help="also write the report as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_store_finetune)
+    r = sub.add_parser("revert", help="restore the original vectors of every row a store fine-tune wrote")
+    r.add_argument("--store", required=True, metavar="URI", help=_URI_HELP)
+    r.set_defaults(func=cmd_revert)
+    return parser
+
+
+def route(argv: Sequence[str] | None) -> int | None:
+    """Run ``revert`` or a store-backed ``finetune``; None when ``argv`` is another command."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if not args_list:
+        return None
+    store_given = any(a == "--store" or a.startswith("--store=") for a in args_list)
+    if not (args_list[0] == "revert" or (args_list[0] == "finetune" and store_given)):
+        return None
+    from ..data import DataError
+    from ._base import StoreError
+
+    parser = build_store_parser()
+    try:
+        args = parser.parse_args(args_list)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    try:
+        return int(args.func(args))
+    except (StoreError, DataError, ValueError, TypeError, KeyError, OSError, ImportError, RuntimeError) as exc:
+        msg = " ".join((str(exc) or type(exc).__name__).split())
+        print(f"{PROG} {args.command}: error: {msg}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+# ---------------------------------------------------------------------------------------------- pairs
+def _read_pairs(files: list[str]) -> tuple[Questions, Questions | None, dict[str, str] | None]:
+    """(train, dev or None, query id -> text or None) from pairs files naming store ids."""
+    from ..data import load_pairs
+    from ..data.pairs import _rows
+
+    named: dict[str, None] = {}
+    for f in files:
+        for _, row in _rows(Path(f)):
+            for key in ("doc_id", "doc_ids"):
+                v = row.get(key)
+                for d in v if isinstance(v, list) else ([] if v is None else [v]):
+                    named[str(d)] = None
+    ds = load_pairs(files, doc_ids=list(named))
+    texts = ds.query_text_map()
+
+    def questions(split: str) -> Questions | None:
+        judgements = ds.qrels.get(split) or []
+        if not judgements:
+            return None
+        per: dict[str, dict[str, float]] = {}
+        for qid, did, rel in judgements:
+            answers = per.setdefault(qid, {})
+            answers[did] = max(rel, answers.get(did, 0.0))
+        qids = tuple(per)
+        return Questions(qids, tuple(tuple(per[q]) for q in qids), tuple(tuple(per[q].values()) for q in qids), qids)
+
+    train = questions("train")
+    if train is None:
+        raise ValueError(f"no training pairs in {', '.join(files)}")
+    return train, questions("dev"), texts
+
+
+def _query_vectors(
+    args: argparse.Namespace, texts: dict[str, str] | None, wanted: list[str]
+) -> Callable[[list[str]], np.ndarray]:
+    """A callable query ids -> (n, d) vectors: from --query-vectors, else embedded with --model."""
+    if args.query_vectors:
+        path = Path(args.query_vectors)
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                if "ids" not in z or "vectors" not in z:
+                    raise ValueError(f"{path}: a .npz of query vectors needs arrays 'ids' and 'vectors'")
+                ids, vecs = [str(i) for i in z["ids"]], np.asarray(z["vectors"])
+        else:
+            if not args.query_ids:
+                raise ValueError("--query-vectors FILE.npy needs --query-ids FILE")
+            vecs = np.load(path, allow_pickle=False)
+            ids = Path(args.query_ids).read_text(encoding="utf-8").splitlines()
+        if vecs.ndim != 2 or len(ids) != vecs.shape[0]:
+            raise ValueError(f"{path}: {len(ids)} query ids for vectors of shape {vecs.shape}")
+        table = dict(zip(ids, vecs))
+        return lambda q: np.stack([_need(table, i, path) for i in q]).astype(np.float32)
+    if texts is None:
+        raise ValueError("the pairs have no question texts: pass --query-vectors")
+    from ..embedding import embed_texts
+
+    return lambda q: embed_texts([texts[i] for i in q], args.model, progress=not args.no_progress)
+
+
+def _need(table: dict[str, np.ndarray], qid: str, path: Path) -> np.ndarray:
+    if qid not in table:
+        raise ValueError(f"{path}: no vector for query id {qid!r}")
+    return table[qid]
+
+
+# ---------------------------------------------------------------------------------------------- commands
+def cmd_store_finetune(args: argparse.Namespace) -> int:
+    """``nudge-rag finetune --store URI --pairs FILE``: fit on the store, write the moved rows, report."""
+    from ._finetune import finetune_store
+    from ._registry import open_store, parse_uri
+
+    train, dev, texts = _read_pairs(args.pairs)
+    embed = _query_vectors(args, texts, list(train.ids))
+    uri = parse_uri(args.store)
+    store = open_store(args.store)
+    try:
+        store_desc = store.describe()
+        report, _ = finetune_store(
+            store,
+            train,
+            dev,
+            embed_queries=embed,
+            variant=args.method,
+            gamma=args.gamma,
+            metric=args.metric,
+            exact=not args.ann,
+            scan=args.scan,
+            write=not args.dry_run,
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+            show_progress=not args.no_progress,
+            store_name=uri.redacted(),
+            revert_hint=f"nudge-rag revert --store '{uri.redacted()}'",
+        )
+    finally:
+        store.close()
+    if args.report:
+        report.save(args.report)
+    sec = report.seconds
+    search = "ANN index" if args.ann else ("exact, one scan" if args.scan else "exact")
+    print(f"store: {store_desc}")
+    print(
+        f"pairs: {report.n_train_questions} training questions ({report.n_train_pairs} pairs), "
+        f"{report.n_val_questions} validation ({report.val_source})"
+    )
+    print(
+        f"read: {report.vectors_read} vectors by id; searched: {report.search.get('searched_queries', 0)} "
+        f"queries in {report.search.get('search_calls', 0)} calls "
+        f"({search}, k <= {report.search.get('search_k_max', 0)})"
+    )
+    print(
+        f"{report.variant}: gamma = {report.gamma:.4g}{' (fixed)' if report.gamma_fixed else ''}, "
+        f"validation {report.val_metric}: {100 * (report.val_base_score or 0):.1f} -> "
+        f"{100 * (report.val_score or 0):.1f}; {report.n_moved} documents moved"
+    )
+    print("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in sec.items() if k in ("fetch", "search", "solve", "write")))
+    if args.dry_run:
+        print("dry run: nothing written")
+    else:
+        print(f"wrote: {report.written} vectors (originals kept; search with {report.similarity})")
+        print(f"to revert: {report.revert}")
+    return 0
+
+
+def cmd_revert(args: argparse.Namespace) -> int:
+    """``nudge-rag revert --store URI``: restore every original vector a fine-tune overwrote."""
+    from ._registry import open_store
+
+    store = open_store(args.store)
+    try:
+        desc = store.describe()
+        n = store.revert()
+    finally:
+        store.close()
+    print(f"restored {n} original vectors in {desc}" if n else f"nothing to revert in {desc} (no saved originals)")
+    return 0

@@ -1,0 +1,88 @@
+"""The store layer without a server: URIs, the registry, lazy imports, and StoreCorpus == the in-memory fit."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from nudge_rag import NudgeM, NudgeN
+from nudge_rag.corpus import ArrayCorpus, Corpus
+from nudge_rag.stores import BACKENDS, StoreCorpus, StoreError, open_store, parse_uri
+from tests.stores.conftest import REPO
+
+
+def test_parse_uri_forms():
+    u = parse_uri("postgresql://alice:secret@db.local:5433/rag?table=docs&id_column=doc&vector_column=emb")
+    assert (u.scheme, u.host, u.port, u.path, u.username) == ("postgresql", "db.local", 5433, "/rag", "alice")
+    assert u.params == {"table": "docs", "id_column": "doc", "vector_column": "emb"} and "secret" not in u.redacted()
+    local = parse_uri("qdrant:///data/q?collection=C")
+    assert local.is_local and local.path == "/data/q" and local.param("collection") == "C"
+    server = parse_uri("qdrant://localhost:6333?collection=C")
+    assert not server.is_local and (server.host, server.port) == ("localhost", 6333)
+    assert parse_uri("faiss://./idx.faiss").path == "./idx.faiss"
+    with pytest.raises(ValueError, match="unknown store scheme 'redis'"):
+        open_store("redis://x")
+    with pytest.raises(ValueError, match=r"needs \?collection="):
+        parse_uri("qdrant:///x").param("collection", required=True)
+    assert set(BACKENDS) >= {"postgresql", "qdrant", "chroma", "milvus", "lancedb", "faiss"}
+
+
+def test_import_is_numpy_only():
+    code = (
+        "import sys, nudge_rag, nudge_rag.stores\n"
+        "heavy = {'faiss', 'qdrant_client', 'chromadb', 'psycopg', 'pymilvus', 'lancedb', 'pyarrow', 'pgserver'}\n"
+        "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
+
+
+@pytest.mark.parametrize("cls", [NudgeN, NudgeM])
+def test_store_corpus_fit_equals_in_memory(small_problem, cls):
+    faiss = pytest.importorskip("faiss")
+    from nudge_rag.stores import FaissStore
+
+    docs, train, val, _ = small_problem
+    index = faiss.IndexFlatIP(docs.shape[1])
+    index.add(docs)
+    ids = [f"d{i}" for i in range(docs.shape[0])]
+    store = FaissStore(index, ids)
+    corpus = StoreCorpus(store, ids)  # rows = store order, so ties break alike
+    assert isinstance(corpus, Corpus) and corpus.n_docs == docs.shape[0]
+    excl = np.array([1, 5, 9], dtype=np.int64)
+    s1, i1 = corpus.competitors(val.embeddings, excl, 3)
+    s2, i2 = ArrayCorpus(docs).competitors(val.embeddings, excl, 3)
+    np.testing.assert_array_equal(i1, i2)
+    np.testing.assert_allclose(s1, s2, atol=1e-6)
+    ref = cls().fit(docs, train, val)
+    got = cls().fit(corpus, train, val)
+    assert got.gamma_ == ref.gamma_ and got.embeddings_ is None
+    np.testing.assert_array_equal(got.patch_.rows, ref.patch_.rows)
+    np.testing.assert_allclose(got.patch_.new, ref.patch_.new, atol=1e-6)
+    assert corpus.stats["fetched"] <= docs.shape[0]
+
+
+def test_write_validates_before_changing_anything():
+    faiss = pytest.importorskip("faiss")
+    from nudge_rag.stores import FaissStore
+
+    x = np.eye(4, dtype=np.float32)
+    index = faiss.IndexFlatIP(4)
+    index.add(x)
+    store = FaissStore(index, ["a", "b", "c", "d"])
+    with pytest.raises(StoreError, match="not in the FAISS index"):
+        store.write(["a", "zz"], x[:2])
+    with pytest.raises(ValueError, match="duplicates"):
+        store.write(["a", "a"], x[:2])
+    with pytest.raises(ValueError, match=r"shape \(2, 4\)"):
+        store.write(["a", "b"], x[:3])
+    with pytest.raises(ValueError, match="NaN"):
+        store.write(["a"], np.full((1, 4), np.nan, dtype=np.float32))
+    np.testing.assert_array_equal(store.fetch(["a", "b", "c", "d"]), x)
+    store.write(["b"], x[:1])
+    store.write(["b"], x[2:3])  # the original of b is kept from the first write only
+    assert store.revert() == 1
+    np.testing.assert_array_equal(store.fetch(["b"]), x[1:2])
