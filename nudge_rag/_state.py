@@ -152,6 +152,8 @@ _KIND_NAMES = {"f": "a float dtype", "iu": "an integer dtype", "U": "strings"}
 
 
 def _all_finite(x: np.ndarray, chunk: int = 1 << 16) -> bool:
+    if x.size == 0:
+        return True
     flat = x.reshape(x.shape[0], -1) if x.ndim else x.reshape(1)
     return all(np.isfinite(flat[i : i + chunk]).all() for i in range(0, flat.shape[0], chunk))
 

@@ -137,7 +137,7 @@ class _NudgeBase:
             all_val.check_documents(n, "val")
             _, gammas, scores = self._choose(ArrayCorpus(docs), agg, base, all_val, self.gamma_)
         else:
-            gammas, scores = np.array([0.0, self.gamma_]), None
+            gammas, scores = np.unique([0.0, self.gamma_]), None
         self._set_state(docs, n, dim, agg, base, new, all_val, self.gamma_, gammas, scores)
         return self
 
@@ -386,7 +386,7 @@ class NudgeN(_NudgeBase):
         if val is None:
             if fixed is None:
                 raise ValueError("val is required to choose gamma; pass validation queries or fix gamma")
-            return fixed, np.array([0.0, fixed]), None
+            return fixed, np.unique([0.0, fixed]), None
         geo = n_geometry(base, agg.sums, move_opposed=self.move_opposed)
         moving = agg.docs[geo.rows]
         s, i = corpus.competitors(val.embeddings, moving, k)
@@ -441,7 +441,7 @@ class NudgeM(_NudgeBase):
         if val is None:
             if fixed is None:
                 raise ValueError("val is required to choose gamma; pass validation queries or fix gamma")
-            return fixed, np.array([0.0, fixed]), None
+            return fixed, np.unique([0.0, fixed]), None
         s, i = corpus.competitors(val.embeddings, agg.docs, 2)
         curve = select_gamma_m(val, corpus.fetch, agg.docs, base, m_directions(agg.sums), s, i, n_docs=corpus.n_docs)
         margin = check_gamma(self.margin, upper=None, name="margin")

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from nudge_rag import NudgeM, NudgeN
+from nudge_rag import NudgeM, NudgeN, load
 from nudge_rag._checks import normalize_rows
 from nudge_rag._gamma_search import static_topk
 from nudge_rag.synthetic import make_synthetic
@@ -367,6 +367,10 @@ def test_cli_finetune_engine_dask_equals_memory_engine(client, tmp_path, capsys)
     )
     patch = np.load(tmp_path / "out_dask" / "patch.npz")
     assert patch["rows"].size == dask_rep["n_moved"]
+    saved = load(tmp_path / "out_dask" / "model.npz")  # the same model file as the memory engine's, without N x d
+    mem_model = load(tmp_path / "out_mem" / "model.npz")
+    assert saved.gamma_ == mem_model.gamma_ and saved.embeddings_ is None
+    np.testing.assert_allclose(saved.patch_.new, mem_model.patch_.new, atol=1e-6)
     assert (tmp_path / "out_dask" / "doc_ids.txt").read_text() == (tmp_path / "doc_ids.txt").read_text()
 
 

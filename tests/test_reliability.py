@@ -386,3 +386,20 @@ def test_zip_member_that_is_not_an_array(fitted, tmp_path):
         zf.writestr("gamma.npy", b"\x93NUMPY garbage")  # a second, broken member of the same name
     with pytest.raises(ModelFileError, match=str(path)):
         load(path)
+
+
+@pytest.mark.parametrize("cls", [NudgeN, NudgeM])
+def test_fit_that_moves_nothing_round_trips(tmp_path, cls):
+    """gamma = 0 (fixed, no validation) and a corpus fit with an empty patch both save and load."""
+    from nudge_rag.corpus import ArrayCorpus
+
+    rng = np.random.default_rng(0)
+    docs = rng.standard_normal((50, 8)).astype(np.float32)
+    docs /= np.linalg.norm(docs, axis=1, keepdims=True)  # ArrayCorpus holds unit rows
+    train = QueryAnswers.from_lists(docs[:5] + 0.1, [[i] for i in range(5)])
+    for i, fitted in enumerate([cls(gamma=0.0).fit(docs, train), cls(gamma=0.0).fit(ArrayCorpus(docs), train)]):
+        path = tmp_path / f"m{i}.npz"
+        fitted.save(path)
+        again = load(path)
+        assert again.gamma_ == 0.0 and len(again.patch_) == 0
+        np.testing.assert_array_equal(again.gammas_, [0.0])

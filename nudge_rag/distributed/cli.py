@@ -153,7 +153,7 @@ def _finetune(args: Any, client: Any, out: Path) -> int:
             "embeddings": "embeddings/ (.npy shards, one per input chunk, unit rows with the patch applied)",
             "patch": "patch.npz (rows, new, old)",
             "doc_ids": "doc_ids.txt",
-            "model": None,
+            "model": "model.npz (gamma, validation curve, patch; no N x d matrix: nudge_rag.load)",
             "search_with": "inner_product" if r.similarity == "inner_product" else "cosine (or inner product)",
         },
     }
@@ -161,13 +161,14 @@ def _finetune(args: Any, client: Any, out: Path) -> int:
         t = Path(tmp)
         p = model.patch_
         atomic_write(t / "patch.npz", lambda fh: np.savez(fh, rows=p.rows, new=p.new, old=p.old))
+        model.save(t / "model.npz")
         atomic_write_text(t / "doc_ids.txt", "".join(f"{d}\n" for d in doc_ids))
         from .._report import write_json
 
         write_json(t / "report.json", report)
         print("writing the nudged shards ...")
         write_npy_shards(nudged, out / "embeddings", names=names, client=client, progress=True)
-        for name in ("patch.npz", "doc_ids.txt", "report.json"):
+        for name in ("patch.npz", "model.npz", "doc_ids.txt", "report.json"):
             os.replace(t / name, out / name)
     print(f"\ndata: {corpus!r}; {described}")
     print(f"split: {splits.policy}: {len(train)} train / {len(val)} val queries")
@@ -179,6 +180,6 @@ def _finetune(args: Any, client: Any, out: Path) -> int:
     )
     print(
         f"saved {out / 'embeddings'} ({corpus.n_docs} x {corpus.dim} float32, "
-        f"{len(nudged.chunks[0])} shards), patch.npz, doc_ids.txt and report.json in {out}"
+        f"{len(nudged.chunks[0])} shards), patch.npz, model.npz, doc_ids.txt and report.json in {out}"
     )
     return 0

@@ -67,7 +67,7 @@ def insert_on_corpus(
         all_val.check_documents(n, "val")
         _, gammas, scores = model._choose(corpus, agg, base, all_val, model.gamma_)
     else:
-        gammas, scores = np.array([0.0, model.gamma_]), None
+        gammas, scores = np.unique([0.0, model.gamma_]), None
     model._set_state(None, n, dim, agg, base, new_all, all_val, model.gamma_, gammas, scores)
     model.corpus_ = corpus
     return model
