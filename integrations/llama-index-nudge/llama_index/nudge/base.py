@@ -88,7 +88,7 @@ class NudgeFinetuneEngine:
         val_dataset: validation pairs, same forms; ``None`` carves them from the training questions.
         embed_model: the base embed model for questions (and nodes without a vector); defaults to the
             index's own embed model, else ``Settings.embed_model``.
-        llm: LLM for question generation; defaults to ``Settings.llm``.
+        llm: LLM for question generation; defaults to ``Settings.llm`` when set, else the offline local model.
         variant: ``"nudge-n"`` or ``"nudge-m"``.
         gamma: fix the step size instead of choosing it on validation questions.
         val_fraction: share of questions carved for validation when ``val_dataset`` is not given.
@@ -436,7 +436,7 @@ class NudgeFinetuneEngine:
             cap.nodes,
             node_row,
             self.generate_for,
-            self._llm or Settings.llm,
+            self._llm,  # None: Settings.llm when configured, else the offline local model
             self.num_questions_per_chunk,
             output_path=self.generation_path,
             show_progress=self.show_progress,
