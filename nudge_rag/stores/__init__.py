@@ -42,6 +42,9 @@ __all__ = [
     "parse_uri",
     "finetune_store",
     "StoreFinetuneReport",
+    "StoreFit",
+    "fit_store",
+    "check_unit_norm",
     "PgVectorStore",
     "QdrantStore",
     "ChromaStore",
@@ -59,6 +62,9 @@ _LAZY = {
     "FaissStore": "faiss",
     "finetune_store": "_finetune",
     "StoreFinetuneReport": "_finetune",
+    "StoreFit": "_finetune",
+    "fit_store": "_finetune",
+    "check_unit_norm": "_finetune",
 }
 
 

@@ -16,17 +16,27 @@ import numpy as np
 from ..finetune import (
     DEFAULT_VAL_FRACTION,
     FinetuneReport,
+    FinetuneResult,
     Questions,
     canonical_variant,
     finetune_pairs,
 )
+from ..patch import Patch
 from ._base import StoreError, VectorStore
 from ._corpus import StoreCorpus
 
-__all__ = ["StoreFinetuneReport", "finetune_store", "check_variant_fits_store"]
+__all__ = [
+    "StoreFinetuneReport",
+    "StoreFit",
+    "finetune_store",
+    "fit_store",
+    "check_variant_fits_store",
+    "check_unit_norm",
+    "UNIT_TOL",
+]
 
 #: Relative deviation from unit norm tolerated in stores that rank by inner product or L2.
-_UNIT_TOL = 1e-3
+UNIT_TOL = 1e-3
 
 
 @dataclass
@@ -64,18 +74,81 @@ def check_variant_fits_store(variant: str, store: VectorStore) -> None:
         )
 
 
-def _check_unit(store: VectorStore, corpus: StoreCorpus, rows: np.ndarray) -> None:
-    if store.similarity == "cosine" or rows.size == 0:
+def check_unit_norm(store: VectorStore, ids: list[str], vectors: np.ndarray) -> None:
+    """Refuse a non-cosine ``store`` whose stored ``vectors`` ((n, d), rows of ``ids``) are not unit-norm.
+
+    Inner product or L2 ranks like cosine only on unit vectors, so a NUDGE fit on such a store would not be exact
+    (typically: an earlier NUDGE-M write that was not reverted). Raises :class:`StoreError` naming the first one.
+    """
+    if store.similarity == "cosine" or len(ids) == 0:
         return
-    raw = store.fetch(corpus.ids_of(rows[:4096]))
-    norms = np.linalg.norm(raw.astype(np.float64), axis=1)
-    bad = np.flatnonzero(np.abs(norms - 1) > _UNIT_TOL)
+    norms = np.linalg.norm(np.asarray(vectors, dtype=np.float64), axis=1)
+    bad = np.flatnonzero(np.abs(norms - 1) > UNIT_TOL)
     if bad.size:
         raise StoreError(
             f"this store ranks by {store.similarity} but {bad.size} of the vectors read are not unit-norm "
-            f"(first: id {corpus.ids_of(rows[bad[:1]])[0]!r}, norm {norms[bad[0]]:.4g}), so its search is not "
-            "cosine and a NUDGE fit on it would not be exact; revert an earlier NUDGE-M write, or store unit vectors"
+            f"(first: id {ids[int(bad[0])]!r}, norm {norms[bad[0]]:.4g}), so its search is not cosine and a NUDGE "
+            "fit on it would not be exact; revert an earlier NUDGE-M write, or store unit vectors"
         )
+
+
+@dataclass
+class StoreFit:
+    """What :func:`fit_store` returns: the fit, the corpus it read (``corpus.ids``: the store id of each solver
+    row) and the seconds spent fetching the named vectors before the fit."""
+
+    result: FinetuneResult
+    corpus: StoreCorpus
+    fetch_seconds: float
+
+    @property
+    def patch(self) -> Patch:
+        """The moved rows, with their store ids (what a write sends)."""
+        model = self.result.model
+        assert model is not None  # a fit, not the baseline
+        return model.patch_.with_ids(self.corpus.ids)
+
+
+def fit_store(
+    store: VectorStore,
+    train: Questions,
+    val: Questions | None = None,
+    *,
+    embed_queries: Callable[[list[str]], np.ndarray] | Mapping[str, np.ndarray],
+    exact: bool = True,
+    scan: bool = False,
+    show_progress: bool = False,
+    **finetune_args: Any,
+) -> StoreFit:
+    """Fit NUDGE on the vectors in ``store`` without writing: the one fit path of the CLI and both adapters.
+
+    Reads every vector the pairs name (their answers are the store's ids; an unknown id raises
+    :class:`StoreError` naming it), refuses non-unit vectors in a non-cosine store (:func:`check_unit_norm`), then
+    runs :func:`nudge_rag.finetune.finetune_pairs` (``finetune_args``: variant, gamma, metric, val_fraction, seed,
+    params, report_cls, ...) over a :class:`StoreCorpus` (``exact``/``scan``: its competitor search).
+    """
+    if "variant" in finetune_args:
+        check_variant_fits_store(str(finetune_args["variant"]), store)
+    t0 = time.perf_counter()
+    named = sorted({str(d) for q in (train, val) if q is not None for d in q.documents()})
+    corpus = StoreCorpus(store, named, exact=exact, scan=scan, show_progress=show_progress)
+    try:
+        corpus.fetch(np.arange(len(named)))  # every named id must exist; read once, kept for the fit
+    except StoreError as exc:
+        raise StoreError(
+            f"the pairs name documents the store does not hold: {exc}. Pairs must name the store's ids (the ids "
+            "given when the documents were added, or the ids the store assigned)"
+        ) from None
+    if store.similarity != "cosine":  # the raw stored vectors (corpus.fetch returns them unit-normalised)
+        sample = named[:4096]
+        check_unit_norm(store, sample, store.fetch(sample))
+    fetch_s = time.perf_counter() - t0
+    corpus.stats["fetch_seconds"] = 0.0  # from here on: what the fit itself reads
+    row_of: dict[Hashable, int] = dict(zip(named, range(len(named))))
+    result = finetune_pairs(
+        corpus, train, val, row_of=row_of, embed_queries=_as_embedder(embed_queries), **finetune_args
+    )
+    return StoreFit(result, corpus, fetch_s)
 
 
 def finetune_store(
@@ -112,36 +185,25 @@ def finetune_store(
         ``(report, model)``: a :class:`StoreFinetuneReport` and the fitted estimator (``model.patch_`` holds
         the moved rows; ``model.patch_.with_ids(corpus ids)`` what was written).
     """
-    check_variant_fits_store(variant, store)
-    t0 = time.perf_counter()
-    named = sorted({str(d) for q in (train, val) if q is not None for d in q.documents()})
-    corpus = StoreCorpus(store, named, exact=exact, scan=scan, show_progress=show_progress)
-    try:
-        corpus.fetch(np.arange(len(named)))  # every named id must exist; read once, kept for the fit
-    except StoreError as exc:
-        raise StoreError(f"the pairs name documents the store does not hold: {exc}") from None
-    _check_unit(store, corpus, np.arange(len(named)))
-    fetch_s = time.perf_counter() - t0
-    corpus.stats["fetch_seconds"] = 0.0  # from here on: what the fit itself reads
-    embed = _as_embedder(embed_queries)
-    row_of: dict[Hashable, int] = dict(zip(named, range(len(named))))
     t1 = time.perf_counter()
-    result = finetune_pairs(
-        corpus,
+    fit = fit_store(
+        store,
         train,
         val,
-        row_of=row_of,
-        embed_queries=embed,
+        embed_queries=embed_queries,
+        exact=exact,
+        scan=scan,
+        show_progress=show_progress,
         variant=variant,
         gamma=gamma,
         metric=metric,
         val_fraction=val_fraction,
         seed=seed,
     )
-    fit_s = time.perf_counter() - t1
+    result, corpus, fetch_s = fit.result, fit.corpus, fit.fetch_seconds
+    fit_s = time.perf_counter() - t1 - fetch_s
     model = result.model
-    assert model is not None  # a fit, not the baseline
-    patch = model.patch_.with_ids(corpus.ids)
+    patch = fit.patch
     written = 0
     t2 = time.perf_counter()
     if write and len(patch):

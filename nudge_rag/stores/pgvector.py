@@ -243,7 +243,10 @@ class PgVectorStore(BaseStore):
                 yield [r[0] for r in rows], _stack([r[1] for r in rows], self.dim)
 
     def _search(self, queries: np.ndarray, k: int, exact: bool) -> tuple[np.ndarray, list[list[str]]]:
-        from pgvector import Vector
+        try:
+            from pgvector import Vector  # pgvector-python >= 0.4
+        except ImportError:  # 0.3.x, which langchain-postgres requires
+            from pgvector.utils import Vector
 
         op = self._sql.SQL(_OPS[self.similarity])
         stmt = self._q("SELECT {i}::text, {v} {op} %s AS d FROM {t}{w} ORDER BY d LIMIT %s", op=op)

@@ -343,9 +343,6 @@ class NudgeEmbeddings(Embeddings):
         """Database stores (Qdrant, Chroma, Milvus): fit on the store, write only the moved vectors by id, and
         return ``store`` itself (queries keep the base model). ``revert_vectorstore(store)`` undoes it."""
         from nudge_rag.finetune import group_pairs
-        from nudge_rag.stores._finetune import check_variant_fits_store
-
-        check_variant_fits_store(self.variant, core)
 
         def by_id(pairs, name):
             return group_pairs([(q, str(getattr(d, "id", None) or d), r) for q, d, r in normalize_pairs(pairs, name)])

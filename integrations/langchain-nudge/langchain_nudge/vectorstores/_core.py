@@ -13,15 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from nudge_rag.finetune import FinetuneResult, Questions, finetune_pairs
-from nudge_rag.stores import BaseStore, StoreCorpus, StoreError
+from nudge_rag.finetune import FinetuneResult, Questions
+from nudge_rag.stores import BaseStore, StoreError, fit_store
 
 __all__ = ["DATABASE_STORES", "core_store", "fit_in_store"]
 
 #: LangChain vector stores written in place, by the class name of their module's store.
 DATABASE_STORES = ("QdrantVectorStore", "Chroma", "Milvus")
-#: Relative deviation from unit norm tolerated in stores that rank by inner product or L2.
-_UNIT_TOL = 1e-3
 
 
 def core_store(store: Any) -> BaseStore | None:
@@ -49,35 +47,20 @@ def fit_in_store(
     embed_queries: Callable[[list[str]], np.ndarray],
     **solver_args: Any,
 ) -> tuple[FinetuneResult, list[str]]:
-    """Fit on ``store`` (pairs name its document ids) and write only the moved vectors back, by id.
+    """Fit on ``store`` (:func:`nudge_rag.stores.fit_store`: pairs name its document ids) and write only the moved
+    vectors back, by id.
 
     Returns the fit and the ids written. ``ValueError`` (nothing written) when the pairs name unknown ids or a
     non-cosine store holds vectors that are not unit-norm.
     """
-    named = sorted({str(d) for q in (train, val) if q is not None for d in q.documents()})
-    corpus = StoreCorpus(store, named)
     try:
-        raw = store.fetch(named)
+        fit = fit_store(store, train, val, embed_queries=embed_queries, **solver_args)
     except StoreError as exc:
-        raise ValueError(
-            f"the pairs name document ids the vector store does not hold: {exc}. Pairs must name the store's ids "
-            "(the ids given to add_documents, or the UUIDs the store assigned)"
-        ) from None
-    if store.similarity != "cosine":
-        norms = np.linalg.norm(raw.astype(np.float64), axis=1)
-        bad = np.flatnonzero(np.abs(norms - 1) > _UNIT_TOL)
-        if bad.size:
-            raise ValueError(
-                f"the vector store ranks by {store.similarity} but {bad.size} stored vector(s) are not unit-norm "
-                f"(first: {named[int(bad[0])]!r}); revert an earlier NUDGE-M fit first"
-            )
-    result = finetune_pairs(
-        corpus, train, val, row_of=dict(zip(named, range(len(named)))), embed_queries=embed_queries, **solver_args
-    )
-    patch = result.model.patch_.with_ids(corpus.ids)
+        raise ValueError(str(exc)) from None
+    patch = fit.patch
     t = time.perf_counter()
     written = list(patch.ids or ())
     if written:
         store.write(written, patch.new)
-    result.report.seconds["store_write"] = time.perf_counter() - t
-    return result, written
+    fit.result.report.seconds["store_write"] = time.perf_counter() - t
+    return fit.result, written

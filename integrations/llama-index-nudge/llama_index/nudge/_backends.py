@@ -10,10 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import numpy as np
-
-from nudge_rag.finetune import FinetuneResult, Questions, finetune_pairs
-from nudge_rag.stores import BaseStore, StoreCorpus, StoreError
+from nudge_rag.finetune import FinetuneResult, Questions
+from nudge_rag.stores import BaseStore, StoreCorpus, StoreError, fit_store
 
 __all__ = ["DATABASE_STORES", "SUPPORTED_STORES", "core_store", "fit_in_store", "store_class_name"]
 
@@ -25,8 +23,6 @@ DATABASE_STORES = {
     "FaissVectorStore": "FaissStore",
 }
 SUPPORTED_STORES = ("SimpleVectorStore", *DATABASE_STORES)
-#: Relative deviation from unit norm tolerated in stores that rank by inner product or L2.
-_UNIT_TOL = 1e-3
 
 
 def store_class_name(vector_store: Any) -> str:
@@ -76,29 +72,17 @@ def core_store(index: Any) -> BaseStore | None:
 def fit_in_store(
     store: BaseStore, train: Questions, val: Questions | None, *, embed_queries: Any, **solver_args: Any
 ) -> tuple[FinetuneResult, StoreCorpus]:
-    """Fit on ``store`` through a :class:`~nudge_rag.stores.StoreCorpus` (node ids are the store's ids) and write
-    only the patch back, by id (``store.write`` keeps the originals for ``store.revert``).
+    """Fit on ``store`` (:func:`nudge_rag.stores.fit_store`: node ids are the store's ids) and write only the patch
+    back, by id (``store.write`` keeps the originals for ``store.revert``).
 
     ``solver_args`` go to :func:`nudge_rag.finetune.finetune_pairs`. Raises ``ValueError`` when the pairs name
-    node ids the store does not hold; nothing is written then.
+    node ids the store does not hold or the store holds non-unit vectors; nothing is written then.
     """
-    named = sorted({str(d) for q in (train, val) if q is not None for d in q.documents()})
-    corpus = StoreCorpus(store, named)
     try:
-        raw = store.fetch(named)
+        fit = fit_store(store, train, val, embed_queries=embed_queries, **solver_args)
     except StoreError as exc:
-        raise ValueError(f"the pairs name node ids the vector store does not hold: {exc}") from None
-    if store.similarity != "cosine":
-        norms = np.linalg.norm(raw.astype(np.float64), axis=1)
-        bad = np.flatnonzero(np.abs(norms - 1) > _UNIT_TOL)
-        if bad.size:
-            raise ValueError(
-                f"the vector store ranks by {store.similarity} but {bad.size} stored vector(s) are not unit-norm "
-                f"(first: {named[int(bad[0])]!r}, norm {norms[bad[0]]:.4g}); revert an earlier NUDGE-M fit first"
-            )
-    row_of = dict(zip(named, range(len(named))))
-    result = finetune_pairs(corpus, train, val, row_of=row_of, embed_queries=embed_queries, **solver_args)
-    patch = result.model.patch_.with_ids(corpus.ids)
+        raise ValueError(str(exc)) from None
+    patch = fit.patch
     t = time.perf_counter()
     if len(patch):
         from llama_index.nudge._stores import StoreWriteError
@@ -111,5 +95,5 @@ def fit_in_store(
                 "the original vectors were restored",
                 True,
             ) from exc
-    result.report.seconds["store_write"] = time.perf_counter() - t
-    return result, corpus
+    fit.result.report.seconds["store_write"] = time.perf_counter() - t
+    return fit.result, fit.corpus
