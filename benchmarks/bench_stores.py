@@ -3,7 +3,8 @@ all-MiniLM-L6-v2 vectors).
 
 For each store with an ANN index: recall@10 of the ANN competitor search against the exact one (validation
 queries, trained documents excluded, as the NUDGE-N fit asks), and the NUDGE-N fit with each (gamma, validation
-score, test R@1 / nDCG@10 of the nudged vectors; dry runs, nothing written).
+score, test R@1 / nDCG@10 of the nudged vectors; dry runs, nothing written). Also reported: how many ANN
+searches came back short and were answered exactly (``ann_shortfalls``), and the deepest top-k asked of the store.
 
     nice -n 10 .venv/bin/python benchmarks/bench_stores.py [--stores faiss-hnsw,pgvector-hnsw,...] [--datasets ...]
 """
@@ -14,6 +15,7 @@ import argparse
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -147,15 +149,23 @@ STORES = {
 
 # ---------------------------------------------------------------------------------------------- measure
 def competitor_recall(store, named, val, exclude_ids, k=10):
+    """(recall@k of the ANN competitors against the exact ones, ANN searches answered exactly because the
+    index returned fewer rows than asked, the deepest top-k asked of the store)."""
     out = {}
+    before = getattr(store, "ann_shortfalls", 0)
+    deepest = 0
     for exact in (True, False):
         corpus = StoreCorpus(store, named, exact=exact)
-        _, rows = corpus.competitors(val.embeddings, np.sort(corpus.rows_of(exclude_ids)), k)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            _, rows = corpus.competitors(val.embeddings, np.sort(corpus.rows_of(exclude_ids)), k)
         out[exact] = [set(corpus.ids_of(r[r >= 0])) for r in rows]
-    return float(np.mean([len(a & e) / max(1, len(e)) for a, e in zip(out[False], out[True])]))
+        deepest = max(deepest, int(corpus.stats["search_k_max"]))
+    recall = float(np.mean([len(a & e) / max(1, len(e)) for a, e in zip(out[False], out[True])]))
+    return recall, getattr(store, "ann_shortfalls", 0) - before, deepest
 
 
-def run(name, dataset, make):
+def run(sname, dataset, make):
     ids, docs, train, val, test = dataset
     tq, vq = _questions(train, ids), _questions(val, ids)
     vectors = {q: e for qa in (train, val) for q, e in zip(qa.ids, qa.embeddings)}
@@ -166,11 +176,14 @@ def run(name, dataset, make):
         named = sorted({d for q in (tq, vq) for a in q.answers for d in a})
         trained = sorted({d for a in tq.answers for d in a})
         recall = competitor_recall(store, named, val, trained)
+        print(f"# {sname}: {len(trained)} of {len(ids)} documents excluded", file=sys.stderr, flush=True)
         pos = {d: j for j, d in enumerate(ids)}
         rows = []
         for exact in (True, False):
             t1 = time.perf_counter()
-            report, model = finetune_store(store, tq, vq, embed_queries=vectors, exact=exact, write=False)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                report, model = finetune_store(store, tq, vq, embed_queries=vectors, exact=exact, write=False)
             fit_s = time.perf_counter() - t1
             patch = model.patch_
             ids_moved = [named[int(r)] if int(r) < len(named) else None for r in patch.rows]
@@ -191,15 +204,19 @@ def main() -> None:
     p.add_argument("--stores", default=",".join(STORES))
     p.add_argument("--datasets", default="scifact,nfcorpus")
     args = p.parse_args()
-    print("| dataset | store | ANN competitor recall@10 | search | gamma | val R@1 | test R@1 | test nDCG@10 | fit s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(
+        "| dataset | store | ANN competitor recall@10 | ANN searches answered exactly | deepest k asked | search | "
+        "gamma | val R@1 | test R@1 | test nDCG@10 | fit s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for dname in args.datasets.split(","):
         data = _dataset(dname)
         for sname in args.stores.split(","):
-            load_s, recall, rows = run(sname, data, STORES[sname])
+            load_s, (recall, short, deepest), rows = run(sname, data, STORES[sname])
             for exact, gamma, val_score, r1, ndcg, fit_s in rows:
                 print(
-                    f"| {dname} | {sname} | {recall:.4f} | {'exact' if exact else 'ANN'} | {gamma:.4g} | "
+                    f"| {dname} | {sname} | {recall:.4f} | {short} | {deepest} | {'exact' if exact else 'ANN'} | "
+                    f"{gamma:.4g} | "
                     f"{100 * val_score:.2f} | {100 * r1:.2f} | {100 * ndcg:.2f} | {fit_s:.1f} |",
                     flush=True,
                 )

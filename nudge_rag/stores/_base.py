@@ -11,6 +11,7 @@ squared L2 distance.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -128,6 +129,8 @@ class BaseStore:
     show_progress: bool = False
     #: True when the store rescales vectors to unit length on write (e.g. Qdrant's COSINE distance).
     normalizes_on_write: bool = False
+    #: Queries whose ANN search returned fewer than min(k, count) rows and were answered exactly instead.
+    ann_shortfalls: int = 0
 
     # ------------------------------------------------------------------ hooks
     def count(self) -> int:
@@ -174,15 +177,46 @@ class BaseStore:
         return out
 
     def search(self, queries: np.ndarray, k: int, *, exact: bool = True) -> tuple[np.ndarray, list[list[str]]]:
+        """Top-k of each query (V, d), best first: exact, or (``exact=False``) the store's ANN index, which
+        always yields min(k, count) rows per query (see :meth:`_complete`)."""
         q = check_queries(queries, self.dim)
         if not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         native = self._search(q, int(k), exact)
-        if native is not None:
-            return native
-        if not exact:
-            raise StoreError(f"{type(self).__name__} has no approximate (ANN) search; use exact=True")
-        return self.scan_search(q, int(k))
+        if native is None:
+            if not exact:
+                raise StoreError(f"{type(self).__name__} has no approximate (ANN) search; use exact=True")
+            return self.scan_search(q, int(k))
+        return native if exact else self._complete(q, int(k), native)
+
+    def _complete(
+        self, queries: np.ndarray, k: int, found: tuple[np.ndarray, list[list[str]]]
+    ) -> tuple[np.ndarray, list[list[str]]]:
+        """ANN results with every query holding min(k, count) rows: the queries whose index search came back
+        short (an HNSW ``ef`` / IVF ``nprobe`` / ``topk`` cap, a post-filter) are answered by exact search,
+        counted in :attr:`ann_shortfalls` and reported by one ``RuntimeWarning`` per call."""
+        scores, ids = found
+        expected = min(k, self.count())
+        short = np.flatnonzero(np.fromiter((len(r) < expected for r in ids), dtype=bool, count=len(ids)))
+        if short.size == 0:
+            return scores, ids
+        self.ann_shortfalls += int(short.size)
+        warnings.warn(
+            f"{type(self).__name__}: the ANN index returned fewer than {expected} rows for {short.size} of "
+            f"{len(ids)} queries (k={k}); those queries were answered by exact search",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        exact = self._search(queries[short], k, True)
+        ex_s, ex_ids = exact if exact is not None else self.scan_search(queries[short], k)
+        out_s = np.full((len(ids), k), -np.inf, dtype=np.float32)
+        out_s[:, : scores.shape[1]] = scores[:, :k]
+        out_ids = list(ids)
+        for j, p in enumerate(short):
+            out_s[p] = -np.inf
+            out_s[p, : ex_s.shape[1]] = ex_s[j, :k]
+            out_ids[int(p)] = ex_ids[j]
+        return out_s, out_ids
 
     def scan_search(
         self, queries: np.ndarray, k: int, exclude: set[str] | frozenset[str] = frozenset()

@@ -5,7 +5,10 @@ Supported: ``IndexFlat`` (IP / L2), ``IndexHNSWFlat``, ``IndexIVFFlat``, each op
 ``IndexIDMap`` (else the positions) as strings. A file store (``faiss:///data/index.faiss``) reads ids from
 ``?ids=FILE`` or ``<index>.ids`` (one per line) when present, rewrites the index file atomically on each write,
 and keeps originals in ``<index>.nudge-originals.npz``. Exact search: the flat index itself, else brute force
-over the stored vectors; ``exact=False`` uses the index (HNSW / IVF with its current ``nprobe``).
+over the stored vectors; ``exact=False`` uses the index so that it returns the k rows asked: HNSW searches
+with ``efSearch = max(index efSearch, k)`` (FAISS returns at most about ``efSearch`` rows, 16 by default), IVF
+with its ``nprobe`` doubled, for the queries still short of k rows, up to every list (an exhaustive probe).
+Search parameters are passed per call; the index itself is never changed.
 """
 
 from __future__ import annotations
@@ -167,7 +170,8 @@ class FaissStore(BaseStore):
         if exact and self._flat is not self._inner:
             return None  # HNSW / IVF: brute force over the stored vectors
         k = min(k, self.count())
-        dist, labels = self.index.search(np.ascontiguousarray(queries), k)
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        dist, labels = self._ann(q, k)
         scores = -dist if self.similarity == "l2" else dist
         if self._labels is not None:
             if self._label_pos is None:
@@ -177,6 +181,25 @@ class FaissStore(BaseStore):
         else:
             pos = [[int(x) for x in row if x >= 0] for row in labels]
         return scores.astype(np.float32), [[self._ids[j] for j in row] for row in pos]
+
+    def _ann(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(distances, labels) of the index search, with search parameters wide enough for k rows."""
+        faiss = _faiss()
+        inner = self._inner
+        if isinstance(inner, faiss.IndexHNSWFlat):
+            params = faiss.SearchParametersHNSW(efSearch=max(int(inner.hnsw.efSearch), k))
+            return self.index.search(q, k, params=params)
+        if not isinstance(inner, faiss.IndexIVFFlat):
+            return self.index.search(q, k)
+        nprobe, nlist = int(inner.nprobe), int(inner.nlist)
+        dist, labels = self.index.search(q, k, params=faiss.SearchParametersIVF(nprobe=nprobe))
+        short = np.flatnonzero((labels < 0).any(axis=1))
+        while short.size and nprobe < nlist:
+            nprobe = min(2 * nprobe, nlist)
+            d2, l2 = self.index.search(q[short], k, params=faiss.SearchParametersIVF(nprobe=nprobe))
+            dist[short], labels[short] = d2, l2
+            short = short[(l2 < 0).any(axis=1)]
+        return dist, labels
 
     # ------------------------------------------------------------------ originals (a side file)
     def _read_originals(self) -> dict[str, np.ndarray]:

@@ -160,7 +160,7 @@ class LanceDBStore(BaseStore):
             s = self.table.search(q, vector_column_name=self.vector_column).distance_type(_METRIC[self.similarity])
             if exact:
                 s = s.bypass_vector_index()
-            got = s.select([self.id_column]).limit(k).to_arrow()
+            got = s.select([self.id_column, "_distance"]).limit(k).to_arrow()
             d = np.asarray(got.column("_distance").to_numpy(), dtype=np.float32)
             out_s[j, : d.size] = -d  # smaller distance is better for every LanceDB metric
             out_ids.append([str(i) for i in got.column(self.id_column).to_pylist()])

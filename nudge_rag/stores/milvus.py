@@ -4,6 +4,13 @@ Vectors are read with ``get`` by primary key, written with a partial ``upsert`` 
 searched with ``search`` and scanned with ``query_iterator``; originals are kept in the collection
 ``<collection>__nudge_originals``. The metric is the vector index's (``COSINE``, ``IP``, ``L2``). Exact search
 is the index itself when it is ``FLAT``, else brute force over a scan; ``exact=False`` uses the index.
+
+Searches are split into requests within Milvus' documented limits: at most ``MAX_TOPK`` (16384) rows and
+``MAX_NQ`` (16384) queries per request, and a result of at most ``max_result_bytes`` estimated as
+nq x k x (id + score + overhead) bytes (Milvus caps a search result at 64 MB, Milvus Lite's gRPC server at
+256 MB). Only the primary key is asked for (Milvus Lite otherwise returns every hit's vector). A k above
+``MAX_TOPK`` is answered exactly (brute force over a scan), with ``exact=False`` too, and says so in a
+``RuntimeWarning``. HNSW searches ask for ``ef = max(k, 64)``, so the index can return k rows.
 """
 
 from __future__ import annotations
@@ -21,6 +28,13 @@ __all__ = ["MilvusStore"]
 _INSTALL = 'Milvus stores need pymilvus (and milvus-lite for files): pip install "nudge-rag[stores]"'
 _SIDE = "__nudge_originals"
 _METRICS = {"COSINE": "cosine", "IP": "inner_product", "L2": "l2"}
+#: Milvus' documented caps per search request: rows per query (topk) and queries (nq).
+MAX_TOPK = 16384
+MAX_NQ = 16384
+#: Estimated result bytes per hit besides the id: the float32 score plus protobuf framing.
+_HIT_OVERHEAD = 16
+#: The id bytes assumed per hit for a VARCHAR key of larger ``max_length``.
+_VARCHAR_ID_BYTES = 256
 
 
 def _pymilvus() -> Any:
@@ -41,6 +55,8 @@ class MilvusStore(BaseStore):
         own_client: close the client in :meth:`close` (True when built from a URI).
         lite_path: the Milvus Lite ``.db`` file the client opened; :meth:`close` then also stops its in-process
             server and frees the file's lock, so another process can open it.
+        search_batch: most queries per search request (at most ``MAX_NQ``).
+        max_result_bytes: most estimated bytes of one search result (nq x k x bytes per hit); default 32 MiB.
     """
 
     def __init__(
@@ -52,8 +68,16 @@ class MilvusStore(BaseStore):
         batch_size: int = 1000,
         own_client: bool = False,
         lite_path: str | None = None,
+        search_batch: int = 256,
+        max_result_bytes: int = 32 << 20,
     ) -> None:
         dt = _pymilvus().DataType
+        if not 1 <= search_batch <= MAX_NQ:
+            raise ValueError(f"search_batch must be in [1, {MAX_NQ}], got {search_batch!r}")
+        if max_result_bytes < 1:
+            raise ValueError(f"max_result_bytes must be positive, got {max_result_bytes!r}")
+        self.search_batch = int(search_batch)
+        self.max_result_bytes = int(max_result_bytes)
         self.client = client
         self.collection = collection
         self.batch_size = batch_size
@@ -74,6 +98,8 @@ class MilvusStore(BaseStore):
         self.pk_field = pk[0]["name"]
         self._pk_type = pk[0]["type"]
         self._int_pk = pk[0]["type"] == dt.INT64
+        max_len = int(pk[0].get("params", {}).get("max_length", _VARCHAR_ID_BYTES))
+        self._hit_bytes = (8 if self._int_pk else min(max_len, _VARCHAR_ID_BYTES)) + _HIT_OVERHEAD
         self.vector_field = vector_field
         self.dim = int(match[0]["params"]["dim"])
         self._index_type, metric = self._index(vector_field)
@@ -161,20 +187,32 @@ class MilvusStore(BaseStore):
     def _scan(self, batch: int) -> Iterator[tuple[list[str], np.ndarray]]:
         return self._scan_of(self.collection, batch)
 
+    def query_batch(self, k: int) -> int:
+        """Queries per search request at top-``k``: within ``search_batch`` and ``max_result_bytes``."""
+        return max(1, min(self.search_batch, self.max_result_bytes // (k * self._hit_bytes)))
+
     def _search(self, queries: np.ndarray, k: int, exact: bool) -> tuple[np.ndarray, list[list[str]]] | None:
         if exact and self._index_type != "FLAT":
             return None  # brute force over a scan
-        k = min(k, self.count(), 16384)
+        k = min(k, self.count())
+        if k > MAX_TOPK:
+            if exact:
+                return None
+            return np.zeros((queries.shape[0], 0), dtype=np.float32), [[] for _ in range(queries.shape[0])]
+        params: dict[str, Any] = {"metric_type": self.metric}
+        if self._index_type == "HNSW":
+            params["params"] = {"ef": max(k, 64)}
         out_s = np.full((queries.shape[0], k), -np.inf, dtype=np.float32)
         out_ids: list[list[str]] = []
-        for v0 in range(0, queries.shape[0], 256):
+        step = self.query_batch(k)
+        for v0 in range(0, queries.shape[0], step):
             res = self.client.search(
                 self.collection,
-                data=[q for q in queries[v0 : v0 + 256]],
+                data=list(queries[v0 : v0 + step]),
                 limit=k,
                 anns_field=self.vector_field,
-                search_params={"metric_type": self.metric},
-                output_fields=[],
+                search_params=params,
+                output_fields=[self.pk_field],
             )
             for j, hits in enumerate(res):
                 d = np.asarray([h["distance"] for h in hits], dtype=np.float32)

@@ -9,7 +9,11 @@ Every write is one transaction: the originals of rows never written before are c
 applied with one ``UPDATE ... FROM`` per batch; any failure rolls everything back. :meth:`revert` restores
 the originals and drops the side table, in one transaction too. Exact search is a sequential scan
 (``enable_indexscan`` / ``enable_bitmapscan`` off for the query); ``exact=False`` lets PostgreSQL use an
-HNSW / IVFFlat index.
+HNSW / IVFFlat index. An HNSW index scan returns at most ``hnsw.ef_search`` rows (default 40), so each ANN
+search sets ``hnsw.ef_search = max(k, 40)`` for its transaction (pgvector caps it at 1000); on pgvector >= 0.8
+``hnsw.iterative_scan = strict_order`` and ``ivfflat.iterative_scan = relaxed_order`` let the scan go on past
+that. A query that still comes back short (k > 1000 before pgvector 0.8, IVFFlat ``probes`` too few, a
+collection filter) is answered by exact search instead, with a ``RuntimeWarning``.
 
 Point it at your own server with ``postgresql://user:password@host:5432/db?table=docs`` (or pass a psycopg
 connection or DSN); the tests start a throw-away server with the ``pgserver`` package.
@@ -30,6 +34,8 @@ __all__ = ["PgVectorStore"]
 
 _INSTALL = 'pgvector stores need psycopg and pgvector: pip install "nudge-rag[stores]" (or "psycopg[binary]" pgvector)'
 _SIDE = "__nudge_originals"
+#: pgvector's bounds on ``hnsw.ef_search``: its default and its maximum.
+EF_SEARCH_DEFAULT, EF_SEARCH_MAX = 40, 1000
 # pgvector operator (distance) and "distance -> higher-is-better score" per similarity
 _OPS = {"cosine": "<=>", "inner_product": "<#>", "l2": "<->"}
 _OPCLASS = {"vector_cosine_ops": "cosine", "vector_ip_ops": "inner_product", "vector_l2_ops": "l2"}
@@ -87,6 +93,10 @@ class PgVectorStore(BaseStore):
         self.conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
         self.conn.commit()
         register_vector(self.conn)
+        row = self.conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+        self.conn.commit()
+        #: the server's pgvector version, e.g. (0, 6, 2)
+        self.pgvector_version = tuple(int(x) for x in re.findall(r"\d+", str(row[0]))[:3]) if row else (0, 0, 0)
         self.batch_size = batch_size
         schema, name = table.split(".", 1) if "." in table else ("public", table)
         if not self._exists(schema, name) and self._exists(schema, "data_" + name):
@@ -256,8 +266,19 @@ class PgVectorStore(BaseStore):
             if exact:
                 self.conn.execute("SET LOCAL enable_indexscan = off")
                 self.conn.execute("SET LOCAL enable_bitmapscan = off")
+                self.conn.execute("SET LOCAL enable_seqscan = on")
+            else:
+                ef = min(max(k, EF_SEARCH_DEFAULT), EF_SEARCH_MAX)
+                self.conn.execute(f"SET LOCAL hnsw.ef_search = {int(ef)}")
+                if self.pgvector_version >= (0, 8, 0):
+                    self.conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+                    self.conn.execute("SET LOCAL ivfflat.iterative_scan = relaxed_order")
             for j, q in enumerate(queries):
-                rows = self.conn.execute(stmt, (Vector(q), *self._where_args, k)).fetchall()
+                # never a prepared statement: its cached plan would ignore the SET LOCALs above (psycopg
+                # prepares a statement run 5 times; exact search then silently used the index)
+                rows = self.conn.execute(stmt, (Vector(q), *self._where_args, k), prepare=False).fetchall()
+                if not exact:  # relaxed_order may return rows slightly out of order
+                    rows.sort(key=lambda r: r[1])
                 d = np.asarray([r[1] for r in rows], dtype=np.float64)
                 score = {"cosine": 1 - d, "inner_product": -d, "l2": -(d**2)}[self.similarity]
                 out_s[j, : len(rows)] = score

@@ -44,3 +44,64 @@ def test_milvus_contract(tmp_path, scifact_ids, reference_fit, monkeypatch, inde
     assert store.client.get("scifact", ids=[s.ids[3]], output_fields=["text"])[0]["text"] == f"doc {s.ids[3]}"
     assert not store.client.has_collection("scifact__nudge_originals")
     store.close()
+
+
+def test_milvus_search_batches(tmp_path, scifact_ids, monkeypatch):
+    """A search split into many requests (a small result budget) equals the one-request answer and the exact
+    top-k; a k above Milvus' topk cap is answered exactly (scan), for exact=False with a warning."""
+    import numpy as np
+
+    import nudge_rag.stores.milvus as milvus_mod
+
+    s = scifact_ids
+    n = 3000
+    path = str(tmp_path / "batches.db")
+    client = MilvusClient(path)
+    schema = client.create_schema(auto_id=False)
+    schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=32)
+    schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=384)
+    params = client.prepare_index_params()
+    params.add_index("embedding", index_type="FLAT", metric_type="COSINE")
+    client.create_collection("docs", schema=schema, index_params=params)
+    for b0 in range(0, n, 1000):
+        client.insert(
+            "docs", [{"id": i, "embedding": v} for i, v in zip(s.ids[b0 : b0 + 1000], s.docs[b0 : b0 + 1000])]
+        )
+    q = np.ascontiguousarray(s.val.embeddings[:40], dtype=np.float32)
+    k = 200
+    one = MilvusStore(client, "docs")
+    assert one.query_batch(k) == 256 and one._hit_bytes == 32 + 16  # one request for the 40 queries
+    want_s, want_ids = one.search(q, k)
+    calls = {"n": 0}
+    real = client.search
+
+    def counting(*args, **kwargs):
+        calls["n"] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(client, "search", counting)
+    batched = MilvusStore(client, "docs", max_result_bytes=k * 48 * 6)  # 6 queries per request
+    assert batched.query_batch(k) == 6
+    got_s, got_ids = batched.search(q, k)
+    assert calls["n"] == 7
+    assert got_ids == want_ids
+    np.testing.assert_array_equal(got_s, want_s)
+    # equal to the exact answer (cosine, ties tolerated through the scores)
+    unit = s.docs[:n] / np.linalg.norm(s.docs[:n], axis=1, keepdims=True)
+    ref = -np.sort(-(q @ unit.T), axis=1)[:, :k]
+    np.testing.assert_allclose(got_s, ref, atol=1e-5)
+    pos = {d: j for j, d in enumerate(s.ids)}
+    got_scores = np.stack([q[v] @ unit[[pos[i] for i in row]].T for v, row in enumerate(got_ids)])
+    np.testing.assert_allclose(got_scores, ref, atol=1e-5)
+    # k above the topk cap: exact search scans; ANN search warns and answers exactly
+    monkeypatch.setattr(milvus_mod, "MAX_TOPK", 100)
+    calls["n"] = 0
+    cap_s, cap_ids = batched.search(q, k)
+    assert calls["n"] == 0 and [set(r) for r in cap_ids] == [set(r) for r in want_ids]
+    with pytest.warns(RuntimeWarning, match="fewer than 200 rows for 40 of 40"):
+        ann_s, ann_ids = batched.search(q, k, exact=False)
+    assert calls["n"] == 0 and all(len(r) == k for r in ann_ids)
+    np.testing.assert_allclose(ann_s, ref, atol=1e-5)
+    with pytest.raises(ValueError, match="search_batch"):
+        MilvusStore(client, "docs", search_batch=0)
+    client.close()

@@ -108,3 +108,53 @@ def test_pgvector_framework_layouts(pg, scifact_ids):
     assert hits[0][0] == ids[0] and all(ids.index(h) % 2 == 0 for h in hits[1])
     llama.close()
     conn.close()
+
+
+def test_pgvector_ann_competitors(pg, scifact_ids):
+    """exact=False on an HNSW index over real SciFact: k rows per query (past hnsw.ef_search's default of 40
+    and its cap of 1000, then by exact search with a warning), high recall against exact, and exact search
+    still exact after many index searches (no prepared statement reusing an index plan)."""
+    from nudge_rag.stores import StoreCorpus
+
+    s = scifact_ids
+    conn = _conn(pg)
+    _load(conn, "scifact_hnsw", s.ids, s.docs)
+    conn.execute("CREATE INDEX ON scifact_hnsw USING hnsw (embedding vector_cosine_ops)")
+    store = PgVectorStore(conn, table="scifact_hnsw")
+    assert store.similarity == "cosine" and store.pgvector_version >= (0, 5, 0)
+    q = np.ascontiguousarray(s.val.embeddings, dtype=np.float32)
+    unit = s.docs / np.linalg.norm(s.docs, axis=1, keepdims=True)
+    ref = np.argsort(-(q @ unit.T), axis=1, kind="stable")
+
+    def recall(hits, k):
+        return np.mean([len(set(h) & {s.ids[j] for j in ref[v, :k]}) / k for v, h in enumerate(hits)])
+
+    for k in (10, 100):
+        plan = conn.execute(
+            "EXPLAIN SELECT id FROM scifact_hnsw ORDER BY embedding <=> %s LIMIT %s", (q[0], k)
+        ).fetchall()
+        assert "scifact_hnsw_embedding_idx" in " ".join(r[0] for r in plan)  # the index is used
+        _, hits = store.search(q, k, exact=False)
+        assert all(len(h) == k for h in hits)
+        assert recall(hits, k) > 0.95
+        _, exact = store.search(q, k)
+        assert recall(exact, k) > 0.999
+    # competitor search as the fit asks it (trained documents excluded), ANN against exact
+    trained = sorted({d for a in s.train_q.answers for d in a})
+    found = {}
+    for exact_search in (True, False):
+        corpus = StoreCorpus(store, trained, exact=exact_search)
+        _, rows = corpus.competitors(q, np.arange(len(trained)), 10)
+        found[exact_search] = [set(corpus.ids_of(r[r >= 0])) for r in rows]
+        assert all(len(f) == 10 for f in found[exact_search])
+    assert np.mean([len(a & e) / 10 for a, e in zip(found[False], found[True])]) > 0.95
+    # beyond pgvector's ef_search cap (1000): those queries are answered exactly, and say so
+    conn.execute("SET enable_seqscan = off")  # the planner would otherwise pick a scan for so deep a LIMIT
+    before = store.ann_shortfalls
+    with pytest.warns(RuntimeWarning, match="fewer than 1200 rows"):
+        _, deep = store.search(q[:5], 1200, exact=False)
+    assert store.ann_shortfalls > before and all(len(h) == 1200 for h in deep)
+    assert recall(deep, 1200) > 0.999
+    conn.execute("RESET enable_seqscan")
+    store.close()
+    conn.close()

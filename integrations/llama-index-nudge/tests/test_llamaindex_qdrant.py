@@ -98,14 +98,15 @@ def test_qdrant_local_is_updated_in_place_and_durable(scifact, embed_model, qdra
     moved = [k for k in before if not np.allclose(before[k][0], after[k][0], atol=1e-6)]
     assert len(moved) == report.n_moved > 0
 
-    # persist beside the store and reopen the engine (as after a restart); the store was fitted in place,
-    # so insert() is refused (add nodes to the index and refit instead)
+    # persist beside the store and reopen the engine (as after a restart): insert() continues the fit in place
     engine.persist(path.parent / "storage")
     assert (path.parent / "storage" / "nudge_report.json").is_file()
     engine = NudgeFinetuneEngine.from_persist_dir(path.parent / "storage", index=nudged)
     assert engine.report.n_moved == report.n_moved
-    with pytest.raises(NotImplementedError, match="call finetune"):
-        engine.insert(nodes=scifact.nodes(range(N_DOCS, N_DOCS + 2)))
+    added = scifact.nodes(range(N_DOCS, N_DOCS + 2))
+    assert engine.insert(nodes=added).inserts[-1]["n_new_nodes"] == 2
+    after.update({k: v for k, v in _points(client).items() if k in {n.node_id for n in added}})
+    moved = [n.node_id for n in added] + moved  # a new process must see them too
     expected = {k: after[k][0] for k in moved[:50]}
     expected_payload = {k: after[k][1] for k in moved[:5]}
     client.close()

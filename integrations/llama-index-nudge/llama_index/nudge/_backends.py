@@ -21,6 +21,8 @@ DATABASE_STORES = {
     "ChromaVectorStore": "ChromaStore",
     "LanceDBVectorStore": "LanceDBStore",
     "FaissVectorStore": "FaissStore",
+    "PGVectorStore": "PgVectorStore",
+    "MilvusVectorStore": "MilvusStore",
 }
 SUPPORTED_STORES = ("SimpleVectorStore", *DATABASE_STORES)
 
@@ -66,7 +68,41 @@ def core_store(index: Any) -> BaseStore | None:
         if any(i is None for i in ids):
             raise StoreError("the FAISS index holds vectors the index's nodes_dict does not name")
         return stores.FaissStore(faiss_index, ids)
+    if name == "PGVectorStore":
+        return _pg_store(vs)
+    if name == "MilvusVectorStore":
+        # the primary key ``id`` is the node id; the metric is the collection's vector index's
+        return stores.MilvusStore(vs.client, vs.collection_name, vector_field=vs.embedding_field)
     raise unsupported(name)
+
+
+def _pg_store(vs: Any) -> BaseStore:
+    """The core pgvector store over a ``PGVectorStore``'s table ``<schema>.data_<table_name>`` (ids in ``node_id``).
+
+    The connection comes from the store's own engine (its URL keeps the password) or connection string, with the
+    SQLAlchemy driver dropped (``postgresql+psycopg2://`` -> ``postgresql://``, read by psycopg 3). LlamaIndex
+    always searches by cosine distance (an HNSW index of ``hnsw_kwargs`` only speeds that up), so the store is
+    cosine whatever the index's operator class.
+    """
+    from nudge_rag import stores
+
+    if vs.use_halfvec:
+        raise NotImplementedError(
+            "PGVectorStore(use_halfvec=True) stores half-precision vectors: NUDGE writes float32 vectors and its "
+            "revert restores them bit for bit, which a halfvec column cannot hold; use a float32 (vector) table"
+        )
+    from sqlalchemy.engine import make_url
+
+    engine = vs._engine  # None until the store first connects
+    url = engine.url if engine is not None else make_url(vs.connection_string)
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    return stores.PgVectorStore(
+        dsn,
+        f"{vs.schema_name}.data_{vs.table_name}",
+        id_column="node_id",
+        vector_column="embedding",
+        similarity="cosine",
+    )
 
 
 def fit_in_store(

@@ -35,8 +35,7 @@ def save_engine(
     index.storage_context.persist(persist_dir=str(path))
     report.save(path / REPORT_FILENAME)
     in_store = getattr(model, "embeddings_", None) is None  # fitted in a database store: it holds the vectors
-    if not in_store:
-        model.save(path / MODEL_FILENAME)
+    model.save(path / MODEL_FILENAME)  # an in-store fit: the solver state without the corpus (for insert)
     state = {"format": _FORMAT, "format_version": 1, "variant": variant, "row_node_ids": row_ids, **settings}
     state["in_store"] = in_store
     atomic_write_text(path / STATE_FILENAME, json.dumps(state))
@@ -63,7 +62,9 @@ def load_fitted(persist_dir: str | os.PathLike, state: dict[str, Any]) -> tuple[
     """(model, node id of each row, the original rows (from ``model.patch_``), report) saved by :func:`save_engine`."""
     path = Path(persist_dir)
     if state.get("in_store"):  # the database store holds the vectors and their originals (for revert)
-        return None, [str(r) for r in state["row_node_ids"]], None, NudgeFinetuneReport.load(path / REPORT_FILENAME)
+        saved = path / MODEL_FILENAME
+        model = nudge_rag.load(saved) if saved.is_file() else None  # older persist dirs kept no solver state
+        return model, [str(r) for r in state["row_node_ids"]], None, NudgeFinetuneReport.load(path / REPORT_FILENAME)
     model = nudge_rag.load(path / MODEL_FILENAME)
     rows = [str(r) for r in state["row_node_ids"]]
     if model.embeddings_.shape[0] != len(rows):

@@ -24,6 +24,7 @@ __all__ = [
     "collect_questions",
     "check_nodes",
     "insert_questions",
+    "check_insert_questions",
 ]
 
 try:  # llama-index-core <= 0.14.20
@@ -162,6 +163,17 @@ def insert_questions(
     pairs and with ``carve = (val_fraction, seed)``, validation is carved from 2 or more new questions."""
     train = collect_questions(train_source, "train_dataset")
     val = collect_questions(val_source, "val_dataset")
+    return check_insert_questions(train, val, known, deleted, carve)
+
+
+def check_insert_questions(
+    train: Questions | None,
+    val: Questions | None,
+    known: Mapping[str, Any] | set[str],
+    deleted: Iterable[str],
+    carve: tuple[float, int] | None,
+) -> tuple[Questions | None, Questions | None]:
+    """:func:`insert_questions` on questions already collected (:func:`collect_questions`)."""
     for qs, name in ((train, "train_dataset"), (val, "val_dataset")):
         if qs is not None:
             check_nodes(qs, known, name, deleted)

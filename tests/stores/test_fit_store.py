@@ -1,0 +1,71 @@
+"""`nudge_rag.stores.fit_store`, the one store fit path of the CLI and both adapters, on real SciFact in FAISS."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nudge_rag.stores import StoreError, check_unit_norm, fit_store
+
+faiss = pytest.importorskip("faiss")
+
+pytestmark = pytest.mark.integration
+
+
+def _store(docs: np.ndarray, ids: list[str]):
+    from nudge_rag.stores import FaissStore
+
+    index = faiss.IndexFlatIP(docs.shape[1])
+    index.add(np.ascontiguousarray(docs, dtype=np.float32))
+    return FaissStore(index, ids)
+
+
+def test_fit_store_equals_the_in_memory_fit_and_writes_nothing(scifact_ids, reference_fit):
+    s = scifact_ids
+    model, moved = reference_fit
+    store = _store(s.docs, s.ids)
+    before = store.fetch(sorted(moved))
+    fit = fit_store(store, s.train_q, s.val_q, embed_queries=s.vectors)
+    assert fit.result.model.gamma_ == pytest.approx(model.gamma_)
+    patch = fit.patch
+    assert sorted(patch.ids) == sorted(moved)
+    got = dict(zip(patch.ids, patch.new))
+    np.testing.assert_allclose(
+        np.stack([got[i] for i in sorted(moved)]), np.stack([moved[i] for i in sorted(moved)]), atol=1e-5
+    )
+    np.testing.assert_array_equal(store.fetch(sorted(moved)), before)  # a fit alone never writes
+    named = {d for q in (s.train_q, s.val_q) for a in q.answers for d in a}
+    assert set(fit.corpus.ids) >= named  # the solver rows are the store ids the pairs name (+ competitors read)
+
+
+def test_fit_store_names_an_unknown_id(scifact_ids):
+    s = scifact_ids
+    store = _store(s.docs[:50], s.ids[:50])  # most named documents are missing
+    with pytest.raises(StoreError, match="the pairs name documents the store does not hold"):
+        fit_store(store, s.train_q, s.val_q, embed_queries=s.vectors)
+
+
+def test_inner_product_store_with_non_unit_vectors_is_refused(scifact_ids):
+    s = scifact_ids
+    scaled = s.docs.copy()
+    first = sorted({d for a in s.train_q.answers for d in a})[0]
+    scaled[s.ids.index(first)] *= 1.5  # e.g. an earlier NUDGE-M write that was never reverted
+    store = _store(scaled, s.ids)
+    with pytest.raises(StoreError, match=rf"not unit-norm \(first: id '{first}', norm 1.5"):
+        fit_store(store, s.train_q, s.val_q, embed_queries=s.vectors)
+    check_unit_norm(store, s.ids[:3], s.docs[:3])  # unit rows pass
+
+
+def test_nudge_m_is_refused_on_a_cosine_store(scifact_ids):
+    from nudge_rag.stores import QdrantStore
+
+    qdrant_client = pytest.importorskip("qdrant_client")
+    from qdrant_client import models
+
+    client = qdrant_client.QdrantClient(location=":memory:")
+    client.create_collection(
+        "c", vectors_config=models.VectorParams(size=int(scifact_ids.docs.shape[1]), distance="Cosine")
+    )
+    store = QdrantStore(client, "c")
+    with pytest.raises(StoreError, match="NUDGE-M output is not unit-norm"):
+        fit_store(store, scifact_ids.train_q, None, embed_queries=scifact_ids.vectors, variant="nudge-m")
