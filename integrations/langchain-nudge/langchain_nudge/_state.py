@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from langchain_nudge._pairs import content_key
 from nudge_rag._files import atomic_write
 from nudge_rag.finetune import FinetuneReport
 
@@ -22,6 +25,9 @@ __all__ = [
     "atomic_write",
     "FORMAT",
     "FORMAT_VERSION",
+    "match_rows",
+    "merge_vectors",
+    "as_float_list",
 ]
 
 FORMAT = "langchain-nudge"
@@ -88,6 +94,56 @@ class FittedState:
             row = self.key_pos.get(key)
             rows[n] = -1 if row is None else (-2 if row == _AMBIGUOUS else row)
         return rows
+
+
+_AMBIGUOUS_WARNING = (
+    "{n} text(s) match several fitted documents that share this content but have different nudged vectors; "
+    "they get the base model's vector. Pass ids=... (or use nudge_vectorstore / build_vectorstore, which know "
+    "the ids) to get each document's own nudged vector."
+)
+
+
+def as_float_list(vector: Any) -> list[float]:
+    """A vector as a list of Python floats (what LangChain's embeddings return)."""
+    return [float(x) for x in vector]
+
+
+def match_rows(
+    state: FittedState | None, texts: Sequence[str], ids: Sequence[str | None] | None, *, strict: bool = False
+) -> np.ndarray:
+    """(n,) int64 row of each text in ``state`` (:meth:`FittedState.lookup`), -1 where the base model embeds it.
+
+    Texts whose content matches fitted documents with different nudged vectors get -1 and a ``UserWarning``.
+    """
+    if ids is not None and len(ids) != len(texts):
+        raise ValueError(f"got {len(texts)} texts but {len(ids)} ids")
+    if state is None:
+        return np.full(len(texts), -1, dtype=np.int64)
+    id_list = None if ids is None else [None if i is None else str(i) for i in ids]
+    rows = state.lookup([content_key(t) for t in texts], id_list, strict=strict)
+    ambiguous = int((rows == -2).sum())
+    if ambiguous:
+        warnings.warn(_AMBIGUOUS_WARNING.format(n=ambiguous), UserWarning, stacklevel=4)
+    return np.maximum(rows, -1)
+
+
+def merge_vectors(state: FittedState | None, rows: np.ndarray, base_vectors: Sequence[Any]) -> list[list[float]]:
+    """One vector per row: the nudged one where ``rows >= 0``, else the next of ``base_vectors`` (in order)."""
+    misses = np.flatnonzero(rows < 0)
+    if len(base_vectors) != len(misses):
+        raise ValueError(f"the base embeddings returned {len(base_vectors)} vectors for {len(misses)} texts")
+    out: list[list[float]] = [[] for _ in range(len(rows))]
+    for i, vec in zip(misses, base_vectors):
+        out[i] = as_float_list(vec)
+        if state is not None and len(out[i]) != state.dimension:
+            raise ValueError(
+                f"dimension mismatch: the base embeddings return {len(out[i])}-dimensional vectors but the "
+                f"nudged vectors have {state.dimension}; wrap the model the vectors were fitted with"
+            )
+    if state is not None:
+        for i in np.flatnonzero(rows >= 0):
+            out[i] = state.embeddings[rows[i]].tolist()
+    return out
 
 
 def _json_bytes(obj: Any) -> np.ndarray:

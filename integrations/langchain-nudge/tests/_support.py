@@ -117,6 +117,24 @@ def retrieve_ids(store: Any, questions: list[str], k: int = 10) -> list[list[str
     return [[d.id for d in retriever.invoke(q)] for q in questions]
 
 
+def fail_on_batch(core: Any, n: int) -> list[int]:
+    """Make the core store ``core`` (its ``_write_batch`` seam) write its n-th batch, then raise ``RuntimeError``.
+
+    Returns the list that collects the size of each batch it is asked to write.
+    """
+    calls: list[int] = []
+    real = core._write_batch
+
+    def failing(ids: list[str], vectors: np.ndarray) -> None:
+        calls.append(len(ids))
+        real(ids, vectors)  # the batch lands, then the failure
+        if len(calls) == n:
+            raise RuntimeError(f"injected failure in batch {n}")
+
+    core._write_batch = failing
+    return calls
+
+
 # ------------------------------------------------------------------------------------------ fake chat model
 _PASSAGE = re.compile(r"-{5,}\n(.*?)\n-{5,}", re.S)
 

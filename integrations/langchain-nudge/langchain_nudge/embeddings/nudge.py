@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,8 +13,23 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import InMemoryVectorStore, VectorStore
 
 from langchain_nudge._pairs import Corpus, QuestionPairsInput, content_key, normalize_pairs, resolve_pairs
-from langchain_nudge._state import FittedState, NudgeEmbeddingsReport, known_dimension, load_state, save_state
-from langchain_nudge.vectorstores._core import core_store, fit_in_store
+from langchain_nudge._state import (
+    FittedState,
+    NudgeEmbeddingsReport,
+    as_float_list,
+    known_dimension,
+    load_state,
+    match_rows,
+    merge_vectors,
+    save_state,
+)
+from langchain_nudge.vectorstores._core import (
+    core_store,
+    documents_by_id,
+    fit_in_place,
+    revert_in_place,
+    unsupported_store,
+)
 from langchain_nudge.vectorstores.adapters import get_adapter, read_source
 from nudge_rag import NotFittedError, NudgeM, NudgeN
 from nudge_rag.finetune import DEFAULT_VAL_FRACTION, canonical_variant, finetune_pairs, make_model
@@ -23,16 +37,6 @@ from nudge_rag.finetune import DEFAULT_VAL_FRACTION, canonical_variant, finetune
 __all__ = ["NudgeEmbeddings"]
 
 logger = logging.getLogger(__name__)
-
-_AMBIGUOUS_WARNING = (
-    "{n} text(s) match several fitted documents that share this content but have different nudged vectors; "
-    "they get the base model's vector. Pass ids=... (or use nudge_vectorstore / build_vectorstore, which know "
-    "the ids) to get each document's own nudged vector."
-)
-
-
-def _as_list(vector: Any) -> list[float]:
-    return [float(x) for x in vector]
 
 
 class NudgeEmbeddings(Embeddings):
@@ -52,8 +56,8 @@ class NudgeEmbeddings(Embeddings):
     another id gets the nudged vector, and a text shared by fitted documents with different nudged vectors gets
     the base vector, with a ``UserWarning``.
 
-    Nothing is nudged implicitly (not in ``add_documents``, not in ``embed_documents``): only :meth:`fit` (or
-    :meth:`fit_vectorstore`) computes nudged vectors.
+    Nothing is nudged implicitly (not in ``add_documents``, not in ``embed_documents``): only :meth:`fit` and
+    :meth:`fit_vectorstore` (which writes into the store itself, by id) compute nudged vectors.
 
     Args:
         underlying_embeddings: the base embedding model (the one that built the stored vectors).
@@ -69,9 +73,9 @@ class NudgeEmbeddings(Embeddings):
             from langchain_nudge import NudgeEmbeddings
 
             nudged = NudgeEmbeddings(base_embeddings)
-            store = nudged.fit_vectorstore(store, [("Which gene regulates X?", "doc-17"), ...])
-            retriever = store.as_retriever()      # the one-line swap-in
-            nudged.save("nudge.npz")              # reload with NudgeEmbeddings.load("nudge.npz", base_embeddings)
+            nudged.fit_vectorstore(store, [("Which gene regulates X?", "doc-17"), ...])  # in place, by id
+            retriever = store.as_retriever()      # the same store, nudged document vectors
+            NudgeEmbeddings.revert_vectorstore(store)  # the original vectors back
     """
 
     def __init__(
@@ -93,6 +97,7 @@ class NudgeEmbeddings(Embeddings):
         self.solver_params = dict(solver_params or {})
         make_model(self.variant, gamma=gamma, **self.solver_params)  # validate the parameters now, not at fit time
         self._state: FittedState | None = None
+        self._report: dict[str, Any] | None = None  # of the last fit, in the lookup table or in a store
         self.model_: NudgeN | NudgeM | None = None
 
     # ------------------------------------------------------------------------------------------ properties
@@ -113,13 +118,15 @@ class NudgeEmbeddings(Embeddings):
 
     @property
     def gamma_(self) -> float:
-        """The step size used (chosen on validation questions unless fixed)."""
-        return float(self._fitted().report["gamma"])
+        """The step size used by the last fit (chosen on validation questions unless fixed)."""
+        return float(self.report_["gamma"])
 
     @property
     def report_(self) -> dict[str, Any]:
-        """What the last fit did: counts, gamma and the validation metric before/after."""
-        return dict(self._fitted().report)
+        """What the last fit (:meth:`fit` or :meth:`fit_vectorstore`) did: counts, gamma, validation before/after."""
+        if self._report is None:
+            self._fitted()  # the not-fitted error
+        return dict(self._report or {})
 
     @property
     def embeddings_(self) -> np.ndarray:
@@ -144,38 +151,10 @@ class NudgeEmbeddings(Embeddings):
         return f"{type(self).__name__}({self.underlying_embeddings!r}, variant={self.variant!r}{fitted})"
 
     # ------------------------------------------------------------------------------------------ Embeddings API
-    def _split(
-        self, texts: list[str], ids: Sequence[str | None] | None, *, strict: bool = False
-    ) -> tuple[FittedState | None, np.ndarray]:
-        texts = list(texts)
-        if ids is not None and len(ids) != len(texts):
-            raise ValueError(f"got {len(texts)} texts but {len(ids)} ids")
-        state = self._state
-        if state is None:
-            return None, np.full(len(texts), -1, dtype=np.int64)
-        id_list = None if ids is None else [None if i is None else str(i) for i in ids]
-        rows = state.lookup([content_key(t) for t in texts], id_list, strict=strict)
-        ambiguous = int((rows == -2).sum())
-        if ambiguous:
-            warnings.warn(_AMBIGUOUS_WARNING.format(n=ambiguous), UserWarning, stacklevel=3)
-        return state, np.maximum(rows, -1)
-
-    def _merge(self, state, rows, texts, base_vectors) -> list[list[float]]:
-        out: list[list[float] | None] = [None] * len(texts)
-        misses = [i for i, r in enumerate(rows) if r < 0]
-        if len(base_vectors) != len(misses):
-            raise ValueError(f"the base embeddings returned {len(base_vectors)} vectors for {len(misses)} texts")
-        for i, vec in zip(misses, base_vectors):
-            out[i] = _as_list(vec)
-            if state is not None and len(out[i]) != state.dimension:
-                raise ValueError(
-                    f"dimension mismatch: the base embeddings return {len(out[i])}-dimensional vectors but the "
-                    f"nudged vectors have {state.dimension}; wrap the model the vectors were fitted with"
-                )
-        for i, r in enumerate(rows):
-            if r >= 0:
-                out[i] = state.embeddings[r].tolist()
-        return out  # type: ignore[return-value]
+    def _embed(self, texts: list[str], ids: Sequence[str | None] | None, *, strict: bool = False) -> list[list[float]]:
+        rows = match_rows(self._state, texts, ids, strict=strict)
+        misses = [t for t, r in zip(texts, rows) if r < 0]
+        return merge_vectors(self._state, rows, self.underlying_embeddings.embed_documents(misses) if misses else [])
 
     def embed_documents(self, texts: list[str], *, ids: Sequence[str | None] | None = None) -> list[list[float]]:
         """Nudged vectors for fitted documents, the base model's vectors for all others.
@@ -189,17 +168,14 @@ class NudgeEmbeddings(Embeddings):
         Returns:
             One list of Python floats per text.
         """
-        state, rows = self._split(texts, ids)
-        misses = [t for t, r in zip(texts, rows) if r < 0]
-        base = self.underlying_embeddings.embed_documents(misses) if misses else []
-        return self._merge(state, rows, texts, base)
+        return self._embed(texts, ids)
 
     async def aembed_documents(self, texts: list[str], *, ids: Sequence[str | None] | None = None) -> list[list[float]]:
         """Async :meth:`embed_documents` (the base model's ``aembed_documents`` for the misses)."""
-        state, rows = self._split(texts, ids)
+        rows = match_rows(self._state, texts, ids)
         misses = [t for t, r in zip(texts, rows) if r < 0]
         base = await self.underlying_embeddings.aembed_documents(misses) if misses else []
-        return self._merge(state, rows, texts, base)
+        return merge_vectors(self._state, rows, base)
 
     def embed_query(self, text: str) -> list[float]:
         """The base model's query vector (queries are never nudged)."""
@@ -210,7 +186,7 @@ class NudgeEmbeddings(Embeddings):
         return self._checked_query(await self.underlying_embeddings.aembed_query(text))
 
     def _checked_query(self, vector: Any) -> list[float]:
-        out = _as_list(vector)
+        out = as_float_list(vector)
         if self._state is not None and len(out) != self._state.dimension:
             raise ValueError(
                 f"dimension mismatch: the base embeddings return {len(out)}-dimensional query vectors but the "
@@ -220,7 +196,7 @@ class NudgeEmbeddings(Embeddings):
 
     # ------------------------------------------------------------------------------------------ fitting
     def _embed_questions(self, questions: list[str], dim: int) -> np.ndarray:
-        vecs = [_as_list(self.underlying_embeddings.embed_query(q)) for q in questions]
+        vecs = [as_float_list(self.underlying_embeddings.embed_query(q)) for q in questions]
         dims = {len(v) for v in vecs}
         if len(dims) != 1:
             raise ValueError(f"the base embeddings returned query vectors of different dimensions: {sorted(dims)}")
@@ -231,6 +207,20 @@ class NudgeEmbeddings(Embeddings):
                 f"document vectors have {dim} dimensions; wrap the embedding model that built the store"
             )
         return np.asarray(vecs, dtype=np.float32)
+
+    def _solver_args(self, dim: int, val_fraction: float, seed: int) -> dict[str, Any]:
+        """The keyword arguments of :func:`nudge_rag.finetune.finetune_pairs` every fit path passes."""
+        params = dict(self.solver_params)
+        return dict(
+            embed_queries=lambda texts: self._embed_questions(texts, dim),
+            variant=self.variant,
+            gamma=self.gamma,
+            val_fraction=val_fraction,
+            seed=seed,
+            metric=params.pop("metric", None),
+            params=params,
+            report_cls=NudgeEmbeddingsReport,
+        )
 
     def fit(
         self,
@@ -269,38 +259,27 @@ class NudgeEmbeddings(Embeddings):
         val = None
         if validation is not None:
             val = resolve_pairs(normalize_pairs(validation, "validation"), corpus, "validation")
-        dim = int(vectors.shape[1])
-        params = dict(self.solver_params)
-        result = finetune_pairs(
-            vectors,
-            train,
-            val,
-            row_of={r: r for r in range(len(docs))},
-            embed_queries=lambda texts: self._embed_questions(texts, dim),
-            variant=self.variant,
-            gamma=self.gamma,
-            val_fraction=val_fraction,
-            seed=seed,
-            metric=params.pop("metric", None),
-            params=params,
-            report_cls=NudgeEmbeddingsReport,
-        )
+        args = self._solver_args(int(vectors.shape[1]), val_fraction, seed)
+        result = finetune_pairs(vectors, train, val, row_of={r: r for r in range(len(docs))}, **args)
         model, report = result.model, result.report
         report.source = kind
-        keys = np.frombuffer(b"".join(corpus.keys), dtype=np.uint8).reshape(len(docs), 32).copy()
-        state = FittedState(
+        self._adopt(model, report.as_dict(), corpus.ids, corpus.keys, model.embeddings_)
+        logger.info("NUDGE fit: %s", report)
+        return self
+
+    def _adopt(self, model: Any, report: dict[str, Any], ids: Sequence[Any], keys: list[bytes], vectors: Any) -> None:
+        """Swap in a new lookup table (only once a fit has fully succeeded): ``vectors`` (N, d) of ``ids``."""
+        self._state = FittedState(
             variant=self.variant,
             similarity=model.similarity_,
-            ids=tuple(corpus.ids),
-            keys=keys,
-            embeddings=np.array(model.embeddings_, dtype=np.float32),
-            report=report.as_dict(),
+            ids=tuple(ids),
+            keys=np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 32).copy(),
+            embeddings=np.array(vectors, dtype=np.float32),
+            report=report,
             gammas=None if model.val_scores_ is None else np.asarray(model.gammas_),
             val_scores=None if model.val_scores_ is None else np.asarray(model.val_scores_),
         )
-        self._state, self.model_ = state, model  # swapped in only once everything succeeded
-        logger.info("NUDGE fit: %s", report)
-        return self
+        self.model_, self._report = model, report
 
     # ------------------------------------------------------------------------------------------ vector stores
     def nudge_vectorstore(self, store: VectorStore) -> VectorStore:
@@ -320,58 +299,62 @@ class NudgeEmbeddings(Embeddings):
                     f"dimension mismatch: the store holds {vectors.shape[1]}-dimensional vectors but the nudged "
                     f"vectors have {state.dimension}"
                 )
-            _, rows = self._split([d.page_content for d in docs], [d.id for d in docs], strict=True)
+            rows = match_rows(state, [d.page_content for d in docs], [d.id for d in docs], strict=True)
             hit = rows >= 0
             vectors = vectors.copy()
             vectors[hit] = state.embeddings[rows[hit]]
             logger.info("nudged copy of %s: %d of %d documents nudged", adapter.name, int(hit.sum()), len(docs))
         return adapter.rebuild(store, docs, vectors, self, state.variant)
 
-    def fit_vectorstore(self, store: VectorStore, questions: QuestionPairsInput, **fit_kwargs: Any) -> VectorStore:
-        """:meth:`fit` on ``store`` then :meth:`nudge_vectorstore`: the one-line retriever swap-in.
+    def fit_vectorstore(
+        self,
+        store: VectorStore,
+        questions: QuestionPairsInput,
+        *,
+        validation: QuestionPairsInput | None = None,
+        val_fraction: float = DEFAULT_VAL_FRACTION,
+        seed: int = 0,
+    ) -> VectorStore:
+        """Fit on the vectors ``store`` holds and write the moved ones back into it, by document id.
 
-        The store is checked against the variant before anything is computed.
+        In place on ``PGVector`` (langchain-postgres), ``QdrantVectorStore``, ``Chroma``, ``Milvus``, ``FAISS`` and
+        ``InMemoryVectorStore``: pairs name the store's document ids; the fit reads only the vectors they name plus
+        one competitor search per validation question; only moved documents change; queries keep the base model.
+        NUDGE-M is refused unless the store ranks by inner product. :meth:`revert_vectorstore` restores the
+        originals. :attr:`report_` (and ``store_report_``) tell what was done. When the store returns the moved
+        documents by id (``get_by_ids``: all but Milvus), they become the lookup table (:attr:`embeddings_`,
+        :meth:`save`, then ``load(...).nudge_vectorstore(original)`` reproduces the store); otherwise the
+        table is left as it was. A store of a :func:`register_adapter` adapter gets :meth:`fit` and
+        :meth:`nudge_vectorstore` (a copy) instead. Arguments as in :meth:`fit`.
+
+        Returns:
+            ``store`` itself (written in place), or the nudged copy for a registered adapter.
         """
         core = core_store(store)
-        if core is not None:
-            return self._fit_in_store(store, core, questions, **fit_kwargs)
-        get_adapter(store).check_variant(self.variant, store)
-        self.fit(store, questions, **fit_kwargs)
-        return self.nudge_vectorstore(store)
-
-    def _fit_in_store(self, store, core, questions, *, validation=None, val_fraction=DEFAULT_VAL_FRACTION, seed=0):
-        """Database stores (Qdrant, Chroma, Milvus): fit on the store, write only the moved vectors by id, and
-        return ``store`` itself (queries keep the base model). ``revert_vectorstore(store)`` undoes it."""
-        from nudge_rag.finetune import group_pairs
-
-        def by_id(pairs, name):
-            return group_pairs([(q, str(getattr(d, "id", None) or d), r) for q, d, r in normalize_pairs(pairs, name)])
-
-        params = dict(self.solver_params)
-        result, _ = fit_in_store(
-            core,
-            by_id(questions, "questions"),
-            None if validation is None else by_id(validation, "validation"),
-            embed_queries=lambda texts: self._embed_questions(texts, core.dim),
-            variant=self.variant,
-            gamma=self.gamma,
-            val_fraction=val_fraction,
-            seed=seed,
-            metric=params.pop("metric", None),
-            params=params,
-            report_cls=NudgeEmbeddingsReport,
-        )
-        result.report.source = core.describe()
-        self.model_, self.store_report_ = result.model, result.report.as_dict()
+        if core is None:
+            try:
+                adapter = get_adapter(store)
+            except TypeError:
+                raise unsupported_store(store) from None
+            adapter.check_variant(self.variant, store)
+            self.fit(store, questions, validation=validation, val_fraction=val_fraction, seed=seed)
+            return self.nudge_vectorstore(store)
+        result, written = fit_in_place(core, questions, validation, **self._solver_args(core.dim, val_fraction, seed))
+        model, report = result.model, result.report.as_dict()
+        moved = documents_by_id(store, written) if written else None
+        if moved is not None:  # the moved documents become the lookup table (save, nudge_vectorstore, ...)
+            self._adopt(model, report, written, [content_key(d.page_content) for d in moved], model.patch_.new)
+        self.model_, self._report, self.store_report_ = model, report, report
         return store
 
     @staticmethod
     def revert_vectorstore(store: VectorStore) -> int:
-        """Restore the original vectors of a database store fine-tuned in place; returns the number restored."""
-        core = core_store(store)
-        if core is None:
-            raise TypeError(f"{type(store).__name__} is not fine-tuned in place (its nudged copy is a new store)")
-        return core.revert()
+        """Restore the original vectors of a store written by :meth:`fit_vectorstore`; returns the number restored.
+
+        Database stores keep the originals in a side table/collection; FAISS and InMemoryVectorStore keep them with
+        the store object, in this process.
+        """
+        return revert_in_place(store)
 
     def build_vectorstore(
         self,
@@ -389,11 +372,7 @@ class NudgeEmbeddings(Embeddings):
         docs = list(documents)
         vectors = np.zeros((0, 0), dtype=np.float32)
         if docs:  # the documents' ids are known here: match by id only
-            texts = [d.page_content for d in docs]
-            state, rows = self._split(texts, [d.id for d in docs], strict=True)
-            misses = [t for t, r in zip(texts, rows) if r < 0]
-            base = self.underlying_embeddings.embed_documents(misses) if misses else []
-            vectors = np.asarray(self._merge(state, rows, texts, base), dtype=np.float32)
+            vectors = np.asarray(self._embed([d.page_content for d in docs], [d.id for d in docs], strict=True))
         return adapter.build(vectorstore_cls, docs, vectors, self, self.variant, **kwargs)
 
     # ------------------------------------------------------------------------------------------ persistence
@@ -416,5 +395,5 @@ class NudgeEmbeddings(Embeddings):
         """
         state, _ = load_state(path, known_dimension(underlying_embeddings))
         out = cls(underlying_embeddings, variant=state.variant, **kwargs)
-        out._state = state
+        out._state, out._report = state, state.report
         return out

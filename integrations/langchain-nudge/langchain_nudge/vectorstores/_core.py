@@ -1,6 +1,7 @@
-"""Database-backed LangChain vector stores fine-tuned where they live, through :mod:`nudge_rag.stores`.
+"""LangChain vector stores fine-tuned where they live, through :mod:`nudge_rag.stores`.
 
-The core store is built from the LangChain store's own client; a fit reads only the vectors the pairs name
+The core store is built from the LangChain store's own client (PGVector, Qdrant, Chroma, Milvus) or over its
+in-process vectors (FAISS, InMemoryVectorStore: :mod:`._local`); a fit reads only the vectors the pairs name
 (by document id) and one competitor search per validation question, and writes back only the moved vectors,
 by id. ``store.revert()`` on the core store (:func:`core_store`) restores the originals.
 """
@@ -12,21 +13,63 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from langchain_core.documents import Document
 
-from nudge_rag.finetune import FinetuneResult, Questions
+from langchain_nudge._pairs import QuestionPairsInput, normalize_pairs
+from nudge_rag.finetune import FinetuneResult, Questions, group_pairs
 from nudge_rag.stores import BaseStore, StoreError, fit_store
 
-__all__ = ["DATABASE_STORES", "core_store", "fit_in_store"]
+__all__ = [
+    "IN_PLACE_STORES",
+    "core_store",
+    "fit_in_store",
+    "fit_in_place",
+    "documents_by_id",
+    "revert_in_place",
+    "pairs_by_id",
+    "unsupported_store",
+]
 
-#: LangChain vector stores written in place, by the class name of their module's store.
-DATABASE_STORES = ("QdrantVectorStore", "Chroma", "Milvus")
+#: LangChain vector stores written in place: class name and package.
+IN_PLACE_STORES = (
+    ("PGVector", "langchain-postgres"),
+    ("QdrantVectorStore", "langchain-qdrant"),
+    ("Chroma", "langchain-chroma"),
+    ("Milvus", "langchain-milvus"),
+    ("FAISS", "langchain-community"),
+    ("InMemoryVectorStore", "langchain-core"),
+)
+
+# langchain-postgres DistanceStrategy value -> core similarity
+_PG_SIMILARITY = {"cosine": "cosine", "inner": "inner_product", "l2": "l2"}
+
+
+def _pgvector(store: Any) -> BaseStore:
+    from nudge_rag import stores
+
+    engine = store._engine if store._engine is not None else store._async_engine
+    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    strategy = getattr(store._distance_strategy, "value", store._distance_strategy)
+    return stores.PgVectorStore(
+        url, "langchain_pg_embedding", collection=store.collection_name, similarity=_PG_SIMILARITY[str(strategy)]
+    )
 
 
 def core_store(store: Any) -> BaseStore | None:
-    """The core store over a LangChain ``store`` (None when it is not a database store handled here)."""
+    """The core store over a LangChain ``store`` (None when it is not one of :data:`IN_PLACE_STORES`).
+
+    A PGVector core store holds its own connection: close it (``with core_store(store) as core: ...``).
+    """
     from nudge_rag import stores
 
+    from ._local import local_store
+
+    local = local_store(store)
+    if local is not None:
+        return local
     mro = {c.__name__: c.__module__ for c in type(store).__mro__}
+    if mro.get("PGVector", "").startswith("langchain_postgres"):
+        return _pgvector(store)
     if mro.get("QdrantVectorStore", "").startswith("langchain_qdrant"):
         vectors = store.client.get_collection(store.collection_name).config.params.vectors
         named = store.vector_name if isinstance(vectors, dict) else None
@@ -37,6 +80,30 @@ def core_store(store: Any) -> BaseStore | None:
         field = store._vector_field if isinstance(store._vector_field, str) else None
         return stores.MilvusStore(store.client, store.collection_name, vector_field=field)
     return None
+
+
+def unsupported_store(store: Any) -> TypeError:
+    """The one error for a store that is neither written in place nor handled by a registered adapter."""
+    names = [f"{name} ({package})" for name, package in IN_PLACE_STORES]
+    return TypeError(
+        f"unsupported vector store {type(store).__name__}: its stored vectors cannot be read or replaced "
+        f"(supported: {', '.join(names)}). Pass its documents (a list of Document) to NudgeEmbeddings.fit, or "
+        "register_adapter() one."
+    )
+
+
+def pairs_by_id(pairs: QuestionPairsInput, name: str) -> Questions:
+    """``pairs`` grouped by question, each answer named by its store id (a ``Document`` by its ``id``)."""
+    out = []
+    for n, (question, doc, rel) in enumerate(normalize_pairs(pairs, name)):
+        doc_id = doc.id if isinstance(doc, Document) else doc
+        if doc_id is None:
+            raise ValueError(
+                f"{name} pair {n} names a Document without an id; stores written in place match by id (pass the "
+                "ids given to add_documents, or the ids the store assigned)"
+            )
+        out.append((question, str(doc_id), rel))
+    return group_pairs(out)
 
 
 def fit_in_store(
@@ -64,3 +131,36 @@ def fit_in_store(
         store.write(written, patch.new)
     fit.result.report.seconds["store_write"] = time.perf_counter() - t
     return fit.result, written
+
+
+def fit_in_place(
+    core: BaseStore, questions: QuestionPairsInput, validation: QuestionPairsInput | None, **solver_args: Any
+) -> tuple[FinetuneResult, list[str]]:
+    """:func:`fit_in_store` on ``core`` with pairs in any accepted form (answers: store ids); closes ``core``.
+
+    Returns the fit and the ids written, row-aligned with ``result.model.patch_.new``.
+    """
+    with core:
+        val = None if validation is None else pairs_by_id(validation, "validation")
+        result, written = fit_in_store(core, pairs_by_id(questions, "questions"), val, **solver_args)
+        result.report.source = core.describe()
+    return result, written
+
+
+def documents_by_id(store: Any, ids: list[str]) -> list[Document] | None:
+    """The documents of ``ids``, in that order, from ``store.get_by_ids``; None where the store cannot return them."""
+    try:
+        found = store.get_by_ids(ids)
+    except NotImplementedError:
+        return None
+    by_id = {str(d.id if d.id is not None else d.metadata.get("_id")): d for d in found}  # qdrant: metadata["_id"]
+    return [by_id[i] for i in ids] if all(i in by_id for i in ids) else None
+
+
+def revert_in_place(store: Any) -> int:
+    """Restore the originals of a LangChain ``store`` written in place; returns the number of rows restored."""
+    core = core_store(store)
+    if core is None:
+        raise unsupported_store(store)
+    with core:
+        return core.revert()

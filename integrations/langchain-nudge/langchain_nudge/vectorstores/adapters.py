@@ -1,5 +1,9 @@
 """Read the stored vectors of a LangChain vector store and build a copy of it with other vectors.
 
+These serve the copy paths of :class:`~langchain_nudge.NudgeEmbeddings`: ``fit(store)`` (which reads every stored
+vector), ``nudge_vectorstore`` / ``build_vectorstore`` (apply a saved fit) and ``fit_vectorstore`` on a store of a
+registered adapter. ``fit_vectorstore`` writes the built-in stores in place instead (:mod:`._core`).
+
 Two stores are supported out of the box: ``InMemoryVectorStore`` (langchain-core; always ranks by cosine
 similarity) and ``FAISS`` (langchain-community, imported lazily). :func:`register_adapter` adds others.
 """

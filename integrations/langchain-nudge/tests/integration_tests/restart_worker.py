@@ -1,7 +1,8 @@
 """Run by test_restart.py in a fresh Python process: a "restarted service" that reloads the nudged vectors.
 
 Usage: python restart_worker.py WORKDIR. WORKDIR holds nudge.npz (NudgeEmbeddings.save), faiss/ (the nudged
-FAISS store, FAISS.save_local) and questions.json; the answers go to WORKDIR/results.json. The base model serves
+FAISS store, FAISS.save_local), in_place.json (an InMemoryVectorStore written in place by fit_vectorstore, then
+InMemoryVectorStore.dump) and questions.json; the answers go to WORKDIR/results.json. The base model serves
 the precomputed all-MiniLM-L6-v2 vectors only (live=False: this process never loads torch).
 """
 
@@ -35,10 +36,13 @@ def main(workdir: Path) -> None:
     base_store = InMemoryVectorStore(embedding=base)
     base_store.add_documents(scifact.documents(rows))
     re_nudged = wrapper.nudge_vectorstore(base_store)
+    # 3. the store written in place, loaded with the base model (its vectors are the nudged ones)
+    in_place = InMemoryVectorStore.load(str(workdir / "in_place.json"), base)
 
     results = {
         "faiss": sup.retrieve_ids(faiss_store, questions["faiss"], k=10),
         "inmemory": sup.retrieve_ids(re_nudged, questions["inmemory"], k=10),
+        "in_place": sup.retrieve_ids(in_place, questions["in_place"], k=10),
         "report": wrapper.report_,
         "torch_loaded": "torch" in sys.modules,
     }

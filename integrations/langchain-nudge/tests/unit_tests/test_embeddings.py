@@ -230,30 +230,61 @@ def test_small_question_sets_and_parameters(base, docs):
 
 
 # ------------------------------------------------------------------------------------------ vector stores
-def test_inmemory_swap_in(base, docs, pairs):
+def _hits(store, pairs, k=3):
+    retriever = store.as_retriever(search_kwargs={"k": k})
+    return sum(d in {doc.id for doc in retriever.invoke(q)} for q, d in pairs)
+
+
+def test_inmemory_fit_in_place(base, docs, pairs, tmp_path):
     store = InMemoryVectorStore.from_documents(docs, base)
     before = snapshot(store)
     w = NudgeEmbeddings(base, gamma=0.3)
-    nudged = w.fit_vectorstore(store, pairs)
-    assert type(nudged) is InMemoryVectorStore and nudged.embeddings is w
-    assert snapshot(store) == before  # the source store is untouched
-    assert set(nudged.store) == set(before)
-    for doc_id, rec in nudged.store.items():
-        assert rec["text"] == before[doc_id]["text"] and rec["metadata"] == before[doc_id]["metadata"]
-        assert rec["id"] == doc_id
-        np.testing.assert_allclose(rec["vector"], w.embed_documents([rec["text"]], ids=[doc_id])[0])
-    assert nudged.store["d25"]["metadata"] is not before["d25"]["metadata"]
+    out = w.fit_vectorstore(store, pairs)
+    assert out is store and store.embeddings is base  # written in place; queries keep the base model
+    changed = {i for i, rec in store.store.items() if rec["vector"] != before[i]["vector"]}
+    assert 0 < len(changed) == w.model_.n_moved_ and changed <= {d for _, d in pairs}
+    for doc_id, rec in store.store.items():
+        assert (rec["id"], rec["text"], rec["metadata"]) == (doc_id, before[doc_id]["text"], before[doc_id]["metadata"])
+    # the vectors equal the fit on the same stored vectors (which reads them all)
+    ref = NudgeEmbeddings(base, gamma=0.3).fit(docs, pairs)
+    for doc_id in changed:
+        np.testing.assert_allclose(store.store[doc_id]["vector"], ref.embeddings_[int(doc_id[1:])], atol=1e-6)
+    assert w.report_["n_moved"] == len(changed) and w.gamma_ == 0.3
+    original = InMemoryVectorStore(embedding=base)
+    original.store = copy.deepcopy(before)
+    assert _hits(store, pairs) > _hits(original, pairs)  # the training questions find their documents more often
+    # the moved documents are the lookup table: saved and applied to the original, it gives the same store
+    assert sorted(w.document_ids_) == sorted(changed)
+    w.save(tmp_path / "nudge.npz")
+    copied = NudgeEmbeddings.load(tmp_path / "nudge.npz", base).nudge_vectorstore(original)
+    assert set(copied.store) == set(store.store)
+    for i, rec in store.store.items():  # (the copy path stores float32 values)
+        np.testing.assert_array_equal(np.float32(copied.store[i]["vector"]), np.float32(rec["vector"]))
+    assert NudgeEmbeddings.revert_vectorstore(store) == len(changed)
+    assert snapshot(store) == before  # bit for bit (float64 lists, put back as they were)
+    assert NudgeEmbeddings.revert_vectorstore(store) == 0
 
-    def hits(s):
-        retriever = s.as_retriever(search_kwargs={"k": 3})
-        return sum(d in {doc.id for doc in retriever.invoke(q)} for q, d in pairs)
 
-    assert hits(nudged) > hits(store)  # the training questions now find their documents more often
+def test_inmemory_failed_write_rolls_back(base, docs, sup):
+    from langchain_nudge.vectorstores._core import core_store
+
+    store = InMemoryVectorStore.from_documents(docs, base)
+    before = snapshot(store)
+    core = core_store(store)
+    core.batch_size = 4
+    calls = sup.fail_on_batch(core, 2)
+    ids = [f"d{i}" for i in range(10)]
+    with pytest.raises(RuntimeError, match="injected"):
+        core.write(ids, np.ones((10, DIM), dtype=np.float32))
+    assert calls == [4, 4] and snapshot(store) == before
+    with pytest.raises(Exception, match="not in the InMemoryVectorStore"):
+        core.write(["d1", "nope"], np.ones((2, DIM), dtype=np.float32))
+    assert snapshot(store) == before
 
 
 def test_add_documents_never_nudges(base, docs, pairs, monkeypatch):
-    w = NudgeEmbeddings(base, gamma=0.3)
-    nudged = w.fit_vectorstore(InMemoryVectorStore.from_documents(docs, base), pairs)
+    w = NudgeEmbeddings(base, gamma=0.3).fit(docs, pairs)
+    nudged = w.build_vectorstore(docs)  # a store that embeds through the wrapper
 
     def no_fit(*args, **kwargs):
         raise AssertionError("the solver ran outside an explicit fit")
@@ -272,10 +303,11 @@ def test_add_documents_never_nudges(base, docs, pairs, monkeypatch):
 
 def test_nudge_m_is_refused_for_cosine_only_stores(base, docs, pairs):
     store = InMemoryVectorStore.from_documents(docs, base)
+    before = snapshot(store)
     w = NudgeEmbeddings(base, variant="nudge-m")
-    with pytest.raises(ValueError, match="cosine.*variant='nudge-n'.*MAX_INNER_PRODUCT"):
+    with pytest.raises(ValueError, match="must be searched by inner product.*ranks by cosine; use nudge-n"):
         w.fit_vectorstore(store, pairs)
-    assert not w.is_fitted  # refused before any work
+    assert w.model_ is None and snapshot(store) == before  # refused before any work
     w.fit(store, pairs)  # fitting itself is fine (e.g. to build a FAISS inner-product store)
     with pytest.raises(ValueError, match="cosine"):
         w.nudge_vectorstore(store)
@@ -337,8 +369,10 @@ class _ListStoreAdapter(VectorStoreAdapter):
 def test_unsupported_store_and_register_adapter(base, docs, pairs, monkeypatch):
     store = _ListStore.from_texts([d.page_content for d in docs], base, ids=[d.id for d in docs])
     w = NudgeEmbeddings(base, gamma=0.3)
-    with pytest.raises(TypeError, match="unsupported vector store _ListStore.*register_adapter"):
+    with pytest.raises(TypeError, match="unsupported vector store _ListStore.*PGVector.*InMemoryVectorStore.*register"):
         w.fit_vectorstore(store, pairs)
+    with pytest.raises(TypeError, match="unsupported vector store _ListStore"):
+        NudgeEmbeddings.revert_vectorstore(store)
     with pytest.raises(TypeError):
         register_adapter(object())
     from langchain_nudge.vectorstores import adapters
@@ -355,34 +389,70 @@ def test_nudge_vectorstore_needs_a_fit(base, docs):
         NudgeEmbeddings(base).nudge_vectorstore(InMemoryVectorStore.from_documents(docs, base))
 
 
+class _UnitFake(DeterministicFakeEmbedding):
+    """Deterministic fake vectors scaled to unit length (as real sentence embeddings are)."""
+
+    def _get_embedding(self, seed: int) -> list[float]:
+        return unit(super()._get_embedding(seed)).tolist()
+
+
+def test_faiss_in_place(docs, pairs):
+    import faiss
+    from langchain_community.vectorstores import FAISS
+    from langchain_community.vectorstores.utils import DistanceStrategy
+
+    base = _UnitFake(size=DIM)
+    store = FAISS.from_documents(docs, base)  # L2 by default: unit vectors rank as under cosine
+    index, before = store.index, store.index.reconstruct_n(0, 40)
+    w = NudgeEmbeddings(base, gamma=0.3)
+    assert w.fit_vectorstore(store, pairs) is store and store.index is index and store.embeddings is base
+    after = store.index.reconstruct_n(0, 40)
+    pos = {d: j for j, d in store.index_to_docstore_id.items()}
+    changed = {store.index_to_docstore_id[j] for j in np.flatnonzero(np.abs(after - before).max(axis=1) > 0)}
+    assert 0 < len(changed) == w.model_.n_moved_ and changed <= {d for _, d in pairs}
+    ref = NudgeEmbeddings(base, gamma=0.3).fit(docs, pairs)
+    for doc_id in changed:
+        np.testing.assert_allclose(after[pos[doc_id]], ref.embeddings_[int(doc_id[1:])], atol=1e-6)
+    assert NudgeEmbeddings.revert_vectorstore(store) == len(changed)
+    np.testing.assert_array_equal(store.index.reconstruct_n(0, 40), before)
+
+    m = NudgeEmbeddings(base, variant="nudge-m", gamma=0.5)
+    with pytest.raises(ValueError, match="inner product.*ranks by l2"):
+        m.fit_vectorstore(store, pairs)
+    np.testing.assert_array_equal(store.index.reconstruct_n(0, 40), before)
+    ip_store = FAISS.from_documents(docs, base, distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT)
+    assert ip_store.index.metric_type == faiss.METRIC_INNER_PRODUCT
+    m.fit_vectorstore(ip_store, pairs)
+    norms = np.linalg.norm(ip_store.index.reconstruct_n(0, 40), axis=1)
+    assert np.abs(norms[:20] - 1).max() > 0.05  # NUDGE-M vectors are not unit-norm, written as they are
+    # a second fit on the NUDGE-M store is refused (its vectors are no longer unit-norm), until reverted
+    with pytest.raises(ValueError, match="not unit-norm"):
+        NudgeEmbeddings(base, gamma=0.3).fit_vectorstore(ip_store, pairs)
+    assert NudgeEmbeddings.revert_vectorstore(ip_store) == m.model_.n_moved_
+    np.testing.assert_array_equal(ip_store.index.reconstruct_n(0, 40), before)
+
+
 def test_faiss_copies(base, docs, pairs):
     from langchain_community.vectorstores import FAISS
     from langchain_community.vectorstores.utils import DistanceStrategy
 
     store = FAISS.from_documents(docs, base)  # L2 by default
-    w = NudgeEmbeddings(base, gamma=0.3)
-    nudged = w.fit_vectorstore(store, pairs)
-    assert isinstance(nudged, FAISS) and nudged.embeddings is w
-    assert nudged.distance_strategy == store.distance_strategy  # NUDGE-N: unit vectors are fine under L2
-    assert nudged.index_to_docstore_id == store.index_to_docstore_id
+    m = NudgeEmbeddings(base, variant="nudge-m", gamma=0.5).fit(docs, pairs)
+    with pytest.warns(UserWarning, match="MAX_INNER_PRODUCT"):
+        nudged_m = m.nudge_vectorstore(store)
+    assert nudged_m.distance_strategy == DistanceStrategy.MAX_INNER_PRODUCT and nudged_m.embeddings is m
+    import faiss
+
+    assert nudged_m.index.metric_type == faiss.METRIC_INNER_PRODUCT and not nudged_m._normalize_L2
+    assert nudged_m.index_to_docstore_id == store.index_to_docstore_id
     for doc_id in store.index_to_docstore_id.values():
-        a, b = store.docstore.search(doc_id), nudged.docstore.search(doc_id)
+        a, b = store.docstore.search(doc_id), nudged_m.docstore.search(doc_id)
         assert (a.page_content, a.metadata) == (b.page_content, b.metadata) and b.id == doc_id
-    np.testing.assert_allclose(nudged.index.reconstruct_n(0, 40), w.embeddings_, atol=1e-6)
+    np.testing.assert_allclose(nudged_m.index.reconstruct_n(0, 40), m.embeddings_, atol=1e-6)
     np.testing.assert_allclose(
         store.index.reconstruct_n(0, 40),
         np.asarray(base.embed_documents([d.page_content for d in docs]), dtype=np.float32),
     )
-
-    m = NudgeEmbeddings(base, variant="nudge-m", gamma=0.5)
-    with pytest.warns(UserWarning, match="MAX_INNER_PRODUCT"):
-        nudged_m = m.fit_vectorstore(store, pairs)
-    assert nudged_m.distance_strategy == DistanceStrategy.MAX_INNER_PRODUCT
-    import faiss
-
-    assert nudged_m.index.metric_type == faiss.METRIC_INNER_PRODUCT and not nudged_m._normalize_L2
-    norms = np.linalg.norm(nudged_m.index.reconstruct_n(0, 40), axis=1)
-    assert np.abs(norms[:20] - 1).max() > 0.05  # NUDGE-M vectors are not unit-norm
     ip_store = FAISS.from_documents(docs, base, distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
