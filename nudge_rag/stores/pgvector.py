@@ -21,6 +21,7 @@ connection or DSN); the tests start a throw-away server with the ``pgserver`` pa
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -126,7 +127,10 @@ class PgVectorStore(BaseStore):
         self.similarity = similarity or self._index_similarity() or "cosine"
         if self.similarity not in _OPS:
             raise ValueError(f"similarity must be one of {sorted(_OPS)}, got {self.similarity!r}")
-        self.side = name + _SIDE
+        # one side table per langchain-postgres collection: they share langchain_pg_embedding, and a revert drops
+        # its side table, which must never take another collection's originals with it
+        tag = "_" + hashlib.sha1(collection.encode()).hexdigest()[:10] if collection else ""
+        self.side = name + _SIDE + tag
 
     @classmethod
     def from_uri(cls, uri: StoreURI, **kwargs: Any) -> PgVectorStore:

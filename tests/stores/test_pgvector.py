@@ -102,8 +102,13 @@ def test_pgvector_framework_layouts(pg, scifact_ids):
     np.testing.assert_array_equal(lc.fetch([ids[0]]), docs[1:2])
     with pytest.raises(StoreError, match="not in"):
         lc.fetch([ids[1]])  # in collection b
+    lb = PgVectorStore(conn, collection="b")  # another collection of the same table, written in place too
+    lb.write([ids[1]], docs[2:3])
     assert lc.revert() == 1
     np.testing.assert_array_equal(lc.fetch([ids[0]]), docs[:1])
+    np.testing.assert_array_equal(lb.fetch([ids[1]]), docs[2:3])  # reverting a leaves b's write and originals
+    assert lb.revert() == 1
+    np.testing.assert_array_equal(lb.fetch([ids[1]]), docs[1:2])
     _, hits = lc.search(docs[:2], 3)
     assert hits[0][0] == ids[0] and all(ids.index(h) % 2 == 0 for h in hits[1])
     llama.close()

@@ -9,6 +9,7 @@ by id. ``store.revert()`` on the core store (:func:`core_store`) restores the or
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -148,12 +149,40 @@ def fit_in_place(
 
 
 def documents_by_id(store: Any, ids: list[str]) -> list[Document] | None:
-    """The documents of ``ids``, in that order, from ``store.get_by_ids``; None where the store cannot return them."""
+    """The documents of ``ids``, in that order, from ``store.get_by_ids``; None where the store cannot return them.
+
+    Called after a successful write, so a store that fails to return them (langchain-chroma raises a validation
+    error for documents stored without metadata) costs only the lookup table, with a warning, never the fit.
+    """
     try:
         found = store.get_by_ids(ids)
     except NotImplementedError:
         return None
+    except Exception as exc:  # the store's own bug or limitation, after our write succeeded
+        found = _chroma_documents(store, ids)
+        if found is not None:
+            return found
+        warnings.warn(
+            f"{type(store).__name__}.get_by_ids failed ({type(exc).__name__}: {str(exc)[:200]}); the store was "
+            "written, but the moved documents are not kept for save()/nudge_vectorstore()",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
     by_id = {str(d.id if d.id is not None else d.metadata.get("_id")): d for d in found}  # qdrant: metadata["_id"]
+    return [by_id[i] for i in ids] if all(i in by_id for i in ids) else None
+
+
+def _chroma_documents(store: Any, ids: list[str]) -> list[Document] | None:
+    """langchain-chroma's ``get_by_ids`` refuses documents stored without metadata; its ``get`` does not."""
+    if not type(store).__module__.startswith("langchain_chroma"):
+        return None
+    got = store.get(ids=ids, include=["documents", "metadatas"])
+    metas = got.get("metadatas") or [None] * len(got["ids"])
+    by_id = {
+        i: Document(id=i, page_content=t or "", metadata=m or {})
+        for i, t, m in zip(got["ids"], got["documents"], metas)
+    }
     return [by_id[i] for i in ids] if all(i in by_id for i in ids) else None
 
 
