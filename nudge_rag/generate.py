@@ -114,14 +114,17 @@ def build_prompt(passage: str, *, max_chars: int = 500) -> str:
 
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+# a base model sometimes repeats an example question of the prompt word for word: that is not about the passage
+_SHOT_QUESTIONS = frozenset(" ".join(q.lower().split()) for _, q in _SHOTS)
 
 
 def clean_question(completion: str, passage: str, *, max_words: int = 40, min_words: int = 3) -> str | None:
     """The question in a model's ``completion``, or None when it is not a usable question.
 
     Keeps the first line, cut after its first ``?``. Rejects: no ``?`` (not a question, or cut off), fewer than
-    ``min_words`` or more than ``max_words`` words, a verbatim copy of a passage sentence, or a question whose
-    words are (almost) all copied in order from the passage (>= 90% of its word 3-grams occur in the passage).
+    ``min_words`` or more than ``max_words`` words, a verbatim copy of a passage sentence or of one of the prompt's
+    example questions, or a question whose words are (almost) all copied in order from the passage (>= 90% of its
+    word 3-grams occur in the passage).
     """
     line = completion.strip().split("\n", 1)[0].strip()
     if "?" not in line:
@@ -132,7 +135,7 @@ def clean_question(completion: str, passage: str, *, max_words: int = 40, min_wo
     words = _WORD.findall(q.lower())
     if not min_words <= len(words) <= max_words:
         return None
-    if q.rstrip("?").strip().lower() in " ".join(passage.split()).lower():
+    if q.rstrip("?").strip().lower() in " ".join(passage.split()).lower() or q.lower() in _SHOT_QUESTIONS:
         return None
     p_words = _WORD.findall(passage.lower())
     if len(words) >= 6:

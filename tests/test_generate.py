@@ -72,6 +72,7 @@ def test_prompt_template_keeps_a_slot_for_frameworks():
         (" Why?", None),  # too short
         (" " + "why " * 50 + "?", None),  # too long
         (" Vitamin D deficiency is common in elderly people?", None),  # a copy of the passage
+        (" Why can cancer cells keep dividing without  shortening their telomeres?", None),  # a prompt example
         (" So in a randomised trial of 3,000 women, daily supplementation reduced hip fractures by a quarter?", None),
     ],
 )
