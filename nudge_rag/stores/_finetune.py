@@ -108,6 +108,17 @@ class StoreFit:
         assert model is not None  # a fit, not the baseline
         return model.patch_.with_ids(self.corpus.ids)
 
+    def write(self, store: VectorStore) -> list[str]:
+        """Write the patch into ``store`` by id (all or nothing: ``store.write`` rolls a failed write back); returns
+        the ids written and records the seconds in the report as ``seconds["store_write"]``."""
+        patch = self.patch
+        ids = list(patch.ids or ())
+        t = time.perf_counter()
+        if ids:
+            store.write(ids, patch.new)
+        self.result.report.seconds["store_write"] = time.perf_counter() - t
+        return ids
+
 
 def fit_store(
     store: VectorStore,

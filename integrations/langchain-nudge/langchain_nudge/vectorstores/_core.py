@@ -8,7 +8,6 @@ by id. ``store.revert()`` on the core store (:func:`core_store`) restores the or
 
 from __future__ import annotations
 
-import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -125,13 +124,7 @@ def fit_in_store(
         fit = fit_store(store, train, val, embed_queries=embed_queries, **solver_args)
     except StoreError as exc:
         raise ValueError(str(exc)) from None
-    patch = fit.patch
-    t = time.perf_counter()
-    written = list(patch.ids or ())
-    if written:
-        store.write(written, patch.new)
-    fit.result.report.seconds["store_write"] = time.perf_counter() - t
-    return fit.result, written
+    return fit.result, fit.write(store)
 
 
 def fit_in_place(

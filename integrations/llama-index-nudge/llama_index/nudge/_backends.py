@@ -7,7 +7,6 @@ one competitor search per validation question, and writes back only the moved ve
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from nudge_rag.finetune import FinetuneResult, Questions
@@ -118,18 +117,14 @@ def fit_in_store(
         fit = fit_store(store, train, val, embed_queries=embed_queries, **solver_args)
     except StoreError as exc:
         raise ValueError(str(exc)) from None
-    patch = fit.patch
-    t = time.perf_counter()
-    if len(patch):
-        from llama_index.nudge._stores import StoreWriteError
+    from llama_index.nudge._stores import StoreWriteError
 
-        try:
-            store.write(list(patch.ids or ()), patch.new)  # all or nothing: a failed batch is rolled back
-        except Exception as exc:
-            raise StoreWriteError(
-                f"writing nudged vectors to the {store.describe()} failed ({type(exc).__name__}: {exc}); "
-                "the original vectors were restored",
-                True,
-            ) from exc
-    fit.result.report.seconds["store_write"] = time.perf_counter() - t
+    try:
+        fit.write(store)  # all or nothing: a failed batch is rolled back
+    except Exception as exc:
+        raise StoreWriteError(
+            f"writing nudged vectors to the {store.describe()} failed ({type(exc).__name__}: {exc}); "
+            "the original vectors were restored",
+            True,
+        ) from exc
     return fit.result, fit.corpus
