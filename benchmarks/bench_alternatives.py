@@ -41,8 +41,8 @@ from pathlib import Path
 import numpy as np
 
 from nudge_rag import NudgeM, NudgeN, QueryAnswers, evaluate
-from nudge_rag._files import atomic_write_text
 from nudge_rag.data.locate import user_cache_dir
+from nudge_rag.files import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_JSON = ROOT / "benchmarks" / "results" / "alternatives.json"

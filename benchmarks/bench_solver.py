@@ -50,7 +50,7 @@ from benchmarks.solver.problems import DEFAULT_DATA_DIR, REAL_SETS, Summary, loa
 from benchmarks.solver.render import render, write_report  # noqa: E402
 from benchmarks.solver.targets import SCALE, SPEED, targets  # noqa: E402
 from nudge_rag import NudgeM, NudgeN  # noqa: E402
-from nudge_rag._files import atomic_write_text  # noqa: E402
+from nudge_rag.files import atomic_write_text  # noqa: E402
 
 
 def _jsonable(x: object) -> object:

@@ -4,9 +4,11 @@ The solver is NumPy-only; text loading, embedding models and framework adapters 
 """
 
 from .compat import NUDGEM, NUDGEN
+from .corpus import ArrayCorpus, Corpus
 from .estimators import DEFAULT_GAMMAS_N, NotFittedError, NudgeM, NudgeN
 from .evaluation import DEFAULT_METRICS, evaluate
 from .metrics import hit_at_k, mrr_at_k, ndcg_at_k, recall_at_k
+from .patch import Patch
 from .persistence import load, save
 from .queries import QueryAnswers
 from .search import search
@@ -19,6 +21,9 @@ __all__ = [
     "NUDGEN",
     "NUDGEM",
     "QueryAnswers",
+    "Corpus",
+    "ArrayCorpus",
+    "Patch",
     "NotFittedError",
     "DEFAULT_GAMMAS_N",
     "DEFAULT_METRICS",

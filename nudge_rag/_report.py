@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ._files import atomic_write
+from .files import atomic_write
 
 __all__ = [
     "SHORT_NAMES",

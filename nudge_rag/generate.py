@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
-from ._files import atomic_write, atomic_write_text
+from .files import atomic_write, atomic_write_text
 
 __all__ = [
     "DEFAULT_GENERATOR_MODEL",

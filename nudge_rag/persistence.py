@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ._files import atomic_write
 from .estimators import FittedStateError, NudgeM, NudgeN, _NudgeBase
+from .files import atomic_write
 
 __all__ = ["save", "load", "FORMAT_VERSION", "ModelFileError"]
 

@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from nudge_rag._files import atomic_write_text
+from nudge_rag.files import atomic_write_text
 
 from .fits import METRICS, Row
 from .measure import GiB, MiB

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .._files import atomic_write, atomic_write_text
+from ..files import atomic_write, atomic_write_text
 
 __all__ = ["add_engine_args", "cmd_finetune_dask"]
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike
 
-from .._files import atomic_write
+from ..files import atomic_write
 from ..patch import Patch
 from ._deps import require
 from .client import compute, resolve_client

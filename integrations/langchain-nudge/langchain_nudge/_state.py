@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from langchain_nudge._pairs import content_key
-from nudge_rag._files import atomic_write
+from nudge_rag.files import atomic_write
 from nudge_rag.finetune import FinetuneReport
 
 __all__ = [

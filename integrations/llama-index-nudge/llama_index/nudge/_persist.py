@@ -12,7 +12,7 @@ from llama_index.core import StorageContext
 from llama_index.nudge.report import REPORT_FILENAME, NudgeFinetuneReport
 
 import nudge_rag
-from nudge_rag._files import atomic_write_text
+from nudge_rag.files import atomic_write_text
 
 __all__ = ["MODEL_FILENAME", "STATE_FILENAME", "save_engine", "open_state", "load_fitted"]
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Union
 
-from nudge_rag._files import atomic_write_text
+from nudge_rag.files import atomic_write_text
 from nudge_rag.finetune import Questions, group_pairs
 
 __all__ = [

@@ -211,7 +211,7 @@ def generate_question_pairs(
                 queries[f"q{counter}"] = q
                 relevant[f"q{counter}"] = [node.node_id]
         if path is not None:
-            from nudge_rag._files import atomic_write_text
+            from nudge_rag.files import atomic_write_text
 
             atomic_write_text(
                 path,
