@@ -5,7 +5,7 @@ The solver is NumPy-only; text loading, embedding models and framework adapters 
 
 from .compat import NUDGEM, NUDGEN
 from .corpus import ArrayCorpus, Corpus
-from .estimators import DEFAULT_GAMMAS_N, NotFittedError, NudgeM, NudgeN
+from .estimators import DEFAULT_GAMMAS_N, InvalidParameterError, NotFittedError, NudgeM, NudgeN
 from .evaluation import DEFAULT_METRICS, evaluate
 from .metrics import hit_at_k, mrr_at_k, ndcg_at_k, recall_at_k
 from .patch import Patch
@@ -25,6 +25,7 @@ __all__ = [
     "ArrayCorpus",
     "Patch",
     "NotFittedError",
+    "InvalidParameterError",
     "DEFAULT_GAMMAS_N",
     "DEFAULT_METRICS",
     "search",

@@ -1,7 +1,7 @@
 """Choosing gamma on validation queries without a (validation queries x documents) matrix.
 
 Documents without training queries never move, so each validation query's best scores among them are
-computed once, streamed in blocks (:func:`static_topk`). Scores of moving documents are per-document
+computed once, streamed in blocks (:func:`nudge_rag.search.static_topk`). Scores of moving documents are per-document
 combinations of two precomputed score columns, so trying a gamma costs no new matrix product.
 """
 
@@ -15,9 +15,8 @@ import numpy as np
 from ._nudge import NGeometry
 from .metrics import ideal_dcg, score_from_relevance
 from .queries import QueryAnswers
-from .search import DOC_BLOCK, REFINE_PAD, RunningTopK, refine_topk, unit_rows
 
-__all__ = ["static_topk", "PairLookup", "select_gamma_n", "select_gamma_m", "MCurve"]
+__all__ = ["PairLookup", "select_gamma_n", "select_gamma_m", "MCurve"]
 
 VAL_BLOCK = 256
 # Upper bound on (validation pairs x moving documents) entries held at once by the NUDGE-M sweep.
@@ -26,55 +25,6 @@ _PAIR_TILE = 1 << 20
 _GAMMA_CHUNKS = 12
 # Mean candidates per query below which the whole grid is scored without cutting it into stretches.
 _FEW_CANDIDATES = 24
-
-
-def static_topk(
-    queries: np.ndarray,
-    docs: np.ndarray,
-    exclude: np.ndarray,
-    k: int,
-    extra: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k inner products of ``queries`` (V, d) over ``docs`` (N, d) rows not in ``exclude``.
-
-    ``extra`` (X, d) are further fixed competitors, scored by cosine and reported with indices N + j.
-    Returns (V, k) float32 scores (``-inf`` padding when fewer exist) and (V, k) int64 indices (-1 padding).
-    """
-    n = docs.shape[0]
-    keep = np.ones(n, dtype=bool)
-    keep[exclude] = False
-    out_s = np.full((queries.shape[0], k), -np.inf, dtype=np.float32)
-    out_i = np.full((queries.shape[0], k), -1, dtype=np.int64)
-    for v0 in range(0, queries.shape[0], VAL_BLOCK):
-        qb = queries[v0 : v0 + VAL_BLOCK].astype(np.float32, copy=False)
-        top = RunningTopK(qb.shape[0], k + REFINE_PAD)
-        for d0 in range(0, n, DOC_BLOCK):
-            cols = np.flatnonzero(keep[d0 : d0 + DOC_BLOCK]) + d0
-            if cols.size == 0:
-                continue
-            block = docs[d0 : d0 + DOC_BLOCK]
-            if cols.size < block.shape[0]:
-                block = block[cols - d0]
-            top.push(qb @ block.astype(np.float32, copy=False).T, cols)
-        if extra is not None:
-            for x0 in range(0, extra.shape[0], DOC_BLOCK):
-                xb = unit_rows(extra[x0 : x0 + DOC_BLOCK].astype(np.float32, copy=False))
-                top.push(qb @ xb.T, np.arange(n + x0, n + x0 + xb.shape[0], dtype=np.int64))
-        s, i = refine_topk(qb, top.scores, top.index, lambda r: _rows_of(docs, extra, r), k)
-        out_s[v0 : v0 + qb.shape[0]] = s
-        out_i[v0 : v0 + qb.shape[0]] = i
-    return out_s, out_i
-
-
-def _rows_of(docs: np.ndarray, extra: np.ndarray | None, rows: np.ndarray) -> np.ndarray:
-    """float32 vectors of corpus rows (< N) and of ``extra`` rows (N + j, unit-normalised as scored)."""
-    n = docs.shape[0]
-    out = np.empty((rows.size, docs.shape[1]), dtype=np.float32)
-    inside = rows < n
-    out[inside] = docs[rows[inside]]
-    if extra is not None and (~inside).any():
-        out[~inside] = unit_rows(extra[rows[~inside] - n].astype(np.float32, copy=False))
-    return out
 
 
 class PairLookup:

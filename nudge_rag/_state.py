@@ -123,7 +123,7 @@ def _model_from_params(cls: type[Any], params: object) -> Any:
         if p.get("gammas") is not None:
             p["gammas"] = np.asarray(p["gammas"], dtype=np.float64)
         model = cls(**p)
-        model._check_params()
+        model._validate_params()
     except (TypeError, ValueError) as exc:
         raise FittedStateError(f"invalid parameter: {exc}") from None
     return model

@@ -12,7 +12,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from ._gamma_search import static_topk
+from .search import static_topk
 
 __all__ = ["Corpus", "ArrayCorpus", "as_corpus"]
 

@@ -17,7 +17,15 @@ from .metrics import parse_metric
 from .patch import Patch
 from .queries import QueryAnswers
 
-__all__ = ["NudgeN", "NudgeM", "NotFittedError", "FittedStateError", "DEFAULT_GAMMAS_N", "STATE_FIELDS"]
+__all__ = [
+    "NudgeN",
+    "NudgeM",
+    "NotFittedError",
+    "InvalidParameterError",
+    "FittedStateError",
+    "DEFAULT_GAMMAS_N",
+    "STATE_FIELDS",
+]
 
 #: NUDGE-N candidates: 0 to 0.48 in steps of 0.0025 (8x finer than the reference's 25-point grid).
 DEFAULT_GAMMAS_N = np.round(np.linspace(0.0, 0.48, 193), 6)
@@ -25,6 +33,14 @@ DEFAULT_GAMMAS_N = np.round(np.linspace(0.0, 0.48, 193), 6)
 
 class NotFittedError(RuntimeError):
     """Raised when a fitted attribute or method is used before :meth:`fit`."""
+
+
+class InvalidParameterError(ValueError, TypeError):
+    """A constructor parameter has an invalid value; the message names the class, the parameter and the value.
+
+    A :class:`ValueError` (and, as scikit-learn's error of the same name, a :class:`TypeError` too, so code
+    that caught the type errors of wrong-typed parameters keeps working). Raised by ``fit`` before any work.
+    """
 
 
 _Model = TypeVar("_Model", bound="_NudgeBase")
@@ -61,10 +77,11 @@ class _NudgeBase:
             ``val_base_score_``, ``n_moved_``, ``moved_docs_`` and ``similarity_`` set, and ``embeddings_``
             (N, d) when ``embeddings`` is an array (a corpus fit never materialises N x d).
         """
+        self._validate_params()
+        fixed = None if self.gamma is None else float(self.gamma)
         corpus, docs = self._open_corpus(embeddings, nontrain_embeddings)
         train = _check_queries(train, "train", corpus.n_docs, corpus.dim)
         val = None if val is None else _check_queries(val, "val", corpus.n_docs, corpus.dim)
-        fixed = self._checked_params()
         if fixed is None and val is None:
             raise ValueError("val is required to choose gamma; pass validation queries or fix gamma in the constructor")
         agg = aggregate_training(train)
@@ -286,18 +303,30 @@ class _NudgeBase:
             raise NotFittedError(f"this {name} is not fitted yet; call fit(embeddings, train, val) first")
 
     def _out_dtype(self) -> np.dtype:
-        dtype = np.dtype(getattr(self, "dtype", np.float32))
-        if dtype not in (np.float32, np.float64):
-            raise ValueError(f"dtype must be float32 or float64, got {dtype}")
-        return dtype
+        return _check_dtype(getattr(self, "dtype", np.float32))
 
-    def _checked_params(self) -> float | None:
-        return None if self.gamma is None else check_gamma(self.gamma, upper=self.gamma_upper)
+    def _validate_params(self) -> None:
+        """Validate every constructor parameter, scikit-learn style: the one check, run at the start of
+        :meth:`fit` and when a saved model is loaded (``__init__`` only stores the values).
 
-    def _check_params(self) -> None:
-        """Validate every constructor parameter (raises ValueError/TypeError naming it)."""
-        self._out_dtype()
-        self._checked_params()
+        Raises :class:`InvalidParameterError` naming the class, the parameter and the value received.
+        """
+        checks = self._param_checks()
+        if checks.keys() != set(self._param_names):  # every parameter has exactly one check
+            raise RuntimeError(f"parameter checks out of step with {self._param_names}: {sorted(checks)}")
+        for name in self._param_names:
+            value = getattr(self, name)
+            try:
+                checks[name](value)
+            except (TypeError, ValueError) as exc:
+                text = str(exc)
+                if not text.startswith(name):
+                    text = f"{name}={value!r}: {text}"
+                raise InvalidParameterError(f"{type(self).__name__}: {text}") from None
+
+    def _param_checks(self) -> dict[str, Callable[[Any], object]]:
+        """One check per constructor parameter (name -> callable raising TypeError/ValueError)."""
+        return {"gamma": lambda g: g is None or check_gamma(g, upper=self.gamma_upper), "dtype": _check_dtype}
 
     def get_params(self, deep: bool = True) -> dict:
         """Constructor parameters (scikit-learn convention)."""
@@ -367,16 +396,17 @@ class NudgeN(_NudgeBase):
         if grid.size == 0:
             raise ValueError("gammas must hold at least one value")
         for g in grid:
-            check_gamma(g, upper=self.gamma_upper, name="gammas value")
+            check_gamma(float(g), upper=self.gamma_upper, name="gammas value")
         return np.unique(np.r_[0.0, grid])
 
-    def _check_params(self) -> None:
-        super()._check_params()
-        parse_metric(self.metric)
-        self._candidates(None)
-        check_gamma(self.smoothing, upper=None, name="smoothing")
-        if not isinstance(self.move_opposed, (bool, np.bool_)):
-            raise TypeError(f"move_opposed must be True or False, got {self.move_opposed!r}")
+    def _param_checks(self) -> dict[str, Callable[[Any], object]]:
+        return {
+            **super()._param_checks(),
+            "metric": parse_metric,
+            "gammas": lambda _: self._candidates(None),
+            "smoothing": lambda w: check_gamma(w, upper=None, name="smoothing"),
+            "move_opposed": _check_bool("move_opposed"),
+        }
 
     def _choose(
         self, corpus: Corpus, agg: TrainAggregate, base: np.ndarray, val: QueryAnswers | None, fixed: float | None
@@ -431,9 +461,8 @@ class NudgeM(_NudgeBase):
         self.margin = margin
         self.dtype = dtype
 
-    def _check_params(self) -> None:
-        super()._check_params()
-        check_gamma(self.margin, upper=None, name="margin")
+    def _param_checks(self) -> dict[str, Callable[[Any], object]]:
+        return {**super()._param_checks(), "margin": lambda m: check_gamma(m, upper=None, name="margin")}
 
     def _choose(
         self, corpus: Corpus, agg: TrainAggregate, base: np.ndarray, val: QueryAnswers | None, fixed: float | None
@@ -444,8 +473,7 @@ class NudgeM(_NudgeBase):
             return fixed, np.unique([0.0, fixed]), None
         s, i = corpus.competitors(val.embeddings, agg.docs, 2)
         curve = select_gamma_m(val, corpus.fetch, agg.docs, base, m_directions(agg.sums), s, i, n_docs=corpus.n_docs)
-        margin = check_gamma(self.margin, upper=None, name="margin")
-        gamma = curve.best(margin) if fixed is None else fixed
+        gamma = curve.best(float(self.margin)) if fixed is None else fixed
         if fixed is None:
             check_gamma(gamma, upper=self.gamma_upper, name="the gamma chosen on validation")
         if fixed is None:
@@ -488,6 +516,25 @@ def _smoothed_argmax(gammas: np.ndarray, totals: np.ndarray, width: float) -> fl
         avg = (csum[right] - csum[left]) / (right - left)
         best = best[avg >= avg.max() - tol]
     return float(gammas[best[0]])
+
+
+def _check_dtype(dtype: Any) -> np.dtype:
+    """``dtype`` as a NumPy dtype, float32 or float64."""
+    try:
+        out = np.dtype(dtype)
+    except TypeError:
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}") from None
+    if out not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
+    return out
+
+
+def _check_bool(name: str) -> Callable[[Any], None]:
+    def check(value: Any) -> None:
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"{name} must be True or False, got {value!r}")
+
+    return check
 
 
 def _check_queries(qa: object, name: str, n_docs: int, dim: int) -> QueryAnswers:

@@ -8,7 +8,7 @@ import numpy as np
 
 from ._checks import as_matrix
 
-__all__ = ["search", "topk_merge", "RunningTopK", "SIMILARITIES", "exact_scores", "refine_topk"]
+__all__ = ["search", "static_topk", "topk_merge", "RunningTopK", "SIMILARITIES", "exact_scores", "refine_topk"]
 
 SIMILARITIES = ("inner_product", "cosine")
 
@@ -170,6 +170,55 @@ def search(
         out_s[q0 : q0 + qb.shape[0]] = s
         out_i[q0 : q0 + qb.shape[0]] = i
     return out_s, out_i
+
+
+def static_topk(
+    queries: np.ndarray,
+    docs: np.ndarray,
+    exclude: np.ndarray,
+    k: int,
+    extra: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k inner products of ``queries`` (V, d) over ``docs`` (N, d) rows not in ``exclude``.
+
+    ``extra`` (X, d) are further fixed competitors, scored by cosine and reported with indices N + j.
+    Returns (V, k) float32 scores (``-inf`` padding when fewer exist) and (V, k) int64 indices (-1 padding).
+    """
+    n = docs.shape[0]
+    keep = np.ones(n, dtype=bool)
+    keep[exclude] = False
+    out_s = np.full((queries.shape[0], k), -np.inf, dtype=np.float32)
+    out_i = np.full((queries.shape[0], k), -1, dtype=np.int64)
+    for v0 in range(0, queries.shape[0], QUERY_BLOCK):
+        qb = queries[v0 : v0 + QUERY_BLOCK].astype(np.float32, copy=False)
+        top = RunningTopK(qb.shape[0], k + REFINE_PAD)
+        for d0 in range(0, n, DOC_BLOCK):
+            cols = np.flatnonzero(keep[d0 : d0 + DOC_BLOCK]) + d0
+            if cols.size == 0:
+                continue
+            block = docs[d0 : d0 + DOC_BLOCK]
+            if cols.size < block.shape[0]:
+                block = block[cols - d0]
+            top.push(qb @ block.astype(np.float32, copy=False).T, cols)
+        if extra is not None:
+            for x0 in range(0, extra.shape[0], DOC_BLOCK):
+                xb = unit_rows(extra[x0 : x0 + DOC_BLOCK].astype(np.float32, copy=False))
+                top.push(qb @ xb.T, np.arange(n + x0, n + x0 + xb.shape[0], dtype=np.int64))
+        s, i = refine_topk(qb, top.scores, top.index, lambda r: _rows_of(docs, extra, r), k)
+        out_s[v0 : v0 + qb.shape[0]] = s
+        out_i[v0 : v0 + qb.shape[0]] = i
+    return out_s, out_i
+
+
+def _rows_of(docs: np.ndarray, extra: np.ndarray | None, rows: np.ndarray) -> np.ndarray:
+    """float32 vectors of corpus rows (< N) and of ``extra`` rows (N + j, unit-normalised as scored)."""
+    n = docs.shape[0]
+    out = np.empty((rows.size, docs.shape[1]), dtype=np.float32)
+    inside = rows < n
+    out[inside] = docs[rows[inside]]
+    if extra is not None and (~inside).any():
+        out[~inside] = unit_rows(extra[rows[~inside] - n].astype(np.float32, copy=False))
+    return out
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:

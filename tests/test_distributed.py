@@ -14,7 +14,7 @@ import pytest
 
 from nudge_rag import NudgeM, NudgeN, load
 from nudge_rag._checks import normalize_rows
-from nudge_rag._gamma_search import static_topk
+from nudge_rag.search import static_topk
 from nudge_rag.synthetic import make_synthetic
 
 da = pytest.importorskip("dask.array")

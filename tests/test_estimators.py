@@ -5,7 +5,17 @@ import os
 import numpy as np
 import pytest
 
-from nudge_rag import DEFAULT_GAMMAS_N, NotFittedError, NudgeM, NudgeN, QueryAnswers, evaluate, load, search
+from nudge_rag import (
+    DEFAULT_GAMMAS_N,
+    InvalidParameterError,
+    NotFittedError,
+    NudgeM,
+    NudgeN,
+    QueryAnswers,
+    evaluate,
+    load,
+    search,
+)
 from nudge_rag.metrics import hit_at_k
 
 
@@ -157,6 +167,51 @@ def test_bad_input_raises_clearly(small_problem, make, exc, match):
         make(docs, train, val)
 
 
+@pytest.mark.parametrize(
+    "model, name, shown",
+    [
+        (NudgeN(move_opposed="no"), "move_opposed", "'no'"),
+        (NudgeN(move_opposed=1), "move_opposed", "1"),
+        (NudgeN(metric="p@1"), "metric", "'p@1'"),
+        (NudgeN(gammas=["a"]), "gammas", "['a']"),
+        (NudgeN(gammas=[0.1, 5.0]), "gammas", "5.0"),
+        (NudgeN(smoothing=-1), "smoothing", "-1"),
+        (NudgeN(dtype="int8"), "dtype", "'int8'"),
+        (NudgeN(dtype="no such type"), "dtype", "'no such type'"),
+        (NudgeN(gamma="0.1"), "gamma", "'0.1'"),
+        (NudgeM(margin=float("inf")), "margin", "inf"),
+        (NudgeM(gamma=-2.0), "gamma", "-2.0"),
+        (NudgeM(dtype=np.int64), "dtype", "int64"),
+    ],
+    ids=lambda x: x if isinstance(x, str) else None,
+)
+def test_parameters_are_validated_at_the_start_of_fit(small_problem, model, name, shown):
+    """One scikit-learn style _validate_params: fit refuses a bad parameter before reading any input, and
+    the ValueError names the class, the parameter and the value received."""
+    docs, train, val, _ = small_problem
+    with pytest.raises(InvalidParameterError) as err:
+        model.fit("not even an array", "nor queries")  # parameters are checked first
+    assert isinstance(err.value, ValueError)
+    text = str(err.value)
+    assert text.startswith(f"{type(model).__name__}: {name}") and shown in text, text
+    with pytest.raises(ValueError, match=name):
+        model.fit(docs, train, val)
+    assert not hasattr(model, "gamma_")
+
+
+@pytest.mark.parametrize("cls", [NudgeN, NudgeM])
+def test_every_parameter_has_one_check(cls):
+    assert cls()._param_checks().keys() == set(cls._param_names) == set(cls().get_params())
+    cls()._validate_params()  # the defaults are valid
+
+
+def test_init_only_stores_parameters():
+    """scikit-learn convention: no validation in __init__ (set_params / clone work with any value)."""
+    model = NudgeN(move_opposed="no", gamma=-1)
+    assert model.get_params()["move_opposed"] == "no"
+    model.set_params(move_opposed=True, gamma=0.1)._validate_params()
+
+
 def test_not_fitted_and_failed_insert_leaves_model_unchanged(small_problem, tmp_path):
     docs, train, val, _ = small_problem
     with pytest.raises(NotFittedError, match="not fitted yet"):
@@ -264,13 +319,18 @@ def test_nudge_m_every_answer_duplicated_matches_evaluate():
 @pytest.mark.parametrize("cls", [NudgeN, NudgeM])
 def test_same_result_for_any_block_size(small_problem, monkeypatch, cls):
     """Case 4 (in process): the query/document tiling of the gamma search does not change gamma or vectors."""
+    import importlib
+
     import nudge_rag._gamma_search as gs
+
+    search_module = importlib.import_module("nudge_rag.search")  # the attribute nudge_rag.search is the function
 
     docs, train, val, _ = small_problem
     ref = cls().fit(docs, train, val)
     monkeypatch.setattr(gs, "VAL_BLOCK", 7)
-    monkeypatch.setattr(gs, "DOC_BLOCK", 5)
     monkeypatch.setattr(gs, "_PAIR_TILE", 64)
+    monkeypatch.setattr(search_module, "QUERY_BLOCK", 7)  # the static top-k scan (static_topk)
+    monkeypatch.setattr(search_module, "DOC_BLOCK", 5)
     other = cls().fit(docs, train, val)
     assert other.gamma_ == ref.gamma_
     np.testing.assert_array_equal(other.embeddings_, ref.embeddings_)

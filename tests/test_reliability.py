@@ -146,6 +146,12 @@ MODEL_CORRUPTIONS = {
     "integer embeddings": (_set("embeddings", lambda e: e.astype(np.int64)), "embeddings has dtype int64"),
     "dtype int8": (_meta(lambda m: m["params"].update(dtype="int8")), "dtype"),
     "unknown parameter": (_meta(lambda m: m["params"].update(colour="red")), "params"),
+    # the same _validate_params as fit: the message names the class, the parameter and the value
+    "move_opposed not a bool": (
+        _meta(lambda m: m["params"].update(move_opposed="no")),
+        "invalid parameter: NudgeN: move_opposed must be True or False, got 'no'",
+    ),
+    "metric unknown": (_meta(lambda m: m["params"].update(metric="p@1")), "NudgeN: metric='p@1'"),
     "shortened train_docs": (_set("train_docs", lambda d: d[:-3]), "train_sums has shape"),
     "unsorted train_docs": (_set("train_docs", lambda d: d[::-1]), "train_docs must be strictly increasing"),
     "train_docs past the corpus": (_set("train_docs", lambda d: d + 10_000), "train_docs must lie in"),

@@ -1,6 +1,6 @@
 """A :class:`~nudge_rag.corpus.Corpus` over a row-chunked Dask array: the competitor scan as a Dask graph.
 
-Exactness: the in-memory scan (:func:`nudge_rag._gamma_search.static_topk`) scores documents in blocks of
+Exactness: the in-memory scan (:func:`nudge_rag.search.static_topk`) scores documents in blocks of
 ``DOC_BLOCK`` rows aligned at multiples of ``DOC_BLOCK``. A float32 matrix product is not bit-identical for every
 block shape (OpenBLAS takes another code path for blocks of 1-4 columns), so the Dask scan scores *the same
 aligned blocks* whatever the array's chunking: a block inside one chunk is scored by that chunk's task, a block
@@ -17,8 +17,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from .._checks import normalize_rows
-from .._gamma_search import static_topk
-from ..search import DOC_BLOCK, topk_merge
+from ..search import DOC_BLOCK, static_topk, topk_merge
 from ._deps import require
 from .client import compute, resolve_client
 
@@ -134,7 +133,7 @@ class DaskCorpus:
         """Top-k of ``queries`` (V, d) among rows not in ``exclude`` (sorted int64), scanned on the cluster.
 
         Returns (V, k) float32 scores best first (``-inf`` padding) and (V, k) int64 rows (-1 padding), equal
-        to :func:`~nudge_rag._gamma_search.static_topk` on the in-memory unit rows.
+        to :func:`~nudge_rag.search.static_topk` on the in-memory unit rows.
         """
         queries = np.ascontiguousarray(queries)
         if queries.ndim != 2 or queries.shape[1] != self.dim:
