@@ -2,8 +2,10 @@
 
 A NUDGE fit needs only the vectors that training pairs name and each validation query's best competitors,
 which is a search the store already answers. :class:`StoreCorpus` exposes a :class:`VectorStore` as a
-:class:`~nudge_rag.corpus.Corpus`; :func:`finetune_store` fits and writes only the moved rows back, keeping
-their originals in a side table/collection/file so that ``revert`` restores them bit for bit.
+:class:`~nudge_rag.corpus.Corpus`; :func:`finetune_store` fits and writes only the moved rows back,
+compare-and-set against what the fit read, recording each row's original and written vector in the store's
+ledger: ``store.revert()`` undoes exactly what nudge-rag wrote, ``store.status()`` says how the store stands and
+``store.reapply()`` restores nudges a re-index undid. One writer at a time per store.
 
 Backends (each imported only when used; ``pip install "nudge-rag[stores]"``):
 
@@ -26,14 +28,32 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ._base import SIMILARITIES, BaseStore, StoreError, VectorStore
+from ._base import (
+    SIMILARITIES,
+    BaseStore,
+    ReapplyResult,
+    RevertResult,
+    StoreError,
+    StoreLockedError,
+    StoreStatus,
+    VectorStore,
+    WriteResult,
+)
 from ._corpus import StoreCorpus
+from ._ledger import Ledger, LedgerRecord
 from ._registry import BACKENDS, StoreURI, open_store, parse_uri
 
 __all__ = [
     "VectorStore",
     "BaseStore",
     "StoreError",
+    "StoreLockedError",
+    "WriteResult",
+    "RevertResult",
+    "ReapplyResult",
+    "StoreStatus",
+    "Ledger",
+    "LedgerRecord",
     "SIMILARITIES",
     "StoreCorpus",
     "StoreURI",

@@ -1,9 +1,24 @@
 """The :class:`VectorStore` protocol and :class:`BaseStore`, the safe-write machinery every backend shares.
 
-A backend speaks its database's native ids and batch calls through six small hooks (``_fetch``, ``_put``,
-``_scan``, ``_search`` and the originals side store ``_save_originals`` / ``_saved_ids`` / ``_iter_originals`` /
-``_drop_originals``); :class:`BaseStore` turns them into validated, batched, rolled-back writes and a
-bit-for-bit :meth:`~BaseStore.revert`.
+A backend speaks its database's native ids and batch calls through a few small hooks (``count``, ``_get``,
+``_put``, ``_scan``, ``_search`` and where its ledger lives); :class:`BaseStore` turns them into validated,
+batched, compare-and-set writes recorded in a :mod:`ledger <nudge_rag.stores._ledger>`, a revert that undoes only
+what nudge-rag wrote, :meth:`~BaseStore.status`, :meth:`~BaseStore.reapply` and one writer at a time.
+
+The guarantees (every backend):
+
+* a row is overwritten only while it still holds the vector the fit read (rows changed or deleted since are
+  skipped, counted and named in the :class:`WriteResult`); a write that fails half-way puts back what it wrote;
+* revert restores a row only while it still holds the vector nudge-rag wrote, never re-inserts a deleted row and
+  never blocks on one; the ledger keeps lineage across fits (a row changed between two fits gets the newer
+  vector as its original);
+* a second writer on the same store gets :class:`StoreLockedError` naming the holder;
+* every backend exception on these paths becomes a one-line :class:`StoreError` naming the store and operation,
+  with any secret of the store's URI scrubbed.
+
+Stores with transactions (PostgreSQL) check, write and record in one transaction with the rows locked. Elsewhere
+each batch is re-read right before it is written: a write by another client between that read and the write
+(milliseconds) is the remaining race window, and is overwritten.
 
 Scores are "higher is better" in the store's own metric: cosine similarity, inner product, or the negative
 squared L2 distance.
@@ -11,17 +26,30 @@ squared L2 distance.
 
 from __future__ import annotations
 
+import contextlib
+import time
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+
+from ._errors import StoreError, StoreLockedError
+from ._ledger import Ledger, LedgerRecord, SqliteLedger, default_ledger_dir
 
 __all__ = [
     "VectorStore",
     "BaseStore",
     "SIMILARITIES",
     "StoreError",
+    "StoreLockedError",
+    "WriteResult",
+    "RevertResult",
+    "ReapplyResult",
+    "StoreStatus",
+    "same_vectors",
     "progress",
     "as_id_list",
     "check_vectors",
@@ -33,10 +61,6 @@ SIMILARITIES = ("cosine", "inner_product", "l2")
 DEFAULT_BATCH = 1024
 #: Queries per batch for brute-force search over a scan.
 _SCAN_QUERY_BLOCK = 1024
-
-
-class StoreError(RuntimeError):
-    """A store refused an operation (missing ids, wrong layout, unsupported similarity, ...)."""
 
 
 @runtime_checkable
@@ -65,12 +89,13 @@ class VectorStore(Protocol):
         """Top-k of each query (V, d): ((V, k) float32 scores best first, -inf padded; ids per query)."""
         ...
 
-    def write(self, ids: Sequence[str], vectors: np.ndarray) -> None:
-        """Overwrite the vectors of existing ``ids``; all or nothing; originals kept for :meth:`revert`."""
+    def write(self, ids: Sequence[str], vectors: np.ndarray, *, expected: np.ndarray | None = None) -> WriteResult:
+        """Overwrite the vectors of ``ids`` that still hold ``expected`` (default: what they hold now); recorded
+        in the ledger for :meth:`revert`."""
         ...
 
-    def revert(self) -> int:
-        """Restore every row ever written to its original vector; returns the number of rows restored."""
+    def revert(self) -> RevertResult:
+        """Restore the original vector of every row still holding what nudge-rag wrote."""
         ...
 
 
@@ -116,11 +141,153 @@ def check_vectors(vectors: object, n: int, dim: int, what: str = "vectors") -> n
     return out
 
 
-class BaseStore:
-    """Shared behaviour of the backends: validated batched writes, rollback and revert.
+#: Rows hold "the same vector" when every element agrees to within this much relative to the row's largest
+#: element: it absorbs a store's float32 renormalisation on write (Qdrant COSINE), never a re-embedding.
+SAME_RTOL = 1e-6
 
-    Subclasses set ``similarity``, ``dim`` and ``batch_size`` and implement the hooks below. A backend whose
-    database has transactions may override :meth:`write` and :meth:`revert` to use one.
+
+def same_vectors(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(n,) bool: row i of ``a`` equals row i of ``b`` up to float32 rounding (:data:`SAME_RTOL`)."""
+    a = np.asarray(a, dtype=np.float32).reshape(len(a), -1)
+    b = np.asarray(b, dtype=np.float32).reshape(len(b), -1)
+    scale = np.maximum(1.0, np.abs(b).max(axis=1, initial=0.0))
+    return np.asarray(np.abs(a - b).max(axis=1, initial=0.0) <= SAME_RTOL * scale)
+
+
+def _sample(ids: list[str], k: int = 10) -> list[str]:
+    return list(ids[:k])
+
+
+@dataclass
+class WriteResult:
+    """What a :meth:`BaseStore.write` did: rows written, rows skipped because another client changed
+    (``changed``) or deleted (``missing``) them since they were read, and the ledger generation."""
+
+    written: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    generation: int = 0
+
+    @property
+    def skipped(self) -> int:
+        return len(self.changed) + len(self.missing)
+
+    def summary(self) -> str:
+        """One line: counts, with up to 10 skipped ids."""
+        out = f"wrote {len(self.written)} rows (generation {self.generation})"
+        if self.changed:
+            out += f"; skipped {len(self.changed)} changed since the fit read them (e.g. {_sample(self.changed, 5)})"
+        if self.missing:
+            out += f"; skipped {len(self.missing)} deleted since (e.g. {_sample(self.missing, 5)})"
+        return out
+
+
+@dataclass(eq=False)
+class RevertResult:
+    """What :meth:`BaseStore.revert` did. ``restored``: rows put back to their original; ``already``: rows that
+    held their original already; ``changed``: rows whose vector changed since our write (left alone);
+    ``missing``: rows deleted since (skipped, never re-inserted). Compares equal to the int ``restored``."""
+
+    restored: int = 0
+    already: int = 0
+    changed: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (int, np.integer)):
+            return self.restored == int(other)
+        if isinstance(other, RevertResult):
+            return (self.restored, self.already, self.changed, self.missing) == (
+                other.restored,
+                other.already,
+                other.changed,
+                other.missing,
+            )
+        return NotImplemented
+
+    def __int__(self) -> int:
+        return self.restored
+
+    def summary(self) -> str:
+        out = f"restored {self.restored} original vectors"
+        if self.already:
+            out += f"; {self.already} held their original already"
+        if self.changed:
+            out += f"; left {len(self.changed)} changed since nudge-rag wrote them (e.g. {_sample(self.changed, 5)})"
+        if self.missing:
+            out += f"; skipped {len(self.missing)} deleted since (e.g. {_sample(self.missing, 5)})"
+        return out
+
+
+@dataclass
+class ReapplyResult:
+    """What :meth:`BaseStore.reapply` did: ``reapplied`` rows that held their recorded original again (a re-index
+    wrote the same base vector) and got the nudged vector back; ``nudged`` rows that still held it; ``changed``
+    rows with new content (left alone); ``missing`` rows deleted since."""
+
+    reapplied: int = 0
+    nudged: int = 0
+    changed: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    generation: int = 0
+
+    def summary(self) -> str:
+        return (
+            f"reapplied {self.reapplied} nudges (generation {self.generation}); {self.nudged} still nudged; "
+            f"{len(self.changed)} rows have new content (left alone); {len(self.missing)} deleted"
+        )
+
+
+@dataclass
+class StoreStatus:
+    """How a store stands against its ledger.
+
+    ``nudged``: rows still holding the vector nudge-rag wrote; ``overwritten``: rows whose vector changed since
+    (re-ingested or re-embedded), of which ``reapplicable`` hold the recorded original again; ``missing``: rows
+    deleted since; ``generations``: the write generations, oldest first.
+    """
+
+    store: str
+    ledger: str
+    rows: int = 0
+    nudged: int = 0
+    overwritten: int = 0
+    reapplicable: int = 0
+    missing: int = 0
+    generations: list[dict[str, Any]] = field(default_factory=list)
+    overwritten_ids_sample: list[str] = field(default_factory=list)
+    missing_ids_sample: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "store": self.store,
+            "ledger": self.ledger,
+            "rows": self.rows,
+            "nudged": self.nudged,
+            "overwritten": self.overwritten,
+            "reapplicable": self.reapplicable,
+            "missing": self.missing,
+            "generations": self.generations,
+            "overwritten_ids_sample": self.overwritten_ids_sample,
+            "missing_ids_sample": self.missing_ids_sample,
+        }
+
+    def __str__(self) -> str:
+        last = self.generations[-1] if self.generations else None
+        gen = f"; last generation {last['number']} ({last['kind']}, {last['rows']} rows)" if last else ""
+        return (
+            f"{self.store}: {self.rows} rows in the ledger: {self.nudged} nudged, {self.overwritten} overwritten "
+            f"since ({self.reapplicable} hold their original again: `reapply` restores their nudge), "
+            f"{self.missing} deleted{gen}"
+        )
+
+
+class BaseStore:
+    """Shared behaviour of the backends: validated, compare-and-set, ledgered writes; revert; status; reapply.
+
+    Subclasses set ``similarity``, ``dim`` and ``batch_size`` and implement the hooks below. Where the ledger
+    lives: :meth:`_ledger_home` (a path beside the store, or None for an in-process store), overridden by
+    :meth:`use_ledger`; a database with transactions overrides :meth:`_open_ledger` and :meth:`_atomic`.
     """
 
     similarity: str
@@ -131,17 +298,24 @@ class BaseStore:
     normalizes_on_write: bool = False
     #: Queries whose ANN search returned fewer than min(k, count) rows and were answered exactly instead.
     ann_shortfalls: int = 0
+    #: True when :meth:`_atomic` is a real transaction (a failed write then rolls back by itself).
+    transactional: bool = False
+    #: Secret strings (password, token, api key) to scrub from every message (set by ``open_store``).
+    secrets: tuple[str, ...] = ()
+    _ledger: Ledger | None = None
+    _ledger_path: Path | None = None
 
     # ------------------------------------------------------------------ hooks
     def count(self) -> int:
         raise NotImplementedError
 
-    def _fetch(self, ids: list[str]) -> np.ndarray:
-        """(n, d) float32 vectors of one batch of ids, in order; raise StoreError naming missing ids."""
+    def _get(self, ids: list[str], *, lock: bool = False) -> dict[str, np.ndarray]:
+        """The current vectors of those of ``ids`` that exist (one batch; absent ids are left out). ``lock``:
+        inside :meth:`_atomic`, lock the rows until it ends (stores with transactions)."""
         raise NotImplementedError
 
     def _put(self, ids: list[str], vectors: np.ndarray) -> None:
-        """Overwrite the vectors of one batch of existing ids (other fields untouched)."""
+        """Overwrite the vectors of one batch of existing ids (other fields untouched; never an insert)."""
         raise NotImplementedError
 
     def _scan(self, batch: int) -> Iterator[tuple[list[str], np.ndarray]]:
@@ -152,29 +326,90 @@ class BaseStore:
         """Native top-k, or None when the store has no native search of this kind (exact -> brute force)."""
         return None
 
-    def _save_originals(self, ids: list[str], vectors: np.ndarray) -> None:
-        """Append rows (none already saved) to the side store of originals."""
-        raise NotImplementedError
+    def _ledger_home(self) -> Path | None:
+        """The ledger file beside the store (None: an in-memory ledger, for in-process stores)."""
+        return None
 
-    def _saved_ids(self, ids: list[str]) -> set[str]:
-        """Which of ``ids`` already have a saved original."""
-        raise NotImplementedError
+    def _ledger_key(self) -> str:
+        """What names this store inside its ledger (a collection or table name)."""
+        return self.label
 
-    def _iter_originals(self, batch: int) -> Iterator[tuple[list[str], np.ndarray]]:
-        """Every saved (ids, originals) in batches."""
-        raise NotImplementedError
+    def _open_ledger(self) -> Ledger:
+        path = self._ledger_path if self._ledger_path is not None else self._ledger_home()
+        return SqliteLedger(path, self._ledger_key(), self.dim)
 
-    def _drop_originals(self) -> None:
-        """Delete the side store of originals."""
-        raise NotImplementedError
+    def _atomic(self) -> contextlib.AbstractContextManager[Any]:
+        """One transaction around a whole write / revert / reapply, where the store has them."""
+        return contextlib.nullcontext()
 
-    # ------------------------------------------------------------------ public API
+    @property
+    def label(self) -> str:
+        """A short name of the store for messages (no secrets, no server round trip)."""
+        return type(self).__name__
+
+    # ------------------------------------------------------------------ the ledger
+    def use_ledger(self, path: str | Path) -> None:
+        """Keep this store's ledger in the SQLite file ``path`` (before the first write, revert or status)."""
+        if self._ledger is not None:
+            raise StoreError(f"{self.label}: the ledger is already open ({self._ledger.describe()})")
+        self._ledger_path = Path(path)
+
+    @property
+    def ledger(self) -> Ledger:
+        """This store's :class:`~nudge_rag.stores._ledger.Ledger` (opened on first use)."""
+        if self._ledger is None:
+            with self._translate("open the ledger"):
+                self._ledger = self._open_ledger()
+        return self._ledger
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold this store's writer lock (re-entrant): what a fit-then-write holds from its first read."""
+        with contextlib.ExitStack() as stack:
+            with self._translate("lock"):  # only taking the lock is translated, not the caller's body
+                stack.enter_context(self.ledger.lock(self.label))
+            yield
+
+    @contextlib.contextmanager
+    def _translate(self, op: str) -> Iterator[None]:
+        """Backend exceptions -> one-line :class:`StoreError` naming the store and ``op``, secrets scrubbed."""
+        try:
+            yield
+        except StoreError as exc:
+            clean = self.scrub(str(exc))
+            if clean != str(exc):
+                raise type(exc)(clean) from None
+            raise
+        except (KeyboardInterrupt, SystemExit, GeneratorExit):
+            raise
+        except Exception as exc:
+            cause = " ".join((str(exc) or type(exc).__name__).split())
+            raise StoreError(self.scrub(f"{self.label}: {op} failed: {type(exc).__name__}: {cause}")) from exc
+
+    def scrub(self, text: str) -> str:
+        """``text`` with every secret of this store replaced by ``***``."""
+        for s in self.secrets:
+            if s:
+                text = text.replace(s, "***")
+        return text
+
+    # ------------------------------------------------------------------ reads
     def fetch(self, ids: Sequence[str]) -> np.ndarray:
+        """(n, d) float32 vectors of ``ids`` as stored, in that order; unknown ids raise :class:`StoreError`."""
         ids = [str(i) for i in ids]
         out = np.empty((len(ids), self.dim), dtype=np.float32)
-        for b0 in range(0, len(ids), self.batch_size):
-            out[b0 : b0 + self.batch_size] = self._fetch(ids[b0 : b0 + self.batch_size])
+        with self._translate("fetch"):
+            for b0 in range(0, len(ids), self.batch_size):
+                part = ids[b0 : b0 + self.batch_size]
+                got = self._get(part)
+                missing = [i for i in part if i not in got]
+                if missing:
+                    raise StoreError(f"{len(missing)} id(s) not in {self.label} (first: {missing[0]!r})")
+                out[b0 : b0 + len(part)] = np.stack([got[i] for i in part]) if part else out[b0:b0]
         return out
+
+    def _fetch(self, ids: list[str]) -> np.ndarray:
+        return self.fetch(ids)
 
     def search(self, queries: np.ndarray, k: int, *, exact: bool = True) -> tuple[np.ndarray, list[list[str]]]:
         """Top-k of each query (V, d), best first: exact, or (``exact=False``) the store's ANN index, which
@@ -182,12 +417,13 @@ class BaseStore:
         q = check_queries(queries, self.dim)
         if not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
-        native = self._search(q, int(k), exact)
-        if native is None:
-            if not exact:
-                raise StoreError(f"{type(self).__name__} has no approximate (ANN) search; use exact=True")
-            return self.scan_search(q, int(k))
-        return native if exact else self._complete(q, int(k), native)
+        with self._translate("search"):
+            native = self._search(q, int(k), exact)
+            if native is None:
+                if not exact:
+                    raise StoreError(f"{type(self).__name__} has no approximate (ANN) search; use exact=True")
+                return self.scan_search(q, int(k))
+            return native if exact else self._complete(q, int(k), native)
 
     def _complete(
         self, queries: np.ndarray, k: int, found: tuple[np.ndarray, list[list[str]]]
@@ -263,62 +499,221 @@ class BaseStore:
         d2 = (q * q).sum(1)[:, None] - 2 * (q @ v.T) + (v * v).sum(1)[None, :]
         return -d2
 
-    def write(self, ids: Sequence[str], vectors: np.ndarray) -> None:
-        """Overwrite the vectors of ``ids`` (n,) with ``vectors`` (n, d), all or nothing.
+    # ------------------------------------------------------------------ writes
+    def write(
+        self,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        *,
+        expected: np.ndarray | None = None,
+        kind: str = "fit",
+        note: str = "",
+    ) -> WriteResult:
+        """Overwrite the vectors of ``ids`` (n,) with ``vectors`` (n, d) where each row still holds ``expected``
+        (n, d) (the vectors the fit read; default: what the rows hold when this call reads them).
 
-        The current vector of each row not written before is saved first in the originals side store, so
-        :meth:`revert` restores the state before the first write. If a batch fails, the rows already written
-        by this call are put back to their vectors before the call and the error is re-raised.
+        Rows changed or deleted since are skipped and reported in the :class:`WriteResult`. Each written row is
+        recorded in the ledger (original, written, generation) before it is overwritten. If a batch fails, the
+        rows this call wrote are put back and their ledger records restored, then a :class:`StoreError` is raised.
+        Unknown ids raise before anything is written.
         """
         id_list = as_id_list(ids, "ids to write")
         new = check_vectors(vectors, len(id_list), self.dim)
+        exp = None if expected is None else check_vectors(expected, len(id_list), self.dim, "expected vectors")
+        result = WriteResult()
         if not id_list:
+            return result
+        with self._translate("write"), self.ledger.lock(self.label):
+            if exp is None:
+                exp = self.fetch(id_list)  # unknown ids raise here, before anything is written
+            result.generation = self.ledger.new_generation(kind, note)
+            undo: list[tuple[list[str], np.ndarray, dict[str, LedgerRecord]]] = []
+            starts = range(0, len(id_list), self.batch_size)
+            try:
+                with self._atomic():
+                    for b0 in progress(starts, total=len(starts), desc="write", enabled=self.show_progress):
+                        sl = slice(b0, b0 + self.batch_size)
+                        self._write_batch(id_list[sl], new[sl], exp[sl], result, undo)
+                    with self.ledger.transaction():
+                        self.ledger.finish(result.generation, len(result.written))
+            except BaseException:
+                if not self.transactional:
+                    self._undo(undo)
+                raise
+        return result
+
+    def _write_batch(
+        self,
+        ids: list[str],
+        vectors: np.ndarray,
+        expected: np.ndarray | None = None,
+        result: WriteResult | None = None,
+        undo: list[tuple[list[str], np.ndarray, dict[str, LedgerRecord]]] | None = None,
+    ) -> None:
+        """One compare-and-set batch of :meth:`write` (the seam where tests inject a failure): re-read the rows
+        (locked where the store has transactions), keep those still holding ``expected``, record them in the
+        ledger, then overwrite them."""
+        result = result if result is not None else WriteResult()
+        current = self._get(ids, lock=True)
+        present = np.fromiter((i in current for i in ids), dtype=bool, count=len(ids))
+        ok = present.copy()
+        if present.any():
+            cur = np.stack([current[i] for i in ids if i in current])
+            exp = expected[present] if expected is not None else cur
+            ok[present] = same_vectors(cur, exp)
+        result.missing.extend(i for i, p in zip(ids, present) if not p)
+        result.changed.extend(i for i, p, o in zip(ids, present, ok) if p and not o)
+        keep = [i for i, o in zip(ids, ok) if o]
+        if not keep:
             return
-        before = self.fetch(id_list)  # raises on unknown ids, before anything is changed
-        saved = self._saved_ids(id_list)
-        fresh = [j for j, i in enumerate(id_list) if i not in saved]
-        for b0 in range(0, len(fresh), self.batch_size):
-            sel = fresh[b0 : b0 + self.batch_size]
-            self._save_originals([id_list[j] for j in sel], before[sel])
-        done = 0
-        try:
-            for b0 in progress(
-                range(0, len(id_list), self.batch_size),
-                total=-(-len(id_list) // self.batch_size),
-                desc="write",
-                enabled=self.show_progress,
+        new = vectors[ok]
+        cur_keep = np.stack([current[i] for i in keep])
+        prev = self.ledger.records(keep)
+        now = time.time()
+        records = []
+        for j, i in enumerate(keep):
+            p = prev.get(i)
+            # lineage: the original stays the first one while the row still holds what we wrote last time
+            still_ours = p is not None and bool(same_vectors(cur_keep[j : j + 1], p.written[None])[0])
+            original = p.original if still_ours and p is not None else cur_keep[j]
+            records.append(LedgerRecord(i, original, new[j], result.generation, now))
+        if undo is not None:
+            undo.append((keep, cur_keep, prev))
+        with self.ledger.transaction():  # committed before the rows change: a kill leaves the ledger ahead
+            self.ledger.put(records)
+        self._put(keep, new)
+        result.written.extend(keep)
+
+    def _undo(self, undo: list[tuple[list[str], np.ndarray, dict[str, LedgerRecord]]]) -> None:
+        """Put back what a failed write changed (rows, then their ledger records), newest batch first."""
+        for keep, before, prev in reversed(undo):
+            for b0 in range(0, len(keep), self.batch_size):
+                self._put(keep[b0 : b0 + self.batch_size], before[b0 : b0 + self.batch_size])
+            with self.ledger.transaction():
+                self.ledger.delete([i for i in keep if i not in prev])
+                self.ledger.put(list(prev.values()))
+
+    # ------------------------------------------------------------------ revert, status, reapply
+    def _classify(self, records: list[LedgerRecord], lock: bool) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+        """(current vectors, id -> "nudged" / "original" / "changed" / "missing") of ``records``' rows."""
+        ids = [r.id for r in records]
+        current = self._get(ids, lock=lock)
+        state: dict[str, str] = {}
+        for r in records:
+            v = current.get(r.id)
+            if v is None:
+                state[r.id] = "missing"
+            elif same_vectors(v[None], r.written[None])[0]:
+                state[r.id] = "nudged"
+            elif same_vectors(v[None], r.original[None])[0]:
+                state[r.id] = "original"
+            else:
+                state[r.id] = "changed"
+        return current, state
+
+    def revert(self) -> RevertResult:
+        """Put the original back on every ledger row that still holds the vector nudge-rag wrote, then forget
+        the store's ledger rows. Rows changed since are left alone, deleted rows are skipped (never
+        re-inserted); both are reported in the :class:`RevertResult`."""
+        out = RevertResult()
+        with self._translate("revert"), self.ledger.lock(self.label), self._atomic():
+            for records in progress(
+                self.ledger.iter_records(self.batch_size), total=None, desc="revert", enabled=self.show_progress
             ):
-                self._write_batch(id_list[b0 : b0 + self.batch_size], new[b0 : b0 + self.batch_size])
-                done = b0 + self.batch_size
-        except BaseException:
-            for b0 in range(0, min(done + self.batch_size, len(id_list)), self.batch_size):
-                self._put(id_list[b0 : b0 + self.batch_size], before[b0 : b0 + self.batch_size])
-            raise
+                _, state = self._classify(records, lock=True)
+                back = [r for r in records if state[r.id] == "nudged"]
+                if back:
+                    self._put([r.id for r in back], np.stack([r.original for r in back]))
+                out.restored += len(back)
+                out.already += sum(state[r.id] == "original" for r in records)
+                out.changed.extend(r.id for r in records if state[r.id] == "changed")
+                out.missing.extend(r.id for r in records if state[r.id] == "missing")
+                with self.ledger.transaction():  # after the rows: a kill leaves records whose rows are original
+                    self.ledger.delete([r.id for r in records])
+        return out
 
-    def _write_batch(self, ids: list[str], vectors: np.ndarray) -> None:
-        """One batch of :meth:`write` (the seam where tests inject a failure)."""
-        self._put(ids, vectors)
+    def status(self) -> StoreStatus:
+        """How the store stands against its ledger (read only; no lock taken)."""
+        with self._translate("status"):
+            st = StoreStatus(store=self.label, ledger=self.ledger.describe())
+            for records in self.ledger.iter_records(self.batch_size):
+                _, state = self._classify(records, lock=False)
+                for r in records:
+                    s = state[r.id]
+                    st.rows += 1
+                    if s == "nudged":
+                        st.nudged += 1
+                    elif s == "missing":
+                        st.missing += 1
+                        if len(st.missing_ids_sample) < 10:
+                            st.missing_ids_sample.append(r.id)
+                    else:
+                        st.overwritten += 1
+                        st.reapplicable += s == "original"
+                        if len(st.overwritten_ids_sample) < 10:
+                            st.overwritten_ids_sample.append(r.id)
+            st.generations = [
+                {"number": g.number, "kind": g.kind, "at": g.at, "rows": g.rows, "note": g.note}
+                for g in self.ledger.generations()
+            ]
+        return st
 
-    def revert(self) -> int:
-        """Put every saved original back and delete the side store; returns the number of rows restored."""
-        n = 0
-        for ids, vecs in progress(
-            self._iter_originals(self.batch_size), total=None, desc="revert", enabled=self.show_progress
-        ):
-            self._put(ids, vecs)
-            n += len(ids)
-        self._drop_originals()
-        return n
+    def reapply(self) -> ReapplyResult:
+        """Write the nudged vector again on ledger rows whose current vector equals the recorded original (a
+        re-index wrote the same base vector again); rows with new content are left alone and reported."""
+        out = ReapplyResult()
+        with self._translate("reapply"), self.ledger.lock(self.label):
+            out.generation = self.ledger.new_generation("reapply")
+            with self._atomic():
+                for records in self.ledger.iter_records(self.batch_size):
+                    _, state = self._classify(records, lock=True)
+                    again = [r for r in records if state[r.id] == "original"]
+                    out.nudged += sum(state[r.id] == "nudged" for r in records)
+                    out.changed.extend(r.id for r in records if state[r.id] == "changed")
+                    out.missing.extend(r.id for r in records if state[r.id] == "missing")
+                    if not again:
+                        continue
+                    now = time.time()
+                    with self.ledger.transaction():
+                        self.ledger.put([LedgerRecord(r.id, r.original, r.written, out.generation, now) for r in again])
+                    self._put([r.id for r in again], np.stack([r.written for r in again]))
+                    out.reapplied += len(again)
+                with self.ledger.transaction():
+                    self.ledger.finish(out.generation, out.reapplied)
+        return out
 
+    # ------------------------------------------------------------------ misc
     def describe(self) -> str:
         """One line naming the store (for reports)."""
-        return f"{type(self).__name__}({self.dim}-d, {self.similarity})"
+        return f"{self.label} ({self.dim}-d, {self.similarity})"
 
     def close(self) -> None:
-        """Release connections (no-op unless the backend holds one)."""
+        """Release connections (the ledger's too)."""
+        self._close_ledger()
+
+    def _close_ledger(self) -> None:
+        ledger, self._ledger = self._ledger, None
+        if ledger is not None and hasattr(ledger, "close") and isinstance(ledger, SqliteLedger):
+            ledger.close()
 
     def __enter__(self) -> BaseStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def server_ledger_path(scheme: str, host: str, port: int | None, name: str) -> Path:
+    """The default ledger file of a store on a server: one per (scheme, host, port, collection) in
+    :func:`~nudge_rag.stores._ledger.default_ledger_dir`."""
+    import hashlib
+
+    tag = hashlib.sha1(f"{scheme}://{host}:{port}/{name}".encode()).hexdigest()[:12]
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{scheme}-{host}-{port}-{name}")[:80]
+    return default_ledger_dir() / f"{safe}-{tag}.sqlite"
+
+
+def beside(path: str | Path) -> Path:
+    """The ledger file beside a store on disk: ``<path>.nudge-ledger.sqlite``."""
+    p = Path(path)
+    return p.with_name(p.name.rstrip("/") + ".nudge-ledger.sqlite") if p.name else p / ".nudge-ledger.sqlite"

@@ -58,6 +58,7 @@ class StoreCorpus:
         self._ids: list[str] = []
         self._row: dict[str, int] = {}
         self._cache: dict[int, np.ndarray] = {}
+        self._raw: dict[int, np.ndarray] = {}  # the vectors as stored: what a compare-and-set write expects
         self._n_docs: int | None = None
         self.stats: dict[str, float] = {
             "fetched": 0,
@@ -113,12 +114,25 @@ class StoreCorpus:
             vecs = self.store.fetch(self.ids_of(missing))
             self.stats["fetch_seconds"] += time.perf_counter() - t0
             unit = normalize_rows(vecs, "store vectors", np.float32)
-            for r, v in zip(missing, unit):
+            for r, v, raw in zip(missing, unit, vecs):
                 self._cache[int(r)] = v
+                self._raw[int(r)] = raw
             self.stats["fetched"] += int(missing.size)
         if rows.size == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack([self._cache[int(r)] for r in rows])
+
+    def stored(self, rows: np.ndarray) -> np.ndarray:
+        """(r, d) float32 vectors of ``rows`` exactly as the store held them when the fit read them."""
+        rows = np.asarray(rows, dtype=np.int64).ravel()
+        self.fetch(rows)
+        if rows.size == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([self._raw[int(r)] for r in rows])
+
+    def read_rows(self) -> np.ndarray:
+        """(r,) int64 every row read so far (named documents and the competitor candidates re-scored)."""
+        return np.fromiter(self._raw, dtype=np.int64, count=len(self._raw))
 
     def competitors(self, queries: np.ndarray, exclude: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         q = np.asarray(queries, dtype=np.float32)

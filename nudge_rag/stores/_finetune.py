@@ -6,6 +6,7 @@ The fit reads only the vectors that the pairs name and one competitor search per
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
@@ -51,6 +52,10 @@ class StoreFinetuneReport(FinetuneReport):
         search: competitor-search counters (queries sent, calls, largest k asked).
         written: rows whose vectors were overwritten (0 for a dry run).
         written_ids_sample: up to 10 of them.
+        skipped_changed: moved rows not written because another client changed them after the fit read them.
+        skipped_missing: moved rows not written because they were deleted after the fit read them.
+        skipped_ids_sample: up to 10 skipped ids.
+        generation: the ledger generation of the write (0: nothing written).
         revert: how to restore the original vectors.
     """
 
@@ -61,7 +66,20 @@ class StoreFinetuneReport(FinetuneReport):
     search: dict[str, int] = field(default_factory=dict)
     written: int = 0
     written_ids_sample: list[str] = field(default_factory=list)
+    skipped_changed: int = 0
+    skipped_missing: int = 0
+    skipped_ids_sample: list[str] = field(default_factory=list)
+    generation: int = 0
     revert: str = ""
+
+    def record_write(self, result: Any) -> None:
+        """Copy a :class:`~nudge_rag.stores.WriteResult` into the report."""
+        self.written = len(result.written)
+        self.written_ids_sample = list(result.written[:10])
+        self.skipped_changed = len(result.changed)
+        self.skipped_missing = len(result.missing)
+        self.skipped_ids_sample = list((result.changed + result.missing)[:10])
+        self.generation = int(result.generation)
 
 
 def check_variant_fits_store(variant: str, store: VectorStore) -> None:
@@ -100,6 +118,8 @@ class StoreFit:
     result: FinetuneResult
     corpus: StoreCorpus
     fetch_seconds: float
+    #: what the last :meth:`write` did (rows written, rows skipped because they changed or vanished since read)
+    write_result: Any = None
 
     @property
     def patch(self) -> Patch:
@@ -108,16 +128,26 @@ class StoreFit:
         assert model is not None  # a fit, not the baseline
         return model.patch_.with_ids(self.corpus.ids)
 
+    @property
+    def expected(self) -> np.ndarray:
+        """(n, d) float32: the moved rows' vectors exactly as the fit read them (what a write compares against)."""
+        model = self.result.model
+        assert model is not None
+        return self.corpus.stored(model.patch_.rows)
+
     def write(self, store: VectorStore) -> list[str]:
-        """Write the patch into ``store`` by id (all or nothing: ``store.write`` rolls a failed write back); returns
-        the ids written and records the seconds in the report as ``seconds["store_write"]``."""
+        """Write the patch into ``store`` by id, compare-and-set against the vectors the fit read (rows changed or
+        deleted since are skipped: see :attr:`write_result`); a failed write is rolled back. Returns the ids
+        written and records the seconds in the report as ``seconds["store_write"]``."""
         patch = self.patch
         ids = list(patch.ids or ())
         t = time.perf_counter()
+        written: list[str] = []
         if ids:
-            store.write(ids, patch.new)
+            self.write_result = store.write(ids, patch.new, expected=self.expected)
+            written = list(getattr(self.write_result, "written", ids))
         self.result.report.seconds["store_write"] = time.perf_counter() - t
-        return ids
+        return written
 
 
 def fit_store(
@@ -151,14 +181,16 @@ def fit_store(
             "given when the documents were added, or the ids the store assigned)"
         ) from None
     if store.similarity != "cosine":  # the raw stored vectors (corpus.fetch returns them unit-normalised)
-        sample = named[:4096]
-        check_unit_norm(store, sample, store.fetch(sample))
+        check_unit_norm(store, named, corpus.stored(np.arange(len(named))))
     fetch_s = time.perf_counter() - t0
     corpus.stats["fetch_seconds"] = 0.0  # from here on: what the fit itself reads
     row_of: dict[Hashable, int] = dict(zip(named, range(len(named))))
     result = finetune_pairs(
         corpus, train, val, row_of=row_of, embed_queries=_as_embedder(embed_queries), **finetune_args
     )
+    if store.similarity != "cosine":  # the competitors the fit re-scored must be unit too, or the store ranks
+        read = corpus.read_rows()  # them otherwise than the fit assumed (its report would not describe the store)
+        check_unit_norm(store, corpus.ids_of(read), corpus.stored(read))
     return StoreFit(result, corpus, fetch_s)
 
 
@@ -196,6 +228,45 @@ def finetune_store(
         ``(report, model)``: a :class:`StoreFinetuneReport` and the fitted estimator (``model.patch_`` holds
         the moved rows; ``model.patch_.with_ids(corpus ids)`` what was written).
     """
+    lock = getattr(store, "locked", None)
+    with lock() if write and lock is not None else contextlib.nullcontext():
+        return _finetune_store_locked(
+            store,
+            train,
+            val,
+            embed_queries=embed_queries,
+            variant=variant,
+            gamma=gamma,
+            metric=metric,
+            exact=exact,
+            scan=scan,
+            write=write,
+            val_fraction=val_fraction,
+            seed=seed,
+            show_progress=show_progress,
+            store_name=store_name,
+            revert_hint=revert_hint,
+        )
+
+
+def _finetune_store_locked(
+    store: VectorStore,
+    train: Questions,
+    val: Questions | None,
+    *,
+    embed_queries: Callable[[list[str]], np.ndarray] | Mapping[str, np.ndarray],
+    variant: str,
+    gamma: float | None,
+    metric: str | None,
+    exact: bool,
+    scan: bool,
+    write: bool,
+    val_fraction: float,
+    seed: int,
+    show_progress: bool,
+    store_name: str | None,
+    revert_hint: str | None,
+) -> tuple[StoreFinetuneReport, Any]:
     t1 = time.perf_counter()
     fit = fit_store(
         store,
@@ -215,13 +286,11 @@ def finetune_store(
     fit_s = time.perf_counter() - t1 - fetch_s
     model = result.model
     patch = fit.patch
-    written = 0
     t2 = time.perf_counter()
     if write and len(patch):
         if hasattr(store, "show_progress"):
             store.show_progress = show_progress
-        store.write(list(patch.ids or ()), patch.new)
-        written = len(patch)
+        fit.write(store)
     write_s = time.perf_counter() - t2
     base = result.report
     report = StoreFinetuneReport(**{k: v for k, v in base.to_dict().items()})
@@ -240,9 +309,9 @@ def finetune_store(
     report.search = {
         k: int(v) for k, v in corpus.stats.items() if k not in ("fetched", "fetch_seconds", "search_seconds")
     }
-    report.written = written
-    report.written_ids_sample = list((patch.ids or ())[:10]) if written else []
-    report.revert = revert_hint or ("store.revert()" if written else "nothing written")
+    if fit.write_result is not None:
+        report.record_write(fit.write_result)
+    report.revert = revert_hint or ("store.revert()" if report.written else "nothing written")
     return report, model
 
 

@@ -8,9 +8,21 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
-__all__ = ["StoreURI", "BACKENDS", "parse_uri", "open_store", "backend_class"]
+__all__ = ["StoreURI", "BACKENDS", "parse_uri", "open_store", "backend_class", "SECRET_PARAMS", "is_secret_param"]
+
+#: Query parameters that hold a credential in some backend's URI (matched case-insensitively; any parameter whose
+#: name contains "password", "secret", "token" or "key" is treated as one too).
+SECRET_PARAMS = frozenset({"password", "sslpassword", "api_key", "apikey", "token", "secret", "access_key", "key"})
+_SECRET_PARTS = ("password", "passwd", "secret", "token", "key", "credential", "auth")
+
+
+def is_secret_param(name: str) -> bool:
+    """True for a URI query parameter that carries a credential (``password``, ``api_key``, ``token``, ...)."""
+    low = name.lower()
+    return low in SECRET_PARAMS or any(part in low for part in _SECRET_PARTS)
+
 
 #: URI scheme -> "module:Class" (module relative to ``nudge_rag.stores``).
 BACKENDS: dict[str, str] = {
@@ -48,11 +60,31 @@ class StoreURI:
             raise ValueError(f"store URI {self.redacted()!r} needs ?{name}=...")
         return value
 
+    def secrets(self) -> tuple[str, ...]:
+        """Every credential the URI carries (userinfo password, secret query parameters), raw and URL-encoded."""
+        values = [self.password or ""] + [v for k, v in self.params.items() if is_secret_param(k)]
+        out = {v for v in values if v} | {quote(v, safe="") for v in values if v}
+        return tuple(sorted(out, key=len, reverse=True))
+
     def redacted(self) -> str:
-        """The URI with any password replaced by ``***``."""
-        if self.password:
-            return self.raw.replace(f":{self.password}@", ":***@")
-        return self.raw
+        """The URI with every credential (userinfo password, ``password``, ``sslpassword``, ``api_key``, ``token``,
+        ...) replaced by ``***``."""
+        parts = urlsplit(self.raw)
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, hostport = netloc.rsplit("@", 1)
+            if ":" in userinfo:
+                userinfo = userinfo.split(":", 1)[0] + ":***"
+            netloc = f"{userinfo}@{hostport}"
+        query = "&".join(
+            f"{k}=***" if is_secret_param(unquote(k)) else (f"{k}={v}" if sep else k)
+            for k, sep, v in (item.partition("=") for item in parts.query.split("&") if item)
+        )
+        out = f"{parts.scheme}://{netloc}{parts.path}" if "://" in self.raw else f"{parts.scheme}:{parts.path}"
+        out += f"?{query}" if query else ""
+        for secret in self.secrets():  # belt and braces: nothing of a credential survives anywhere
+            out = out.replace(secret, "***")
+        return out
 
     @property
     def is_local(self) -> bool:
@@ -63,11 +95,17 @@ class StoreURI:
 def parse_uri(uri: str) -> StoreURI:
     """Split ``uri`` into a :class:`StoreURI`; an unknown scheme raises ``ValueError`` listing the known ones."""
     if not isinstance(uri, str) or "://" not in uri and ":" not in uri:
-        raise ValueError(f"a store URI looks like qdrant:///path?collection=C, got {uri!r}")
-    parts = urlsplit(uri)
+        # never echo the string: it may hold a password
+        raise ValueError("a store URI looks like qdrant:///path?collection=C (the value given is not a URI)")
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError:
+        raise ValueError("the store URI cannot be parsed (check its host and port); it is not shown here") from None
     scheme = parts.scheme.lower().split("+")[0]
     if scheme not in BACKENDS:
-        raise ValueError(f"unknown store scheme {parts.scheme!r} in {uri!r}; known: {', '.join(sorted(BACKENDS))}")
+        shown = scheme if scheme.isalnum() and len(scheme) < 20 else "?"
+        raise ValueError(f"unknown store scheme {shown!r}; known: {', '.join(sorted(BACKENDS))}")
     host = parts.hostname or ""
     path = unquote(parts.path)
     if parts.netloc == ".":  # qdrant://./relative/path
@@ -75,7 +113,7 @@ def parse_uri(uri: str) -> StoreURI:
     elif not parts.netloc and path and not path.startswith("/"):  # qdrant:relative/path
         host = ""
     params = dict(parse_qsl(parts.query, keep_blank_values=False))
-    return StoreURI(uri, scheme, host, parts.port, path, parts.username, parts.password, params)
+    return StoreURI(uri, scheme, host, port, path, parts.username, parts.password, params)
 
 
 def backend_class(scheme: str) -> Any:
@@ -95,6 +133,38 @@ def open_store(uri: str, **options: Any) -> Any:
     ``qdrant://localhost:6333?collection=docs``, ``chroma:///data/chroma?collection=docs``,
     ``milvus:///data/milvus.db?collection=docs``, ``lancedb:///data/lance?table=docs``,
     ``faiss:///data/index.faiss``. Tables name their columns with ``&id_column=...&vector_column=...``.
+    ``&ledger=PATH`` keeps the ledger in that SQLite file (default: beside a store on disk, or in the user's data
+    folder for a server). Every credential in ``uri`` is scrubbed from the store's messages.
     """
+    from ._errors import StoreError
+
     parsed = parse_uri(uri)
-    return backend_class(parsed.scheme).from_uri(parsed, **options)
+    ledger = parsed.params.get("ledger")
+    if ledger is not None:
+        parsed = StoreURI(
+            parsed.raw,
+            parsed.scheme,
+            parsed.host,
+            parsed.port,
+            parsed.path,
+            parsed.username,
+            parsed.password,
+            {k: v for k, v in parsed.params.items() if k != "ledger"},
+        )
+    secrets = parsed.secrets()
+    try:
+        store = backend_class(parsed.scheme).from_uri(parsed, **options)
+    except ImportError:
+        raise
+    except Exception as exc:  # a backend's own error may quote the URI or DSN: scrub it, one line
+        msg = " ".join((str(exc) or type(exc).__name__).split())
+        for s in secrets:
+            msg = msg.replace(s, "***")
+        err = type(exc)(msg) if isinstance(exc, (StoreError, ValueError, FileNotFoundError)) else None
+        if err is None:
+            err = StoreError(f"cannot open {parsed.redacted()}: {type(exc).__name__}: {msg}")
+        raise err from None
+    store.secrets = secrets
+    if ledger is not None:
+        store.use_ledger(ledger)
+    return store

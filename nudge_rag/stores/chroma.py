@@ -3,23 +3,25 @@
 
 Vectors are read with ``get(ids=..., include=["embeddings"])``, written with ``update`` (documents and
 metadata untouched), searched with ``query`` (Chroma's HNSW index: ANN only, so exact search is brute force
-over a ``get`` scan) and kept in the side collection ``<collection>-nudge-originals``.
+over a ``get`` scan). Chroma's ``update`` skips ids that no longer exist, so a deleted document is never
+re-inserted. The ledger is a SQLite file beside a ``PersistentClient`` folder (``<path>.nudge-ledger.sqlite``), per
+server in the user's data folder unless ``?ledger=`` names one, and in memory for an in-memory client.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._base import BaseStore, StoreError
+from ._base import BaseStore, StoreError, beside, server_ledger_path
 from ._registry import StoreURI
 
 __all__ = ["ChromaStore"]
 
 _INSTALL = 'Chroma stores need chromadb: pip install "nudge-rag[stores]" (or chromadb)'
-_SIDE = "-nudge-originals"
 _SPACES = {"cosine": "cosine", "ip": "inner_product", "l2": "l2"}
 
 
@@ -58,7 +60,7 @@ class ChromaStore(BaseStore):
     Args:
         collection: a ``chromadb`` Collection (as LangChain's ``Chroma._collection`` or LlamaIndex's
             ``ChromaVectorStore._collection`` hold it).
-        client: the client that holds it (default: the collection's own), used for the originals collection.
+        client: the client that holds it (default: the collection's own): where the ledger lives follows it.
     """
 
     def __init__(self, collection: Any, *, client: Any = None, batch_size: int = 1000) -> None:
@@ -69,7 +71,6 @@ class ChromaStore(BaseStore):
         if space not in _SPACES:
             raise StoreError(f"unsupported Chroma space {space!r}; supported: cosine, ip, l2")
         self.similarity = _SPACES[space]
-        self.side_name = collection.name + _SIDE
         first = collection.get(limit=1, include=["embeddings"])
         if not first["ids"]:
             raise StoreError(f"Chroma collection {collection.name!r} is empty")
@@ -90,6 +91,22 @@ class ChromaStore(BaseStore):
             raise StoreError(f"Chroma has no collection {name!r} ({exc})") from None
         return cls(collection, client=client, **kwargs)
 
+    @property
+    def label(self) -> str:
+        return f"Chroma collection {self.collection.name!r}"
+
+    def _ledger_key(self) -> str:
+        return f"chroma:{self.collection.name}"
+
+    def _ledger_home(self) -> Path | None:
+        settings = self.client.get_settings()
+        if getattr(settings, "chroma_server_host", None) and not settings.is_persistent:
+            host = str(settings.chroma_server_host)
+            return server_ledger_path("chroma", host, settings.chroma_server_http_port, self.collection.name)
+        if settings.is_persistent and settings.persist_directory:
+            return beside(settings.persist_directory)
+        return None
+
     def describe(self) -> str:
         return f"Chroma collection {self.collection.name!r} ({self.count()} x {self.dim}, {self.similarity})"
 
@@ -97,18 +114,9 @@ class ChromaStore(BaseStore):
     def count(self) -> int:
         return int(self.collection.count())
 
-    def _read(self, collection: Any, ids: list[str]) -> dict[str, np.ndarray]:
-        got = collection.get(ids=ids, include=["embeddings"])
+    def _get(self, ids: list[str], *, lock: bool = False) -> dict[str, np.ndarray]:
+        got = self.collection.get(ids=ids, include=["embeddings"])
         return dict(zip(got["ids"], np.asarray(got["embeddings"], dtype=np.float32).reshape(-1, self.dim)))
-
-    def _fetch(self, ids: list[str]) -> np.ndarray:
-        got = self._read(self.collection, ids)
-        missing = [i for i in ids if i not in got]
-        if missing:
-            raise StoreError(
-                f"{len(missing)} id(s) not in Chroma collection {self.collection.name!r} (first: {missing[0]!r})"
-            )
-        return np.stack([got[i] for i in ids])
 
     def _put(self, ids: list[str], vectors: np.ndarray) -> None:
         self.collection.update(ids=ids, embeddings=np.ascontiguousarray(vectors, dtype=np.float32))
@@ -135,29 +143,3 @@ class ChromaStore(BaseStore):
             d = np.asarray(d, dtype=np.float64)
             out_s[j, : d.size] = -d if self.similarity == "l2" else 1 - d
         return out_s, [list(r) for r in res["ids"]]
-
-    # ------------------------------------------------------------------ originals (a side collection)
-    def _side(self, create: bool) -> Any:
-        names = {getattr(c, "name", c) for c in self.client.list_collections()}
-        if self.side_name not in names:
-            if not create:
-                return None
-            return self.client.create_collection(self.side_name, metadata={"hnsw:space": "ip"})
-        return self.client.get_collection(self.side_name)
-
-    def _save_originals(self, ids: list[str], vectors: np.ndarray) -> None:
-        self._side(True).add(ids=ids, embeddings=np.ascontiguousarray(vectors, dtype=np.float32))
-
-    def _saved_ids(self, ids: list[str]) -> set[str]:
-        side = self._side(False)
-        return set() if side is None else set(side.get(ids=ids, include=[])["ids"])
-
-    def _iter_originals(self, batch: int) -> Iterator[tuple[list[str], np.ndarray]]:
-        side = self._side(False)
-        if side is None:
-            return iter(())
-        return self._scan_of(side, batch)
-
-    def _drop_originals(self) -> None:
-        if self._side(False) is not None:
-            self.client.delete_collection(self.side_name)

@@ -1,7 +1,7 @@
-"""``nudge-rag finetune --store URI --pairs FILE`` and ``nudge-rag revert --store URI``.
+"""``nudge-rag finetune --store URI --pairs FILE``, ``revert``, ``status`` and ``reapply --store URI``.
 
-:func:`route` is the hook :mod:`nudge_rag.cli` calls first: it handles ``revert`` and any ``finetune`` given
-``--store``, and returns None for everything else. Pairs files use the library's pairs format
+:func:`route` is the hook :mod:`nudge_rag.cli` calls first: it handles ``revert``, ``status``, ``reapply`` and any
+``finetune`` given ``--store``, and returns None for everything else. Pairs files use the library's pairs format
 (:mod:`nudge_rag.data.pairs`) with the store's document ids; rows with ``"split": "dev"`` are validation
 (otherwise validation is carved from train by the library's rule).
 """
@@ -17,7 +17,8 @@ import numpy as np
 
 from ..finetune import DEFAULT_VAL_FRACTION, VARIANTS, Questions
 
-__all__ = ["route", "build_store_parser", "cmd_store_finetune", "cmd_revert"]
+__all__ = ["route", "build_store_parser", "cmd_store_finetune", "cmd_revert", "cmd_status", "cmd_reapply"]
+STORE_COMMANDS = ("revert", "status", "reapply")
 
 PROG = "nudge-rag"
 _URI_HELP = (
@@ -74,12 +75,25 @@ def build_store_parser() -> argparse.ArgumentParser:
         help="exact competitor search as one streamed pass over the store (large stores, many queries)",
     )
     p.add_argument("--dry-run", action="store_true", help="fit and report, write nothing")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 3 when rows were skipped because another client changed or deleted them during the fine-tune",
+    )
     p.add_argument("--report", metavar="FILE", help="also write the report as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_store_finetune)
     r = sub.add_parser("revert", help="restore the original vectors of every row a store fine-tune wrote")
     r.add_argument("--store", required=True, metavar="URI", help=_URI_HELP)
+    r.add_argument("--strict", action="store_true", help="exit 3 when rows changed or deleted since were skipped")
     r.set_defaults(func=cmd_revert)
+    st = sub.add_parser("status", help="how the store stands against the ledger of nudge-rag's writes")
+    st.add_argument("--store", required=True, metavar="URI", help=_URI_HELP)
+    st.add_argument("--json", action="store_true", help="print one JSON object")
+    st.set_defaults(func=cmd_status)
+    ra = sub.add_parser("reapply", help="write the nudge again on rows a re-index put back to their original vector")
+    ra.add_argument("--store", required=True, metavar="URI", help=_URI_HELP)
+    ra.set_defaults(func=cmd_reapply)
     return parser
 
 
@@ -89,7 +103,7 @@ def route(argv: Sequence[str] | None) -> int | None:
     if not args_list:
         return None
     store_given = any(a == "--store" or a.startswith("--store=") for a in args_list)
-    if not (args_list[0] == "revert" or (args_list[0] == "finetune" and store_given)):
+    if not (args_list[0] in STORE_COMMANDS or (args_list[0] == "finetune" and store_given)):
         return None
     from ..data import DataError
     from ._base import StoreError
@@ -103,6 +117,15 @@ def route(argv: Sequence[str] | None) -> int | None:
         return int(args.func(args))
     except (StoreError, DataError, ValueError, TypeError, KeyError, OSError, ImportError, RuntimeError) as exc:
         msg = " ".join((str(exc) or type(exc).__name__).split())
+        store_arg = getattr(args, "store", None)
+        if store_arg:  # never print a credential, whatever raised
+            try:
+                from ._registry import parse_uri
+
+                for secret in parse_uri(store_arg).secrets():
+                    msg = msg.replace(secret, "***")
+            except ValueError:
+                msg = msg.replace(store_arg, "<store URI>")
         print(f"{PROG} {args.command}: error: {msg}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -229,21 +252,56 @@ def cmd_store_finetune(args: argparse.Namespace) -> int:
     print("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in sec.items() if k in ("fetch", "search", "solve", "write")))
     if args.dry_run:
         print("dry run: nothing written")
-    else:
-        print(f"wrote: {report.written} vectors (originals kept; search with {report.similarity})")
-        print(f"to revert: {report.revert}")
-    return 0
+        return 0
+    print(
+        f"wrote: {report.written} vectors, generation {report.generation} (originals in the ledger; the store "
+        f"ranks by {report.store_similarity})"
+    )
+    skipped = report.skipped_changed + report.skipped_missing
+    if skipped:
+        print(
+            f"{PROG} finetune: warning: skipped {report.skipped_changed} rows changed and {report.skipped_missing} "
+            f"deleted by another client after the fit read them (e.g. {report.skipped_ids_sample[:5]}); "
+            "they keep their new content",
+            file=sys.stderr,
+        )
+    print(f"to revert: {report.revert}")
+    return 3 if skipped and args.strict else 0
 
 
 def cmd_revert(args: argparse.Namespace) -> int:
-    """``nudge-rag revert --store URI``: restore every original vector a fine-tune overwrote."""
+    """``nudge-rag revert --store URI``: restore the original of every row still holding what nudge-rag wrote."""
     from ._registry import open_store
 
-    store = open_store(args.store)
-    try:
-        desc = store.describe()
-        n = store.revert()
-    finally:
-        store.close()
-    print(f"restored {n} original vectors in {desc}" if n else f"nothing to revert in {desc} (no saved originals)")
+    with open_store(args.store) as store:
+        label = store.label
+        result = store.revert()
+    if not (result.restored or result.already or result.changed or result.missing):
+        print(f"nothing to revert in {label} (the ledger holds no rows)")
+        return 0
+    print(f"{label}: {result.summary()}")
+    left = len(result.changed) + len(result.missing)
+    return 3 if left and args.strict else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """``nudge-rag status --store URI [--json]``: nudged / overwritten / missing rows and the generations."""
+    import json
+
+    from ._registry import open_store
+
+    with open_store(args.store) as store:
+        status = store.status()
+    print(json.dumps(status.to_dict(), indent=2) if args.json else str(status))
+    return 0
+
+
+def cmd_reapply(args: argparse.Namespace) -> int:
+    """``nudge-rag reapply --store URI``: nudge again the rows a re-index put back to their original vector."""
+    from ._registry import open_store
+
+    with open_store(args.store) as store:
+        label = store.label
+        result = store.reapply()
+    print(f"{label}: {result.summary()}")
     return 0

@@ -3,8 +3,9 @@
 Supported: ``IndexFlat`` (IP / L2), ``IndexHNSWFlat``, ``IndexIVFFlat``, each optionally inside ``IndexIDMap`` /
 ``IndexIDMap2``. Document ids are ``ids[j]`` for the j-th stored vector; without ``ids``, the labels of an
 ``IndexIDMap`` (else the positions) as strings. A file store (``faiss:///data/index.faiss``) reads ids from
-``?ids=FILE`` or ``<index>.ids`` (one per line) when present, rewrites the index file atomically on each write,
-and keeps originals in ``<index>.nudge-originals.npz``. Exact search: the flat index itself, else brute force
+``?ids=FILE`` or ``<index>.ids`` (one per line) when present, rewrites the index file atomically on each write
+(keeping its permission bits), and keeps its ledger in ``<index>.nudge-ledger.sqlite`` (an in-memory ledger for
+an index without a file). Exact search: the flat index itself, else brute force
 over the stored vectors; ``exact=False`` uses the index so that it returns the k rows asked: HNSW searches
 with ``efSearch = max(index efSearch, k)`` (FAISS returns at most about ``efSearch`` rows, 16 by default), IVF
 with its ``nprobe`` doubled, for the queries still short of k rows, up to every list (an exhaustive probe).
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .._files import atomic_write
-from ._base import BaseStore, StoreError
+from ._base import BaseStore, StoreError, WriteResult, beside
 from ._registry import StoreURI
 
 __all__ = ["FaissStore"]
@@ -44,8 +45,9 @@ class FaissStore(BaseStore):
         index: a ``faiss.Index`` of a supported type (see the module docstring).
         ids: document id of each stored vector, in storage order (default: IDMap labels or positions).
         path: the index file to rewrite after each write / revert (None: in memory only).
-        originals_path: where originals are kept (default ``<path>.nudge-originals.npz``; in memory without path).
     """
+
+    _dirty = False
 
     def __init__(
         self,
@@ -53,16 +55,12 @@ class FaissStore(BaseStore):
         ids: Sequence[object] | None = None,
         *,
         path: str | os.PathLike[str] | None = None,
-        originals_path: str | os.PathLike[str] | None = None,
         batch_size: int = 4096,
     ) -> None:
         faiss = _faiss()
         self._owner = index  # the wrapper that owns the C++ index: keep it alive
         self.index = faiss.downcast_index(index)
         self.path = None if path is None else Path(path)
-        if originals_path is None and self.path is not None:
-            originals_path = self.path.with_name(self.path.name + ".nudge-originals.npz")
-        self.originals_path = None if originals_path is None else Path(originals_path)
         self.batch_size = batch_size
         self._outer = self.index
         self._labels: np.ndarray | None = None
@@ -100,7 +98,6 @@ class FaissStore(BaseStore):
         self._pos = {d: j for j, d in enumerate(self._ids)}
         if len(self._pos) != n:
             raise StoreError("the FAISS id map holds duplicate ids")
-        self._originals: dict[str, np.ndarray] = self._read_originals()
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -123,6 +120,16 @@ class FaissStore(BaseStore):
     def from_uri(cls, uri: StoreURI, **kwargs: Any) -> FaissStore:
         return cls.load(uri.path, uri.param("ids"), **kwargs)
 
+    @property
+    def label(self) -> str:
+        return f"FAISS index {self.path}" if self.path else f"FAISS index (in memory, {id(self._owner):#x})"
+
+    def _ledger_home(self) -> Path | None:
+        return None if self.path is None else beside(self.path)
+
+    def _ledger_key(self) -> str:
+        return "faiss"
+
     def describe(self) -> str:
         where = str(self.path) if self.path else "in memory"
         return f"FAISS {type(self._inner).__name__} ({where}, {self.count()} x {self.dim}, {self.similarity})"
@@ -143,28 +150,28 @@ class FaissStore(BaseStore):
             return self._labels[pos]
         return pos
 
-    def _fetch(self, ids: list[str]) -> np.ndarray:
-        pos = self._positions(ids)
+    def _get(self, ids: list[str], *, lock: bool = False) -> dict[str, np.ndarray]:
+        known = [i for i in ids if i in self._pos]
+        if not known:
+            return {}
+        pos = self._positions(known)
         if self._flat is not None:
-            return np.array(self._xb()[pos], dtype=np.float32)
-        return np.asarray(self._inner.reconstruct_batch(self._keys(pos)), dtype=np.float32)
+            vecs = np.array(self._xb()[pos], dtype=np.float32)
+        else:
+            vecs = np.asarray(self._inner.reconstruct_batch(self._keys(pos)), dtype=np.float32)
+        return dict(zip(known, vecs))
 
     def _xb(self) -> np.ndarray:
         faiss = _faiss()
         n = int(self._flat.ntotal)
         return faiss.rev_swig_ptr(self._flat.get_xb(), n * self.dim).reshape(n, self.dim)
 
-    def _put(self, ids: list[str], vectors: np.ndarray) -> None:
-        pos = self._positions(ids)
-        if self._flat is not None:
-            self._xb()[pos] = vectors
-        else:
-            self._inner.update_vectors(self._keys(pos), np.ascontiguousarray(vectors, dtype=np.float32))
-
     def _scan(self, batch: int) -> Iterator[tuple[list[str], np.ndarray]]:
         n = self.count()
         for b0 in range(0, n, batch):
-            yield self._ids[b0 : b0 + batch], self._fetch(self._ids[b0 : b0 + batch])
+            part = self._ids[b0 : b0 + batch]
+            got = self._get(part)
+            yield part, np.stack([got[i] for i in part])
 
     def _search(self, queries: np.ndarray, k: int, exact: bool) -> tuple[np.ndarray, list[list[str]]] | None:
         if exact and self._flat is not self._inner:
@@ -201,41 +208,6 @@ class FaissStore(BaseStore):
             short = short[(l2 < 0).any(axis=1)]
         return dist, labels
 
-    # ------------------------------------------------------------------ originals (a side file)
-    def _read_originals(self) -> dict[str, np.ndarray]:
-        if self.originals_path is None or not self.originals_path.is_file():
-            return {}
-        with np.load(self.originals_path, allow_pickle=False) as z:
-            return {str(i): v for i, v in zip(z["ids"], z["vectors"])}
-
-    def _flush_originals(self) -> None:
-        if self.originals_path is None:
-            return
-        if not self._originals:
-            self.originals_path.unlink(missing_ok=True)
-            return
-        ids = np.array(list(self._originals), dtype=str)
-        vecs = np.stack(list(self._originals.values())).astype(np.float32)
-        atomic_write(self.originals_path, lambda fh: np.savez(fh, ids=ids, vectors=vecs))
-
-    def _save_originals(self, ids: list[str], vectors: np.ndarray) -> None:
-        for i, v in zip(ids, vectors):
-            self._originals[i] = np.array(v, dtype=np.float32)
-        self._flush_originals()
-
-    def _saved_ids(self, ids: list[str]) -> set[str]:
-        return {i for i in ids if i in self._originals}
-
-    def _iter_originals(self, batch: int) -> Iterator[tuple[list[str], np.ndarray]]:
-        ids = list(self._originals)
-        for b0 in range(0, len(ids), batch):
-            part = ids[b0 : b0 + batch]
-            yield part, np.stack([self._originals[i] for i in part])
-
-    def _drop_originals(self) -> None:
-        self._originals = {}
-        self._flush_originals()
-
     # ------------------------------------------------------------------ persistence
     def _save_index(self) -> None:
         if self.path is None:
@@ -243,19 +215,43 @@ class FaissStore(BaseStore):
         data = _faiss().serialize_index(self._outer)
         atomic_write(self.path, lambda fh: fh.write(data.tobytes()))
 
-    def write(self, ids: Sequence[str], vectors: np.ndarray) -> None:
-        """Write in memory (rolled back on failure), then replace the index file atomically."""
-        id_list = [str(i) for i in ids]
-        before = self.fetch(id_list) if id_list else None
-        super().write(id_list, vectors)
-        try:
-            self._save_index()
-        except BaseException:
-            if before is not None:
-                self._put(id_list, before)
-            raise
+    def write(self, ids: Sequence[str], vectors: np.ndarray, **kwargs: Any) -> WriteResult:
+        """Write in memory (compare-and-set, ledgered, rolled back on failure), then replace the index file
+        atomically; if that fails, the rows are put back and the error raised."""
+        with self.locked():
+            result = super().write(ids, vectors, **kwargs)
+            if result.written:
+                try:
+                    with self._translate("save the index file"):
+                        self._save_index()
+                except BaseException:
+                    back = self.ledger.records(result.written)
+                    self._put(result.written, np.stack([back[i].original for i in result.written]))
+                    with self.ledger.transaction():
+                        self.ledger.delete(result.written)
+                    raise
+        return result
 
-    def revert(self) -> int:
-        n = super().revert()
-        self._save_index()
-        return n
+    def _put(self, ids: list[str], vectors: np.ndarray) -> None:
+        pos = self._positions(ids)
+        if self._flat is not None:
+            self._xb()[pos] = vectors
+        else:
+            self._inner.update_vectors(self._keys(pos), np.ascontiguousarray(vectors, dtype=np.float32))
+        self._dirty = True
+
+    def revert(self) -> Any:
+        with self.locked():
+            self._dirty = False
+            out = super().revert()
+            if self._dirty:
+                self._save_index()
+        return out
+
+    def reapply(self) -> Any:
+        with self.locked():
+            self._dirty = False
+            out = super().reapply()
+            if self._dirty:
+                self._save_index()
+        return out

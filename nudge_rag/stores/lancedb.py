@@ -2,8 +2,9 @@
 
 Ids and vectors are columns (default ``id`` and ``vector``, LanceDB's and LangChain's / LlamaIndex's
 default vector column name; ``id_column`` / ``vector_column`` otherwise). A batch write is one
-``merge_insert`` (one Lance commit: all or nothing; other columns untouched); originals are kept in the table
-``<table>__nudge_originals``. Exact search bypasses any vector index (flat search); ``exact=False`` uses it.
+``merge_insert`` that only updates matched rows (one Lance commit: all or nothing; other columns untouched; a
+deleted row is never re-inserted). The ledger is a SQLite file beside the database folder
+(``<folder>.nudge-ledger.sqlite``). Exact search bypasses any vector index (flat search); ``exact=False`` uses it.
 LanceDB tables carry no metric: ``similarity`` defaults to ``"l2"`` (LanceDB's default); pass the metric
 your application searches with.
 """
@@ -11,17 +12,17 @@ your application searches with.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._base import BaseStore, StoreError
+from ._base import BaseStore, StoreError, beside, server_ledger_path
 from ._registry import StoreURI
 
 __all__ = ["LanceDBStore"]
 
 _INSTALL = 'LanceDB stores need lancedb: pip install "nudge-rag[stores]" (or lancedb)'
-_SIDE = "__nudge_originals"
 _METRIC = {"cosine": "cosine", "inner_product": "dot", "l2": "l2"}
 
 
@@ -44,7 +45,7 @@ class LanceDBStore(BaseStore):
     Args:
         table: a ``lancedb`` Table (as LangChain's ``LanceDB._table`` / LlamaIndex's ``LanceDBVectorStore``
             hold it).
-        db: the connection holding it (default: the table's own), used for the originals table.
+        db: the connection holding it (default: the table's own): the ledger lives beside its folder.
         id_column, vector_column: default ``id`` / ``vector``.
         similarity: ``"l2"`` (default), ``"cosine"`` or ``"inner_product"``.
     """
@@ -79,7 +80,6 @@ class LanceDBStore(BaseStore):
         if similarity not in _METRIC:
             raise ValueError(f"similarity must be one of {sorted(_METRIC)}, got {similarity!r}")
         self.similarity = similarity
-        self.side_name = table.name + _SIDE
 
     @classmethod
     def from_uri(cls, uri: StoreURI, **kwargs: Any) -> LanceDBStore:
@@ -95,6 +95,21 @@ class LanceDBStore(BaseStore):
             k: uri.params[k] for k in ("id_column", "vector_column", "similarity") if k in uri.params
         }
         return cls(table, db=db, **opts, **kwargs)
+
+    @property
+    def label(self) -> str:
+        return f"LanceDB table {self.table.name!r}"
+
+    def _ledger_key(self) -> str:
+        return f"lancedb:{self.table.name}"
+
+    def _ledger_home(self) -> Path | None:
+        uri = str(getattr(self.db, "uri", "") or "")
+        if not uri:
+            raise StoreError(f"{self.label}: pass db= (the lancedb connection holding the table) to keep a ledger")
+        if "://" in uri and not uri.startswith("file://"):
+            return server_ledger_path("lancedb", uri.split("://", 1)[1].split("/")[0], None, self.table.name)
+        return beside(uri.removeprefix("file://"))
 
     def describe(self) -> str:
         return f"LanceDB table {self.table.name!r} ({self.count()} x {self.dim}, {self.similarity})"
@@ -116,9 +131,13 @@ class LanceDBStore(BaseStore):
         vec = pa.FixedSizeListArray.from_arrays(flat, self.dim)
         return pa.table({self.id_column: key, self.vector_column: vec})
 
-    def _read(self, table: Any, ids: list[str]) -> dict[str, np.ndarray]:
+    # ------------------------------------------------------------------ hooks
+    def count(self) -> int:
+        return int(self.table.count_rows())
+
+    def _get(self, ids: list[str], *, lock: bool = False) -> dict[str, np.ndarray]:
         got = (
-            table.search()
+            self.table.search()
             .where(self._ids_filter(ids))
             .select([self.id_column, self.vector_column])
             .limit(len(ids))
@@ -126,17 +145,6 @@ class LanceDBStore(BaseStore):
         )
         vecs = _vectors(got.column(self.vector_column), self.dim)
         return dict(zip((str(i) for i in got.column(self.id_column).to_pylist()), vecs))
-
-    # ------------------------------------------------------------------ hooks
-    def count(self) -> int:
-        return int(self.table.count_rows())
-
-    def _fetch(self, ids: list[str]) -> np.ndarray:
-        got = self._read(self.table, ids)
-        missing = [i for i in ids if i not in got]
-        if missing:
-            raise StoreError(f"{len(missing)} id(s) not in LanceDB table {self.table.name!r} (first: {missing[0]!r})")
-        return np.stack([got[i] for i in ids])
 
     def _put(self, ids: list[str], vectors: np.ndarray) -> None:
         self.table.merge_insert(self.id_column).when_matched_update_all().execute(self._arrow(ids, vectors))
@@ -165,37 +173,6 @@ class LanceDBStore(BaseStore):
             out_s[j, : d.size] = -d  # smaller distance is better for every LanceDB metric
             out_ids.append([str(i) for i in got.column(self.id_column).to_pylist()])
         return out_s, out_ids
-
-    # ------------------------------------------------------------------ originals (a side table)
-    def _db(self) -> Any:
-        if self.db is None:
-            raise StoreError("pass db= (the lancedb connection holding the table) to keep originals")
-        return self.db
-
-    def _side(self) -> Any:
-        db = self._db()
-        names = db.table_names() if hasattr(db, "table_names") else list(db.list_tables())
-        return db.open_table(self.side_name) if self.side_name in names else None
-
-    def _save_originals(self, ids: list[str], vectors: np.ndarray) -> None:
-        side = self._side()
-        data = self._arrow(ids, vectors)
-        if side is None:
-            self._db().create_table(self.side_name, data=data)
-        else:
-            side.add(data)
-
-    def _saved_ids(self, ids: list[str]) -> set[str]:
-        side = self._side()
-        return set() if side is None else set(self._read(side, ids))
-
-    def _iter_originals(self, batch: int) -> Iterator[tuple[list[str], np.ndarray]]:
-        side = self._side()
-        return iter(()) if side is None else self._scan_of(side, batch)
-
-    def _drop_originals(self) -> None:
-        if self._side() is not None:
-            self._db().drop_table(self.side_name)
 
 
 def _vectors(column: Any, dim: int) -> np.ndarray:

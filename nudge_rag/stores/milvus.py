@@ -1,9 +1,12 @@
 """Milvus collections (Milvus Lite files, or a server) as a :class:`~nudge_rag.stores.VectorStore`.
 
 Vectors are read with ``get`` by primary key, written with a partial ``upsert`` (other fields untouched),
-searched with ``search`` and scanned with ``query_iterator``; originals are kept in the collection
-``<collection>__nudge_originals``. The metric is the vector index's (``COSINE``, ``IP``, ``L2``). Exact search
-is the index itself when it is ``FLAT``, else brute force over a scan; ``exact=False`` uses the index.
+searched with ``search`` and scanned with ``query_iterator``. Milvus has no update that cannot insert: a row is
+upserted only right after it was read and found holding the expected vector (a delete by another client in that
+window, milliseconds, would re-create it: the documented race). The ledger is a SQLite file beside a Milvus Lite
+file (``<file>.nudge-ledger.sqlite``), or per server in the user's data folder unless ``?ledger=`` names one.
+The metric is the vector index's (``COSINE``, ``IP``, ``L2``). Exact search is the index
+itself when it is ``FLAT``, else brute force over a scan; ``exact=False`` uses the index.
 
 Searches are split into requests within Milvus' documented limits: at most ``MAX_TOPK`` (16384) rows and
 ``MAX_NQ`` (16384) queries per request, and a result of at most ``max_result_bytes`` estimated as
@@ -16,17 +19,17 @@ nq x k x (id + score + overhead) bytes (Milvus caps a search result at 64 MB, Mi
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._base import BaseStore, StoreError
+from ._base import BaseStore, StoreError, beside, server_ledger_path
 from ._registry import StoreURI
 
 __all__ = ["MilvusStore"]
 
 _INSTALL = 'Milvus stores need pymilvus (and milvus-lite for files): pip install "nudge-rag[stores]"'
-_SIDE = "__nudge_originals"
 _METRICS = {"COSINE": "cosine", "IP": "inner_product", "L2": "l2"}
 #: Milvus' documented caps per search request: rows per query (topk) and queries (nq).
 MAX_TOPK = 16384
@@ -107,7 +110,6 @@ class MilvusStore(BaseStore):
             raise StoreError(f"unsupported Milvus metric {metric!r}; supported: COSINE, IP, L2")
         self.metric = metric
         self.similarity = _METRICS[metric]
-        self.side = collection + _SIDE
         client.load_collection(collection)
 
     def _index(self, field: str) -> tuple[str, str]:
@@ -133,6 +135,19 @@ class MilvusStore(BaseStore):
             **kwargs,
         )
 
+    @property
+    def label(self) -> str:
+        return f"Milvus collection {self.collection!r}"
+
+    def _ledger_key(self) -> str:
+        return f"milvus:{self.collection}"
+
+    def _ledger_home(self) -> Path | None:
+        target = self.lite_path or str(getattr(self.client, "_using", "") or "")
+        if target and "://" not in target:
+            return beside(target)
+        return server_ledger_path("milvus", target.split("://")[-1] or "server", None, self.collection)
+
     def describe(self) -> str:
         return (
             f"Milvus collection {self.collection!r} ({self.count()} x {self.dim}, {self.similarity}, "
@@ -154,18 +169,9 @@ class MilvusStore(BaseStore):
     def count(self) -> int:
         return int(self.client.query(self.collection, filter="", output_fields=["count(*)"])[0]["count(*)"])
 
-    def _read(self, collection: str, ids: list[str]) -> dict[str, np.ndarray]:
-        got = self.client.get(collection, ids=self._keys(ids), output_fields=[self.vector_field])
+    def _get(self, ids: list[str], *, lock: bool = False) -> dict[str, np.ndarray]:
+        got = self.client.get(self.collection, ids=self._keys(ids), output_fields=[self.vector_field])
         return {str(r[self.pk_field]): np.asarray(r[self.vector_field], dtype=np.float32) for r in got}
-
-    def _fetch(self, ids: list[str]) -> np.ndarray:
-        got = self._read(self.collection, ids)
-        missing = [i for i in ids if i not in got]
-        if missing:
-            raise StoreError(
-                f"{len(missing)} id(s) not in Milvus collection {self.collection!r} (first: {missing[0]!r})"
-            )
-        return np.stack([got[i] for i in ids])
 
     def _rows(self, ids: list[str], vectors: np.ndarray) -> list[dict[str, Any]]:
         return [{self.pk_field: k, self.vector_field: v} for k, v in zip(self._keys(ids), vectors)]
@@ -219,36 +225,3 @@ class MilvusStore(BaseStore):
                 out_s[v0 + j, : d.size] = -d if self.similarity == "l2" else d
                 out_ids.append([str(h["id"]) for h in hits])
         return out_s, out_ids
-
-    # ------------------------------------------------------------------ originals (a side collection)
-    def _ensure_side(self) -> None:
-        if self.client.has_collection(self.side):
-            return
-        dt = _pymilvus().DataType
-        schema = self.client.create_schema(auto_id=False)
-        kw = {} if self._int_pk else {"max_length": 65535}
-        schema.add_field(self.pk_field, self._pk_type, is_primary=True, **kw)
-        schema.add_field(self.vector_field, dt.FLOAT_VECTOR, dim=self.dim)
-        index = self.client.prepare_index_params()
-        index.add_index(self.vector_field, index_type="FLAT", metric_type="IP")
-        self.client.create_collection(self.side, schema=schema, index_params=index)
-
-    def _save_originals(self, ids: list[str], vectors: np.ndarray) -> None:
-        self._ensure_side()
-        self.client.insert(self.side, self._rows(ids, vectors))
-
-    def _has_side(self) -> bool:
-        if not self.client.has_collection(self.side):
-            return False
-        self.client.load_collection(self.side)  # released after a restart
-        return True
-
-    def _saved_ids(self, ids: list[str]) -> set[str]:
-        return set(self._read(self.side, ids)) if self._has_side() else set()
-
-    def _iter_originals(self, batch: int) -> Iterator[tuple[list[str], np.ndarray]]:
-        return self._scan_of(self.side, batch) if self._has_side() else iter(())
-
-    def _drop_originals(self) -> None:
-        if self.client.has_collection(self.side):
-            self.client.drop_collection(self.side)

@@ -4,10 +4,11 @@ A table needs an id column and a ``vector`` column (default ``id`` and ``embeddi
 layouts are recognised: LlamaIndex ``PGVectorStore`` (table ``data_<name>``, ids in ``node_id``) and
 langchain-postgres ``PGVector`` (``langchain_pg_embedding``, rows of one collection: ``collection=NAME``).
 
-Every write is one transaction: the originals of rows never written before are copied into
-``<table>__nudge_originals``, the new vectors are sent with binary ``COPY`` into a temporary table and
-applied with one ``UPDATE ... FROM`` per batch; any failure rolls everything back. :meth:`revert` restores
-the originals and drops the side table, in one transaction too. Exact search is a sequential scan
+Every write, revert and reapply is one transaction: each batch's rows are read ``FOR UPDATE`` (compare-and-set
+against the vectors the fit read), recorded in the ledger tables ``nudge_rag_ledger_*`` of the same schema
+(:class:`~nudge_rag.stores._ledger.PgLedger`), and the new vectors are sent with binary ``COPY`` into a temporary
+table and applied with one ``UPDATE ... FROM``; any failure rolls everything back. One writer at a time: a
+session-level advisory lock. Exact search is a sequential scan
 (``enable_indexscan`` / ``enable_bitmapscan`` off for the query); ``exact=False`` lets PostgreSQL use an
 HNSW / IVFFlat index. An HNSW index scan returns at most ``hnsw.ef_search`` rows (default 40), so each ANN
 search sets ``hnsw.ef_search = max(k, 40)`` for its transaction (pgvector caps it at 1000); on pgvector >= 0.8
@@ -21,20 +22,20 @@ connection or DSN); the tests start a throw-away server with the ``pgserver`` pa
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from ._base import BaseStore, StoreError, as_id_list, check_vectors, progress
+from ._base import BaseStore, StoreError
+from ._ledger import Ledger, PgLedger
 from ._registry import StoreURI
 
 __all__ = ["PgVectorStore"]
 
 _INSTALL = 'pgvector stores need psycopg and pgvector: pip install "nudge-rag[stores]" (or "psycopg[binary]" pgvector)'
-_SIDE = "__nudge_originals"
 #: pgvector's bounds on ``hnsw.ef_search``: its default and its maximum.
 EF_SEARCH_DEFAULT, EF_SEARCH_MAX = 40, 1000
 # pgvector operator (distance) and "distance -> higher-is-better score" per similarity
@@ -89,13 +90,14 @@ class PgVectorStore(BaseStore):
         batch_size: int = 2000,
     ) -> None:
         psycopg, self._sql, register_vector = _libs()
+        self._tx_depth = 0
         self.own_conn = not hasattr(conn, "cursor")
         self.conn = psycopg.connect(conn, autocommit=True) if self.own_conn else conn
         self.conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        self.conn.commit()
+        self._done()
         register_vector(self.conn)
         row = self.conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
-        self.conn.commit()
+        self._done()
         #: the server's pgvector version, e.g. (0, 6, 2)
         self.pgvector_version = tuple(int(x) for x in re.findall(r"\d+", str(row[0]))[:3]) if row else (0, 0, 0)
         self.batch_size = batch_size
@@ -127,10 +129,6 @@ class PgVectorStore(BaseStore):
         self.similarity = similarity or self._index_similarity() or "cosine"
         if self.similarity not in _OPS:
             raise ValueError(f"similarity must be one of {sorted(_OPS)}, got {self.similarity!r}")
-        # one side table per langchain-postgres collection: they share langchain_pg_embedding, and a revert drops
-        # its side table, which must never take another collection's originals with it
-        tag = "_" + hashlib.sha1(collection.encode()).hexdigest()[:10] if collection else ""
-        self.side = name + _SIDE + tag
 
     @classmethod
     def from_uri(cls, uri: StoreURI, **kwargs: Any) -> PgVectorStore:
@@ -151,6 +149,33 @@ class PgVectorStore(BaseStore):
             **kwargs,
         )
 
+    @property
+    def label(self) -> str:
+        coll = f" (collection {self.collection!r})" if self.collection else ""
+        return f"PostgreSQL table {self.schema}.{self.table}{coll}"
+
+    def _ledger_key(self) -> str:
+        return f"{self.schema}.{self.table}" + (f"#{self.collection}" if self.collection else "")
+
+    def _open_ledger(self) -> Ledger:
+        return PgLedger(self.conn, self.schema, self._ledger_key(), self.dim)
+
+    transactional = True
+
+    @contextlib.contextmanager
+    def _atomic(self) -> Iterator[None]:
+        with self.conn.transaction():
+            self._tx_depth += 1
+            try:
+                yield
+            finally:
+                self._tx_depth -= 1
+
+    def _done(self) -> None:
+        """End the implicit transaction of a read, unless inside :meth:`_atomic` (or autocommit)."""
+        if self._tx_depth == 0 and not self.conn.autocommit:
+            self._done()
+
     def describe(self) -> str:
         coll = f", collection {self.collection!r}" if self.collection else ""
         return (
@@ -159,6 +184,7 @@ class PgVectorStore(BaseStore):
         )
 
     def close(self) -> None:
+        self._close_ledger()
         if self.own_conn and not self.conn.closed:
             self.conn.close()
 
@@ -167,7 +193,7 @@ class PgVectorStore(BaseStore):
         row = self.conn.execute(
             "SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = %s", (schema, name)
         ).fetchone()
-        self.conn.commit()
+        self._done()
         return row is not None
 
     def _columns(self) -> dict[str, str]:
@@ -176,7 +202,7 @@ class PgVectorStore(BaseStore):
             "WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped",
             (f'"{self.schema}"."{self.table}"',),
         ).fetchall()
-        self.conn.commit()
+        self._done()
         return dict(rows)
 
     def _dimension(self, vtype: str) -> int:
@@ -184,7 +210,7 @@ class PgVectorStore(BaseStore):
         if m:
             return int(m.group(1))
         row = self.conn.execute(self._q("SELECT vector_dims({v}) FROM {t}{w} LIMIT 1"), self._where_args).fetchone()
-        self.conn.commit()
+        self._done()
         if row is None:
             raise StoreError(f"cannot tell the dimension of {self.schema}.{self.table}.{self.vector_column}: empty")
         return int(row[0])
@@ -194,7 +220,7 @@ class PgVectorStore(BaseStore):
             "SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indrelid = %s::regclass",
             (f'"{self.schema}"."{self.table}"',),
         ).fetchall()
-        self.conn.commit()
+        self._done()
         for (definition,) in rows:
             if self.vector_column in definition:
                 for opclass, sim in _OPCLASS.items():
@@ -208,18 +234,17 @@ class PgVectorStore(BaseStore):
         row = self.conn.execute(
             "SELECT uuid FROM langchain_pg_collection WHERE name = %s", (self.collection,)
         ).fetchone()
-        self.conn.commit()
+        self._done()
         if row is None:
             raise StoreError(f"langchain-postgres has no collection {self.collection!r}")
         return " WHERE collection_id = %s", (row[0],)
 
     def _q(self, template: str, **extra: Any) -> Any:
-        """A composed SQL statement: {t} table, {s} side table, {i} id, {v} vector, {w} the collection filter,
+        """A composed SQL statement: {t} table, {i} id, {v} vector, {w} the collection filter,
         {ity} the id type."""
         sql = self._sql
         return sql.SQL(template).format(
             t=sql.Identifier(self.schema, self.table),
-            s=sql.Identifier(self.schema, getattr(self, "side", self.table + _SIDE)),
             i=sql.Identifier(self.id_column),
             v=sql.Identifier(self.vector_column),
             w=sql.SQL(self._where),
@@ -233,21 +258,18 @@ class PgVectorStore(BaseStore):
     # ------------------------------------------------------------------ hooks
     def count(self) -> int:
         row = self.conn.execute(self._q("SELECT count(*) FROM {t}{w}"), self._where_args).fetchone()
-        self.conn.commit()
+        self._done()
         return int(row[0])
 
-    def _fetch(self, ids: list[str]) -> np.ndarray:
+    def _get(self, ids: list[str], *, lock: bool = False) -> dict[str, np.ndarray]:
         rows = self.conn.execute(
-            self._q("SELECT {i}::text, {v} FROM {t} WHERE {i} = ANY(%s::{ity}[])" + self._and()),
+            self._q("SELECT {i}::text, {v} FROM {t} WHERE {i} = ANY(%s::{ity}[])" + self._and())
+            + self._sql.SQL(" FOR UPDATE" if lock and self._tx_depth else ""),
             (ids, *self._where_args),
             binary=True,
         ).fetchall()
-        self.conn.commit()
-        got = {r[0]: r[1] for r in rows}
-        missing = [i for i in ids if i not in got]
-        if missing:
-            raise StoreError(f"{len(missing)} id(s) not in {self.schema}.{self.table} (first: {missing[0]!r})")
-        return _stack([got[i] for i in ids], self.dim)
+        self._done()
+        return {r[0]: _vec(r[1]) for r in rows}
 
     def _scan(self, batch: int) -> Iterator[tuple[list[str], np.ndarray]]:
         with self.conn.transaction(), self.conn.cursor(name="nudge_rag_scan", binary=True) as cur:
@@ -289,62 +311,20 @@ class PgVectorStore(BaseStore):
                 out_ids.append([r[0] for r in rows])
         return out_s, out_ids
 
-    # ------------------------------------------------------------------ writes: one transaction
-    def _saved_ids(self, ids: list[str]) -> set[str]:
-        if not self._exists(self.schema, self.side):
-            return set()
-        rows = self.conn.execute(self._q("SELECT {i}::text FROM {s} WHERE {i} = ANY(%s::{ity}[])"), (ids,)).fetchall()
-        self.conn.commit()
-        return {r[0] for r in rows}
-
-    def write(self, ids: Sequence[str], vectors: np.ndarray) -> None:
-        """Overwrite the vectors of ``ids`` in one transaction (originals saved first; all or nothing)."""
-        id_list = as_id_list(ids, "ids to write")
-        new = check_vectors(vectors, len(id_list), self.dim)
-        if not id_list:
-            return
-        self.fetch(id_list)  # unknown ids raise before anything is written
-        with self.conn.transaction():
-            side = "CREATE TABLE IF NOT EXISTS {s} ({i} {ity} PRIMARY KEY, {v} vector(" + str(int(self.dim)) + "))"
-            self.conn.execute(self._q(side))
+    # ------------------------------------------------------------------ writes (inside _atomic)
+    def _put(self, ids: list[str], vectors: np.ndarray) -> None:
+        """Binary ``COPY`` of the batch into a temporary table, then one ``UPDATE ... FROM`` (never an insert)."""
+        with self._atomic():
+            self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS nudge_rag_patch (id text, v vector) ON COMMIT DROP")
+            self.conn.execute("TRUNCATE nudge_rag_patch")
+            with (
+                self.conn.cursor() as cur,
+                cur.copy("COPY nudge_rag_patch (id, v) FROM STDIN WITH (FORMAT BINARY)") as cp,
+            ):
+                cp.set_types(["text", "vector"])
+                for i, v in zip(ids, vectors):
+                    cp.write_row((i, v))
             self.conn.execute(
-                self._q("CREATE TEMP TABLE IF NOT EXISTS nudge_rag_patch (id text, v vector) ON COMMIT DROP")
+                self._q("UPDATE {t} SET {v} = p.v FROM nudge_rag_patch p WHERE {t}.{i} = p.id::{ity}" + self._and()),
+                self._where_args,
             )
-            starts = range(0, len(id_list), self.batch_size)
-            for b0 in progress(starts, total=len(starts), desc="write", enabled=self.show_progress):
-                self._write_batch(id_list[b0 : b0 + self.batch_size], new[b0 : b0 + self.batch_size])
-
-    def _write_batch(self, ids: list[str], vectors: np.ndarray) -> None:
-        """One batch inside the write transaction: save originals not yet saved, COPY, UPDATE."""
-        self.conn.execute(
-            self._q(
-                "INSERT INTO {s} ({i}, {v}) SELECT {i}, {v} FROM {t} WHERE {i} = ANY(%s::{ity}[])"
-                + self._and()
-                + " ON CONFLICT DO NOTHING"
-            ),
-            (ids, *self._where_args),
-        )
-        self.conn.execute("TRUNCATE nudge_rag_patch")
-        with self.conn.cursor() as cur, cur.copy("COPY nudge_rag_patch (id, v) FROM STDIN WITH (FORMAT BINARY)") as cp:
-            cp.set_types(["text", "vector"])
-            for i, v in zip(ids, vectors):
-                cp.write_row((i, v))
-        self.conn.execute(
-            self._q("UPDATE {t} SET {v} = p.v FROM nudge_rag_patch p WHERE {t}.{i} = p.id::{ity}" + self._and()),
-            self._where_args,
-        )
-
-    def _put(self, ids: list[str], vectors: np.ndarray) -> None:  # pragma: no cover - writes go through write()
-        raise NotImplementedError
-
-    def revert(self) -> int:
-        """Restore every saved original and drop the side table, in one transaction."""
-        if not self._exists(self.schema, self.side):
-            return 0
-        with self.conn.transaction():
-            cur = self.conn.execute(
-                self._q("UPDATE {t} SET {v} = o.{v} FROM {s} o WHERE {t}.{i} = o.{i}" + self._and()), self._where_args
-            )
-            n = cur.rowcount
-            self.conn.execute(self._q("DROP TABLE {s}"))
-        return int(n)

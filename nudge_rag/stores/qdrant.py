@@ -2,8 +2,9 @@
 
 Point ids are unsigned integers or UUIDs (given as strings). Vectors are read with ``retrieve``, written with
 ``update_vectors`` (payloads untouched), searched with ``query_batch_points`` (``exact=True`` search params for
-exact search, the HNSW index otherwise) and scanned with ``scroll``. Originals are kept in the collection
-``<collection>__nudge_originals`` (DOT distance, so Qdrant stores them unchanged).
+exact search, the HNSW index otherwise) and scanned with ``scroll``. ``update_vectors`` never creates a point,
+so a point deleted since it was read is never re-inserted. The ledger is a SQLite file beside a local-mode
+folder (``<path>.nudge-ledger.sqlite``), or per server in the user's data folder unless ``?ledger=`` names one.
 
 A COSINE collection stores unit vectors (Qdrant normalises on write); NUDGE-N output is unit-norm, so it is
 stored as computed; NUDGE-M is refused on such a collection (use DOT distance).
@@ -12,17 +13,17 @@ stored as computed; NUDGE-M is refused on such a collection (use DOT distance).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._base import BaseStore, StoreError
+from ._base import BaseStore, StoreError, beside, server_ledger_path
 from ._registry import StoreURI
 
 __all__ = ["QdrantStore"]
 
 _INSTALL = 'Qdrant stores need qdrant-client: pip install "nudge-rag[stores]" (or qdrant-client)'
-_SIDE = "__nudge_originals"
 
 
 def _models() -> Any:
@@ -82,7 +83,6 @@ class QdrantStore(BaseStore):
             raise StoreError(f"unsupported Qdrant distance {distance}; supported: COSINE, DOT, EUCLID")
         self.similarity = table[distance]
         self.normalizes_on_write = distance == models.Distance.COSINE
-        self.side = collection + _SIDE
 
     @classmethod
     def from_uri(cls, uri: StoreURI, **kwargs: Any) -> QdrantStore:
@@ -100,6 +100,21 @@ class QdrantStore(BaseStore):
         vector_name = uri.param("vector_name")
         return cls(client, str(collection), vector_name=vector_name, own_client=True, **kwargs)
 
+    @property
+    def label(self) -> str:
+        return f"Qdrant collection {self.collection!r}"
+
+    def _ledger_key(self) -> str:
+        return f"qdrant:{self.collection}"
+
+    def _ledger_home(self) -> Path | None:
+        inner = getattr(self.client, "_client", None)
+        location = getattr(inner, "location", None)
+        if location is not None:  # local mode
+            return None if location == ":memory:" or not getattr(inner, "persistent", True) else beside(location)
+        host = str(getattr(inner, "_host", None) or "server")
+        return server_ledger_path("qdrant", host, getattr(inner, "_port", None), self.collection)
+
     def describe(self) -> str:
         return f"Qdrant collection {self.collection!r} ({self.count()} x {self.dim}, {self.similarity})"
 
@@ -115,16 +130,11 @@ class QdrantStore(BaseStore):
         v = record.vector
         return v[self.vector_name] if self.vector_name is not None else v
 
-    def _read(self, collection: str, ids: list[str], vector_name: str | None) -> np.ndarray:
-        got = self.client.retrieve(collection, ids=[_point_id(i) for i in ids], with_vectors=True, with_payload=False)
-        by_id = {str(r.id): (r.vector[vector_name] if vector_name is not None else r.vector) for r in got}
-        missing = [i for i in ids if i not in by_id]
-        if missing:
-            raise StoreError(f"{len(missing)} id(s) not in Qdrant collection {collection!r} (first: {missing[0]!r})")
-        return np.asarray([by_id[i] for i in ids], dtype=np.float32).reshape(len(ids), self.dim)
-
-    def _fetch(self, ids: list[str]) -> np.ndarray:
-        return self._read(self.collection, ids, self.vector_name)
+    def _get(self, ids: list[str], *, lock: bool = False) -> dict[str, np.ndarray]:
+        got = self.client.retrieve(
+            self.collection, ids=[_point_id(i) for i in ids], with_vectors=True, with_payload=False
+        )
+        return {str(r.id): np.asarray(self._vec(r), dtype=np.float32).reshape(self.dim) for r in got}
 
     def _put(self, ids: list[str], vectors: np.ndarray) -> None:
         models = _models()
@@ -167,48 +177,3 @@ class QdrantStore(BaseStore):
                 out_s[v0 + j, : len(pts)] = scores
                 out_ids.append([str(p.id) for p in pts])
         return out_s, out_ids
-
-    # ------------------------------------------------------------------ originals (a side collection)
-    def _ensure_side(self) -> None:
-        models = _models()
-        if not self.client.collection_exists(self.side):
-            self.client.create_collection(
-                self.side, vectors_config=models.VectorParams(size=self.dim, distance=models.Distance.DOT)
-            )
-
-    def _save_originals(self, ids: list[str], vectors: np.ndarray) -> None:
-        models = _models()
-        self._ensure_side()
-        points = [models.PointStruct(id=_point_id(i), vector=v.tolist()) for i, v in zip(ids, vectors)]
-        self.client.upsert(self.side, points=points, wait=True)
-
-    def _saved_ids(self, ids: list[str]) -> set[str]:
-        if not self.client.collection_exists(self.side):
-            return set()
-        out: set[str] = set()
-        for b0 in range(0, len(ids), self.batch_size):
-            got = self.client.retrieve(
-                self.side,
-                ids=[_point_id(i) for i in ids[b0 : b0 + self.batch_size]],
-                with_vectors=False,
-                with_payload=False,
-            )
-            out.update(str(r.id) for r in got)
-        return out
-
-    def _iter_originals(self, batch: int) -> Iterator[tuple[list[str], np.ndarray]]:
-        if not self.client.collection_exists(self.side):
-            return
-        offset = None
-        while True:
-            recs, offset = self.client.scroll(
-                self.side, limit=batch, offset=offset, with_vectors=True, with_payload=False
-            )
-            if recs:
-                yield [str(r.id) for r in recs], np.asarray([r.vector for r in recs], dtype=np.float32)
-            if offset is None:
-                return
-
-    def _drop_originals(self) -> None:
-        if self.client.collection_exists(self.side):
-            self.client.delete_collection(self.side)

@@ -111,28 +111,40 @@ def assert_restored(got: np.ndarray, want: np.ndarray, exact: bool) -> None:
 
 
 def check_contract(
-    store, s: SciFactIds, reference, monkeypatch, *, reopen=None, uri=None, tmp_path=None, exact_restore=True
+    store,
+    s: SciFactIds,
+    reference,
+    monkeypatch,
+    *,
+    reopen=None,
+    uri=None,
+    tmp_path=None,
+    exact_restore=True,
+    delete=None,
 ):
     """The behaviour every backend must show on real SciFact (see the module docstring).
 
     ``reopen()`` closes nothing and returns a fresh store object on the same data; with ``uri``, a new process
-    reads the nudged vectors back.
+    reads the nudged vectors back. Then :func:`check_safety` (``delete``: the database's own delete by ids).
     """
-    from nudge_rag.stores import finetune_store
+    from nudge_rag.stores import StoreError, finetune_store
 
     model_ref, moved_ref = reference
     before = store.fetch(s.ids)
     assert before.shape == s.docs.shape and before.dtype == np.float32
-    # 1. an injected failure half-way through a write leaves the store as it was
+    # 1. an injected failure half-way through a write leaves the store (and its ledger) as it was; the backend's
+    # exception reaches the caller as one StoreError naming the store and the operation
     batch = store.batch_size
     store.batch_size = 64
     ids_w = list(moved_ref)[:200]
     inject_failure(store, monkeypatch, after=1)
-    with pytest.raises(BatchFailure):
+    with pytest.raises(StoreError, match="write failed: BatchFailure") as err:
         store.write(ids_w, np.stack([moved_ref[i] for i in ids_w]))
+    assert isinstance(err.value.__cause__, BatchFailure)
     monkeypatch.undo()
     store.batch_size = batch
     assert_restored(store.fetch(s.ids), before, exact_restore)
+    assert store.status().rows == 0
     # 2. fine-tune: same gamma and vectors as the in-memory fit; only named rows change
     report, model = finetune_store(store, s.train_q, s.val_q, embed_queries=s.vectors)
     assert report.gamma == pytest.approx(model_ref.gamma_, abs=1e-12)
@@ -159,7 +171,116 @@ def check_contract(
         np.testing.assert_array_equal(read_in_new_process(uri, list(moved_ref), tmp_path), got)
         store = reopen()
     # 4. revert restores every original vector bit for bit
+    st = store.status()
+    assert (st.rows, st.nudged, st.overwritten, st.missing) == (len(moved_ref), len(moved_ref), 0, 0)
     assert store.revert() == len(moved_ref)
     assert_restored(store.fetch(s.ids), before, exact_restore)
     assert store.revert() == 0
+    check_safety(store, s, before, delete=delete, exact=exact_restore)
     return store
+
+
+def _unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    v = rng.standard_normal((n, d)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def _without(q: Questions, gone: set[str]) -> Questions:
+    """``q`` less the questions that name a document in ``gone``."""
+    keep = [j for j, a in enumerate(q.answers) if not set(map(str, a)) & gone]
+    return Questions(
+        tuple(q.texts[j] for j in keep),
+        tuple(q.answers[j] for j in keep),
+        tuple(q.relevance[j] for j in keep),
+        tuple(q.ids[j] for j in keep),
+    )
+
+
+def check_safety(store, s: SciFactIds, before: np.ndarray, *, delete=None, exact=True):
+    """The store-safety scenarios on real SciFact, starting from the original store ``before`` (N, d).
+
+    Another client is simulated through the backend's own API: ``store._put`` (a raw overwrite, no ledger) and
+    ``delete(store, ids)`` (the database's own delete; None where the store cannot delete, e.g. FAISS).
+    """
+    from nudge_rag.stores import finetune_store, fit_store
+
+    rng = np.random.default_rng(7)
+    pos = {d: j for j, d in enumerate(s.ids)}
+    state = {i: before[j] for j, i in enumerate(s.ids)}  # what each row should hold
+    gone: set[str] = set()
+
+    def check_all():
+        alive = [i for i in s.ids if i not in gone]
+        assert_restored(store.fetch(alive), np.stack([state[i] for i in alive]), exact)
+        if gone:
+            assert store._get(sorted(gone)) == {}, "a deleted row came back"
+
+    def other_client_edit(ids):
+        vecs = _unit(rng, len(ids), before.shape[1])
+        store._put(list(ids), vecs)
+        state.update(zip(ids, vecs))
+        return vecs
+
+    def other_client_delete(ids):
+        delete(store, list(ids))
+        gone.update(ids)
+
+    # 5. compare-and-set: a row re-embedded, and one deleted, between the fit's read and its write are skipped
+    fit = fit_store(store, s.train_q, s.val_q, embed_queries=s.vectors)
+    moved = list(fit.patch.ids or ())
+    new = dict(zip(moved, fit.patch.new))
+    a, b = moved[0], moved[1]
+    other_client_edit([a])
+    if delete:
+        other_client_delete([b])
+    written = fit.write(store)
+    wr = fit.write_result
+    assert wr.changed == [a] and wr.missing == ([b] if delete else [])
+    assert set(written) == set(moved) - {a} - ({b} if delete else set())
+    state.update((i, new[i]) for i in written)
+    np.testing.assert_allclose(store.fetch(written), np.stack([new[i] for i in written]), atol=1e-5)
+    state.update(zip(written, store.fetch(written)))
+    check_all()
+    # 6. revert after an edit and a delete: the edited row is left alone, the deleted one is never re-inserted
+    c, d = written[0], written[1]
+    other_client_edit([c])
+    if delete:
+        other_client_delete([d])
+    r = store.revert()
+    assert r.changed == [c] and r.missing == ([d] if delete else [])
+    assert r.restored == len(written) - 1 - (1 if delete else 0)
+    state.update((i, before[pos[i]]) for i in written if i not in (c, d) or (i == d and not delete))
+    check_all()
+    assert store.status().rows == 0
+    # 7. lineage: two fine-tunes with an edit in between; revert restores the edited vector, not the first original
+    train, val = _without(s.train_q, gone | {a, c}), _without(s.val_q, gone | {a, c})
+    rep1, _ = finetune_store(store, train, val, embed_queries=s.vectors)
+    assert rep1.written > 10 and rep1.generation > 0
+    w1 = sorted(store.ledger.records(list(state)))
+    e = w1[0]
+    # the other client re-embeds e close to its text's vector, so the second fit moves it again
+    edited = state[e] + 0.05 * _unit(rng, 1, before.shape[1])[0]
+    edited = (edited / np.linalg.norm(edited)).astype(np.float32)
+    store._put([e], edited[None])
+    rep2, _ = finetune_store(store, train, val, embed_queries=s.vectors)
+    assert rep2.generation > rep1.generation
+    rec = store.ledger.records([e])[e]
+    assert rec.generation == rep2.generation, "the edited row was not moved again: the scenario needs it"
+    assert_restored(rec.original[None], edited[None], exact)  # lineage: the edit is the row's original now
+    # 8. a re-index writes the same base vectors again: status sees it, reapply restores the nudge
+    ledger_ids = sorted(store.ledger.records(list(state)))
+    nudged_now = store.fetch(ledger_ids)
+    back = [i for i in ledger_ids if i != e][:20]
+    store._put(back, np.stack([state[i] for i in back]))  # their original (pre-fit) vectors
+    st = store.status()
+    got = (st.rows, st.nudged, st.overwritten, st.reapplicable, st.missing)
+    assert got == (len(ledger_ids), len(ledger_ids) - 20, 20, 20, 0), got
+    assert [g["number"] for g in st.generations][-2:] == [rep1.generation, rep2.generation]
+    ra = store.reapply()
+    assert ra.reapplied == 20 and ra.nudged == len(ledger_ids) - 20
+    assert_restored(store.fetch(ledger_ids), nudged_now, exact)
+    assert store.status().nudged == len(ledger_ids)
+    r = store.revert()
+    assert r.restored == len(ledger_ids) and not r.changed and not r.missing
+    state[e] = edited  # the edit between the fits is the row's original now
+    check_all()

@@ -47,6 +47,7 @@ def test_chroma_persistent_contract(tmp_path, scifact_ids, reference_fit, monkey
         uri=uri,
         tmp_path=tmp_path,
         exact_restore=space == "ip",
+        delete=lambda st, ids: st.collection.delete(ids=ids),
     )
     col = client.get_collection("scifact")
     assert col.get(ids=[s.ids[0]], include=["documents"])["documents"] == [f"doc {s.ids[0]}"]

@@ -58,11 +58,20 @@ def test_pgvector_contract(pg, tmp_path, scifact_ids, reference_fit, monkeypatch
     assert (store.similarity, store.dim, store.count()) == ("cosine", 384, len(s.ids))
     uri = _uri(pg, "table=scifact")
     store = check_contract(
-        store, s, reference_fit, monkeypatch, reopen=lambda: open_store(uri), uri=uri, tmp_path=tmp_path
+        store,
+        s,
+        reference_fit,
+        monkeypatch,
+        reopen=lambda: open_store(uri),
+        uri=uri,
+        tmp_path=tmp_path,
+        delete=lambda st, ids: conn.execute("DELETE FROM scifact WHERE id = ANY(%s)", (ids,)),
     )
-    # other columns untouched, side table gone
-    assert conn.execute("SELECT count(*) FROM scifact WHERE body = 'doc ' || id").fetchone()[0] == len(s.ids)
-    assert conn.execute("SELECT to_regclass('scifact__nudge_originals')").fetchone()[0] is None
+    # other columns untouched (the deleted rows aside), the ledger tables marked
+    assert conn.execute("SELECT count(*) FROM scifact WHERE body = 'doc ' || id").fetchone()[0] == len(s.ids) - 2
+    for name in ("rows", "generations", "locks", "meta"):
+        comment = conn.execute("SELECT obj_description(to_regclass(%s), 'pg_class')", (f"nudge_rag_ledger_{name}",))
+        assert comment.fetchone()[0].startswith("nudge-rag ledger v1")
     store.close()
     conn.close()
 

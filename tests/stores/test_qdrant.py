@@ -42,8 +42,11 @@ def test_qdrant_contract(tmp_path, scifact_ids, reference_fit, monkeypatch, dist
         uri=uri,
         tmp_path=tmp_path,
         exact_restore=distance == models.Distance.DOT,
+        delete=lambda st, ids: st.client.delete(
+            st.collection, points_selector=models.PointIdsList(points=[int(i) for i in ids]), wait=True
+        ),
     )
-    assert not store.client.collection_exists("scifact__nudge_originals")
+    assert [c.name for c in store.client.get_collections().collections] == ["scifact"]
     store.close()
 
 

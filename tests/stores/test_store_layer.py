@@ -73,7 +73,7 @@ def test_write_validates_before_changing_anything():
     index = faiss.IndexFlatIP(4)
     index.add(x)
     store = FaissStore(index, ["a", "b", "c", "d"])
-    with pytest.raises(StoreError, match="not in the FAISS index"):
+    with pytest.raises(StoreError, match="not in FAISS index"):
         store.write(["a", "zz"], x[:2])
     with pytest.raises(ValueError, match="duplicates"):
         store.write(["a", "a"], x[:2])
