@@ -118,45 +118,67 @@ class _NudgeBase:
         documents named by the new training pairs are recomputed, and all validation queries (old and new)
         are re-scored. The result equals a full refit with ``gamma=self.gamma_`` on the concatenated queries, bit
         for bit (training sums accumulate one query at a time, in pair order). Returns self.
+
+        One implementation for every fit: after an array fit the documents are ``embeddings_``; after a fit on
+        a :class:`~nudge_rag.corpus.Corpus` they are ``corpus_``, and new documents are appended to it with
+        ``corpus.append(new_embeddings)`` (a Dask corpus grows by new chunks). Nothing changes on error.
         """
         self._check_fitted()
-        if getattr(self, "embeddings_", None) is None:  # fitted on a corpus: new rows are appended to it
-            from .distributed.insert import insert_on_corpus  # NumPy only; no optional dependency
-
-            return insert_on_corpus(self, new_embeddings, train, val)
         if new_embeddings is None and train is None and val is None:
             raise ValueError("insert needs new_embeddings, train or val")
-        docs = np.asarray(self.embeddings_)  # not None here (corpus fits returned above); no copy
-        dim = docs.shape[1]
-        if new_embeddings is not None:
-            new = as_matrix(new_embeddings, "new_embeddings", dim=dim, float32_range=False)
-            docs = np.concatenate([docs, normalize_rows(new, "new_embeddings", docs.dtype)])
-        else:
-            docs = docs.copy()
-        n = docs.shape[0]
+        gamma = self.gamma_
         agg = TrainAggregate(self.train_docs_, self.train_sums_)
         base = self.train_base_
+        array_fit = getattr(self, "embeddings_", None) is not None
+        if array_fit:  # rows read from the nudged matrix
+            corpus: Corpus = ArrayCorpus(np.asarray(self.embeddings_))
+            nudged = np.asarray(self.embeddings_)[agg.docs]
+        else:
+            corpus = self._fitted_corpus()
+            nudged = np.array(base, dtype=self._out_dtype(), copy=True)  # unmoved, except the patch rows
+            nudged[np.searchsorted(agg.docs, self.patch_.rows)] = self.patch_.new
+        if new_embeddings is not None:
+            corpus = _append(corpus, new_embeddings)
+        n, dim = corpus.n_docs, corpus.dim
         if train is not None:
             train = _check_queries(train, "train", n, dim)
             merged = agg.extend(train)  # sums continue in pair order: bit for bit a refit's
-            base = docs[merged.docs].copy()  # rows not previously trained are still unmoved
-            base[np.searchsorted(merged.docs, agg.docs)] = self.train_base_
-            named = np.unique(train.indices)
-            touched = np.searchsorted(merged.docs, named)
-            docs[named] = self._move(base[touched], merged.sums[touched], self.gamma_)
-            agg = merged
-        new = docs[agg.docs]
+            kept = np.searchsorted(merged.docs, agg.docs)
+            fresh = np.setdiff1d(merged.docs, agg.docs)
+            base = np.empty((merged.docs.size, dim), dtype=self._out_dtype())
+            base[kept] = self.train_base_
+            base[np.searchsorted(merged.docs, fresh)] = corpus.fetch(fresh)  # not trained so far: still unmoved
+            grown = np.array(base, copy=True)
+            grown[kept] = nudged
+            touched = np.searchsorted(merged.docs, np.unique(train.indices))
+            grown[touched] = self._move(base[touched], merged.sums[touched], gamma)
+            agg, nudged = merged, grown
+        docs = None
+        if array_fit and isinstance(corpus, ArrayCorpus):  # the full nudged matrix, a new array (not embeddings_)
+            docs = corpus.docs if new_embeddings is not None else corpus.docs.copy()
+            docs[agg.docs] = nudged
+            corpus = ArrayCorpus(docs)
         all_val = self.val_
         if val is not None:
             val = _check_queries(val, "val", n, dim)
             all_val = val if all_val is None else all_val.concat(val)
         if all_val is not None:
             all_val.check_documents(n, "val")
-            _, gammas, scores = self._choose(ArrayCorpus(docs), agg, base, all_val, self.gamma_)
+            _, gammas, scores = self._choose(corpus, agg, base, all_val, gamma)
         else:
-            gammas, scores = np.unique([0.0, self.gamma_]), None
-        self._set_state(docs, n, dim, agg, base, new, all_val, self.gamma_, gammas, scores)
+            gammas, scores = np.unique([0.0, gamma]), None
+        self._set_state(docs, n, dim, agg, base, nudged, all_val, gamma, gammas, scores)
+        self.corpus_ = None if docs is not None else corpus
         return self
+
+    def _fitted_corpus(self) -> Corpus:
+        corpus = getattr(self, "corpus_", None)
+        if corpus is None:
+            raise NotImplementedError(
+                f"this {type(self).__name__} has neither embeddings_ nor corpus_ (e.g. loaded from a file after a "
+                "corpus fit): refit on the corpus with gamma fixed to gamma_"
+            )
+        return corpus
 
     def inserted(
         self: _Model,
@@ -516,6 +538,16 @@ def _smoothed_argmax(gammas: np.ndarray, totals: np.ndarray, width: float) -> fl
         avg = (csum[right] - csum[left]) / (right - left)
         best = best[avg >= avg.max() - tol]
     return float(gammas[best[0]])
+
+
+def _append(corpus: Corpus, new: object) -> Corpus:
+    """``corpus.append(new)``: the corpus followed by the documents ``new`` (``NotImplementedError`` for a corpus
+    that cannot grow)."""
+    append = getattr(corpus, "append", None)
+    if append is None:
+        raise NotImplementedError(f"{type(corpus).__name__} cannot append documents (it has no append method)")
+    grown: Corpus = append(new)
+    return grown
 
 
 def _check_dtype(dtype: Any) -> np.dtype:

@@ -159,6 +159,23 @@ def test_dask_array_goes_through_as_corpus(client, synth):
     assert isinstance(got.corpus_, DaskCorpus)
 
 
+def test_dask_arrays_reach_fit_through_the_registration_of_the_distributed_package():
+    """The core never names Dask: importing nudge_rag.distributed registers the adapter (issue 17, item 2)."""
+    code = (
+        "import dask.array as da\n"
+        "from nudge_rag.corpus import as_corpus\n"
+        "a = da.ones((3, 2), dtype='float32', chunks=(2, -1))\n"
+        "try:\n"
+        "    as_corpus(a)\n"
+        "except TypeError as e:\n"
+        "    print('refused:', 'nudge_rag.distributed' in str(e))\n"
+        "import nudge_rag.distributed\n"
+        "print(type(as_corpus(a)).__name__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["refused: True", "DaskCorpus"]
+
+
 # ---------------------------------------------------------------------------------------------- fault tolerance
 def test_worker_killed_mid_fit_is_retried_and_the_result_is_unchanged(synth):
     x, train, val = synth

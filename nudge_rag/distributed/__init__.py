@@ -11,8 +11,11 @@ Example:
     >>> write_back(corpus, model.patch_)                  # rewrites only the shards holding moved rows
 """
 
+import sys
+from typing import Any
+
+from ..corpus import register_corpus_adapter
 from .corpus import DaskCorpus, ShardSource
-from .insert import insert_on_corpus
 from .open import DEFAULT_VECTOR_COLUMN, open_corpus, open_npy_shards, open_parquet, open_zarr
 from .writeback import nudged_array, patched_chunks, write_back, write_npy_shards
 
@@ -28,5 +31,13 @@ __all__ = [
     "patched_chunks",
     "write_npy_shards",
     "write_back",
-    "insert_on_corpus",
 ]
+
+
+def _is_dask_array(x: Any) -> bool:
+    """Whether ``x`` is a ``dask.array.Array``, without importing Dask (no instance exists before it is)."""
+    da = sys.modules.get("dask.array")
+    return da is not None and isinstance(x, da.Array)
+
+
+register_corpus_adapter(_is_dask_array, DaskCorpus)  # fit(dask_array, ...) reads through a DaskCorpus
