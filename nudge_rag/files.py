@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["atomic_write", "atomic_write_text", "glob_escape"]
+__all__ = ["atomic_write", "atomic_write_text", "file_mode", "glob_escape"]
 
 PathLike = str | os.PathLike[str]
 
@@ -71,7 +71,8 @@ def atomic_write_text(path: PathLike, text: str, *, like: PathLike | None = None
 
 
 def file_mode(path: PathLike, *, like: PathLike | None = None) -> int:
-    """The permission bits :func:`atomic_write` gives ``path``.
+    """The permission bits :func:`atomic_write` gives ``path``; for writers that create a file some other way
+    (a database file, say) and then ``os.chmod(path, file_mode(path, like=index))``.
 
     The current file's bits (``0o777`` part) when ``path`` exists, else ``0o666`` minus the umask; with ``like``
     (an existing file), bits that ``like`` lacks are removed in both cases.

@@ -147,3 +147,13 @@ def test_old_private_name_still_works():
     from nudge_rag import _files
 
     assert _files.atomic_write is atomic_write and _files.atomic_write_text is atomic_write_text
+
+
+def test_file_mode_for_other_writers(tmp_path, umask_022):
+    index = tmp_path / "index"
+    index.write_bytes(b"x")
+    os.chmod(index, 0o640)
+    assert files.file_mode(tmp_path / "new") == 0o644
+    assert files.file_mode(tmp_path / "new", like=index) == 0o640 & 0o644
+    assert files.file_mode(index) == 0o640
+    assert set(files.__all__) == {"atomic_write", "atomic_write_text", "file_mode", "glob_escape"}
