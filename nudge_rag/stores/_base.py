@@ -342,6 +342,13 @@ class BaseStore:
         """One transaction around a whole write / revert / reapply, where the store has them."""
         return contextlib.nullcontext()
 
+    #: True when :meth:`_put` changes a buffer that only :meth:`_flush` makes durable (a FAISS index file): then
+    #: revert forgets ledger rows only after the flush, so a kill -9 never loses an original.
+    buffered: bool = False
+
+    def _flush(self) -> None:
+        """Make the rows put so far durable (write / revert / reapply call it once at the end)."""
+
     @property
     def label(self) -> str:
         """A short name of the store for messages (no secrets, no server round trip)."""
@@ -534,6 +541,8 @@ class BaseStore:
                     for b0 in progress(starts, total=len(starts), desc="write", enabled=self.show_progress):
                         sl = slice(b0, b0 + self.batch_size)
                         self._write_batch(id_list[sl], new[sl], exp[sl], result, undo)
+                    if result.written:
+                        self._flush()
                     with self.ledger.transaction():
                         self.ledger.finish(result.generation, len(result.written))
             except BaseException:
@@ -616,6 +625,7 @@ class BaseStore:
         the store's ledger rows. Rows changed since are left alone, deleted rows are skipped (never
         re-inserted); both are reported in the :class:`RevertResult`."""
         out = RevertResult()
+        forget: list[str] = []
         with self._translate("revert"), self.ledger.lock(self.label), self._atomic():
             for records in progress(
                 self.ledger.iter_records(self.batch_size), total=None, desc="revert", enabled=self.show_progress
@@ -628,8 +638,15 @@ class BaseStore:
                 out.already += sum(state[r.id] == "original" for r in records)
                 out.changed.extend(r.id for r in records if state[r.id] == "changed")
                 out.missing.extend(r.id for r in records if state[r.id] == "missing")
+                if self.buffered:
+                    forget.extend(r.id for r in records)
+                    continue
                 with self.ledger.transaction():  # after the rows: a kill leaves records whose rows are original
                     self.ledger.delete([r.id for r in records])
+            if forget:
+                self._flush()
+                with self.ledger.transaction():
+                    self.ledger.delete(forget)
         return out
 
     def status(self) -> StoreStatus:
@@ -678,6 +695,8 @@ class BaseStore:
                         self.ledger.put([LedgerRecord(r.id, r.original, r.written, out.generation, now) for r in again])
                     self._put([r.id for r in again], np.stack([r.written for r in again]))
                     out.reapplied += len(again)
+                if out.reapplied:
+                    self._flush()
                 with self.ledger.transaction():
                     self.ledger.finish(out.generation, out.reapplied)
         return out

@@ -386,6 +386,8 @@ class PgLedger(Ledger):
 
     ph = "%s"
     blob_type = "bytea"
+    #: seconds a writer waits for a busy lock before it gives up
+    lock_wait = 5.0
 
     def __init__(self, conn: Any, schema: str, key: str, dim: int) -> None:
         super().__init__(key, dim)
@@ -438,8 +440,13 @@ class PgLedger(Ledger):
         return int.from_bytes(hashlib.sha1(f"nudge-rag:{self.key}".encode()).digest()[:8], "big", signed=True)
 
     def _try_lock(self) -> bool:
-        got = self._execute("SELECT pg_try_advisory_lock(%s)", [self._lock_key()]).fetchone()[0]
-        self._commit()
+        deadline = time.monotonic() + self.lock_wait
+        while True:  # a killed writer's session ends a moment after its client: wait that long, no longer
+            got = self._execute("SELECT pg_try_advisory_lock(%s)", [self._lock_key()]).fetchone()[0]
+            self._commit()
+            if got or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         if not got:
             return False
         with self.transaction():

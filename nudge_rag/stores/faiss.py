@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from .._files import atomic_write
-from ._base import BaseStore, StoreError, WriteResult, beside
+from ..files import atomic_write
+from ._base import BaseStore, StoreError, beside
 from ._registry import StoreURI
 
 __all__ = ["FaissStore"]
@@ -215,23 +215,6 @@ class FaissStore(BaseStore):
         data = _faiss().serialize_index(self._outer)
         atomic_write(self.path, lambda fh: fh.write(data.tobytes()))
 
-    def write(self, ids: Sequence[str], vectors: np.ndarray, **kwargs: Any) -> WriteResult:
-        """Write in memory (compare-and-set, ledgered, rolled back on failure), then replace the index file
-        atomically; if that fails, the rows are put back and the error raised."""
-        with self.locked():
-            result = super().write(ids, vectors, **kwargs)
-            if result.written:
-                try:
-                    with self._translate("save the index file"):
-                        self._save_index()
-                except BaseException:
-                    back = self.ledger.records(result.written)
-                    self._put(result.written, np.stack([back[i].original for i in result.written]))
-                    with self.ledger.transaction():
-                        self.ledger.delete(result.written)
-                    raise
-        return result
-
     def _put(self, ids: list[str], vectors: np.ndarray) -> None:
         pos = self._positions(ids)
         if self._flat is not None:
@@ -240,18 +223,12 @@ class FaissStore(BaseStore):
             self._inner.update_vectors(self._keys(pos), np.ascontiguousarray(vectors, dtype=np.float32))
         self._dirty = True
 
-    def revert(self) -> Any:
-        with self.locked():
-            self._dirty = False
-            out = super().revert()
-            if self._dirty:
-                self._save_index()
-        return out
+    @property
+    def buffered(self) -> bool:  # type: ignore[override]
+        return self.path is not None
 
-    def reapply(self) -> Any:
-        with self.locked():
+    def _flush(self) -> None:
+        """Replace the index file atomically (its mode kept) when rows changed since the last flush."""
+        if self._dirty:
+            self._save_index()
             self._dirty = False
-            out = super().reapply()
-            if self._dirty:
-                self._save_index()
-        return out

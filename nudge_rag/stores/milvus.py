@@ -18,6 +18,7 @@ nq x k x (id + score + overhead) bytes (Milvus caps a search result at 64 MB, Mi
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -125,7 +126,20 @@ class MilvusStore(BaseStore):
         MilvusClient = _pymilvus().MilvusClient
         name = str(uri.param("collection", required=True))
         target = uri.path if uri.is_local else f"http://{uri.host}:{uri.port or 19530}"
-        client = MilvusClient(target, token=uri.param("token", "") or "")
+        quiet = logging.getLogger("milvus_lite")  # it logs a whole traceback when the file is held elsewhere
+        level = quiet.level
+        quiet.setLevel(logging.CRITICAL)
+        try:
+            client = MilvusClient(target, token=uri.param("token", "") or "")
+        except Exception as exc:
+            if uri.is_local:
+                raise StoreError(
+                    f"cannot open the Milvus Lite file {uri.path}: Milvus Lite lets one process open a file at a "
+                    f"time; is another process (a nudge-rag write, or your app) holding it? ({type(exc).__name__})"
+                ) from None
+            raise
+        finally:
+            quiet.setLevel(level)
         return cls(
             client,
             name,
