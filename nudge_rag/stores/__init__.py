@@ -18,6 +18,7 @@ chroma://       :class:`~.chroma.ChromaStore`               ``ChromaStore(collec
 milvus://       :class:`~.milvus.MilvusStore`               ``MilvusStore(client=MilvusClient, collection=)``
 lancedb://      :class:`~.lancedb.LanceDBStore`             ``LanceDBStore(table=lancedb Table)``
 faiss://        :class:`~.faiss.FaissStore`                 ``FaissStore(index, ids)``
+(in process)    :class:`~.memory.MemoryStore`               ``MemoryStore(mapping id -> vector or record)``
 ==============  ==========================================  =============================================
 
 Only NumPy is imported with this package.
@@ -71,6 +72,7 @@ __all__ = [
     "MilvusStore",
     "LanceDBStore",
     "FaissStore",
+    "MemoryStore",
 ]
 
 _LAZY = {
@@ -80,6 +82,7 @@ _LAZY = {
     "MilvusStore": "milvus",
     "LanceDBStore": "lancedb",
     "FaissStore": "faiss",
+    "MemoryStore": "memory",
     "finetune_store": "_finetune",
     "StoreFinetuneReport": "_finetune",
     "StoreFit": "_finetune",

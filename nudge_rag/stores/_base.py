@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import time
 import warnings
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -334,9 +335,26 @@ class BaseStore:
         """What names this store inside its ledger (a collection or table name)."""
         return self.label
 
+    #: For an in-process store: the object holding its vectors (a framework store). Every store object over the
+    #: same owner shares one in-memory ledger, so a revert from a later call still finds what was written.
+    ledger_owner: Any = None
+    #: How the ledger keeps vectors: "<f4" (float32), or "<f8" for stores whose vectors are Python floats.
+    ledger_dtype: str = "<f4"
+
     def _open_ledger(self) -> Ledger:
         path = self._ledger_path if self._ledger_path is not None else self._ledger_home()
-        return SqliteLedger(path, self._ledger_key(), self.dim)
+        if path is None and self.ledger_owner is not None:
+            ledger = _MEMORY_LEDGERS.get(self.ledger_owner)
+            if ledger is None:
+                ledger = SqliteLedger(None, self._ledger_key(), self.dim, dtype=self.ledger_dtype)
+                _MEMORY_LEDGERS[self.ledger_owner] = ledger
+            return ledger
+        mode = 0o600
+        if path is not None and path.name.endswith(_LEDGER_SUFFIX):
+            base = path.with_name(path.name[: -len(_LEDGER_SUFFIX)])
+            mode = base.stat().st_mode & 0o666 if base.exists() else 0o600
+            mode = mode or 0o600
+        return SqliteLedger(path, self._ledger_key(), self.dim, dtype=self.ledger_dtype, mode=mode)
 
     def _atomic(self) -> contextlib.AbstractContextManager[Any]:
         """One transaction around a whole write / revert / reapply, where the store has them."""
@@ -712,7 +730,7 @@ class BaseStore:
 
     def _close_ledger(self) -> None:
         ledger, self._ledger = self._ledger, None
-        if ledger is not None and hasattr(ledger, "close") and isinstance(ledger, SqliteLedger):
+        if isinstance(ledger, SqliteLedger) and ledger.path is not None:
             ledger.close()
 
     def __enter__(self) -> BaseStore:
@@ -732,7 +750,12 @@ def server_ledger_path(scheme: str, host: str, port: int | None, name: str) -> P
     return default_ledger_dir() / f"{safe}-{tag}.sqlite"
 
 
+_LEDGER_SUFFIX = ".nudge-ledger.sqlite"
+#: in-process owner object -> its in-memory ledger (dropped with the owner)
+_MEMORY_LEDGERS: weakref.WeakKeyDictionary[Any, SqliteLedger] = weakref.WeakKeyDictionary()
+
+
 def beside(path: str | Path) -> Path:
     """The ledger file beside a store on disk: ``<path>.nudge-ledger.sqlite``."""
     p = Path(path)
-    return p.with_name(p.name.rstrip("/") + ".nudge-ledger.sqlite") if p.name else p / ".nudge-ledger.sqlite"
+    return p.with_name(p.name + _LEDGER_SUFFIX) if p.name else p / _LEDGER_SUFFIX

@@ -54,12 +54,12 @@ def default_ledger_dir() -> Path:
     return Path(data) / "nudge-rag" / "ledgers"
 
 
-def _blob(v: np.ndarray) -> bytes:
-    return np.ascontiguousarray(v, dtype="<f4").tobytes()
+def _blob(v: np.ndarray, dtype: str) -> bytes:
+    return np.ascontiguousarray(v, dtype=dtype).tobytes()
 
 
-def _vec(b: bytes | memoryview, dim: int) -> np.ndarray:
-    out = np.frombuffer(bytes(b), dtype="<f4").astype(np.float32)
+def _vec(b: bytes | memoryview, dim: int, dtype: str) -> np.ndarray:
+    out = np.frombuffer(bytes(b), dtype=dtype).astype(np.dtype(dtype).newbyteorder("="))
     if out.size != dim:
         raise StoreError(f"the ledger holds a vector of {out.size} values for a {dim}-d store: it is not this store's")
     return out
@@ -93,6 +93,9 @@ class Ledger:
     ph = "?"  # parameter placeholder
     blob_type = "BLOB"
     prefix = "nudge_rag_ledger_"
+
+    #: how vectors are kept: little-endian float32, or float64 for stores that hold Python floats
+    dtype = "<f4"
 
     def __init__(self, key: str, dim: int) -> None:
         self.key = key
@@ -155,7 +158,7 @@ class Ledger:
                 [self.key, *part],
             ).fetchall()
             for r in rows:
-                out[r[0]] = LedgerRecord(r[0], _vec(r[1], self.dim), _vec(r[2], self.dim), int(r[3]), float(r[4]))
+                out[r[0]] = self._record(r)
         return out
 
     def iter_records(self, batch: int = 1024) -> Iterator[list[LedgerRecord]]:
@@ -169,8 +172,11 @@ class Ledger:
             ).fetchall()
             if not rows:
                 return
-            yield [LedgerRecord(r[0], _vec(r[1], self.dim), _vec(r[2], self.dim), int(r[3]), float(r[4])) for r in rows]
+            yield [self._record(r) for r in rows]
             last = rows[-1][0]
+
+    def _record(self, r: Sequence[Any]) -> LedgerRecord:
+        return LedgerRecord(r[0], _vec(r[1], self.dim, self.dtype), _vec(r[2], self.dim, self.dtype), int(r[3]), r[4])
 
     def count(self) -> int:
         """Number of rows this store's ledger holds."""
@@ -187,7 +193,10 @@ class Ledger:
             f"VALUES ({p}, {p}, {p}, {p}, {p}, {p}) ON CONFLICT (store_key, id) DO UPDATE SET "
             "original = excluded.original, written = excluded.written, generation = excluded.generation, "
             "at = excluded.at",
-            [(self.key, r.id, _blob(r.original), _blob(r.written), int(r.generation), float(r.at)) for r in records],
+            [
+                (self.key, r.id, _blob(r.original, self.dtype), _blob(r.written, self.dtype), r.generation, r.at)
+                for r in records
+            ],
         )
 
     def delete(self, ids: Sequence[str]) -> None:
@@ -296,15 +305,25 @@ class SqliteLedger(Ledger):
     from another host is taken over only after ``stale_after`` seconds (default 6 h).
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None, key: str, dim: int, *, stale_after: float = 6 * 3600):
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None,
+        key: str,
+        dim: int,
+        *,
+        stale_after: float = 6 * 3600,
+        dtype: str = "<f4",
+        mode: int = 0o600,
+    ):
         super().__init__(key, dim)
+        self.dtype = dtype
         self.path = None if path is None else Path(path)
         self.stale_after = float(stale_after)
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fresh = not self.path.exists()
-            if fresh:  # created no wider than the folder allows for a private file: 0600 under the umask
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            if fresh:  # created no wider than ``mode`` (the store's own file's, else 0600), under the umask
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode & 0o666)
                 os.close(fd)
             elif self.path.stat().st_size and not self._looks_like_ledger():
                 raise StoreError(f"{self.path} exists and is not a nudge-rag ledger: refusing to use it")

@@ -125,9 +125,9 @@ def fail_on_batch(core: Any, n: int) -> list[int]:
     calls: list[int] = []
     real = core._write_batch
 
-    def failing(ids: list[str], vectors: np.ndarray) -> None:
+    def failing(ids: list[str], vectors: np.ndarray, *args: Any) -> None:
         calls.append(len(ids))
-        real(ids, vectors)  # the batch lands, then the failure
+        real(ids, vectors, *args)  # the batch lands, then the failure
         if len(calls) == n:
             raise RuntimeError(f"injected failure in batch {n}")
 

@@ -185,4 +185,4 @@ def revert_in_place(store: Any) -> int:
     if core is None:
         raise unsupported_store(store)
     with core:
-        return core.revert()
+        return core.revert().restored

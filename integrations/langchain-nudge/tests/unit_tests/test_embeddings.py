@@ -277,7 +277,7 @@ def test_inmemory_failed_write_rolls_back(base, docs, sup):
     with pytest.raises(RuntimeError, match="injected"):
         core.write(ids, np.ones((10, DIM), dtype=np.float32))
     assert calls == [4, 4] and snapshot(store) == before
-    with pytest.raises(Exception, match="not in the InMemoryVectorStore"):
+    with pytest.raises(Exception, match="not in InMemoryVectorStore"):
         core.write(["d1", "nope"], np.ones((2, DIM), dtype=np.float32))
     assert snapshot(store) == before
 

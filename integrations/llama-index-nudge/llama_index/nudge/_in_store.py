@@ -118,7 +118,7 @@ class InStorePath:
         Nodes added by :meth:`insert` stay, with the vectors they were added with."""
         if self._core is None:
             raise NotImplementedError("revert() is for database stores; an in-memory fit keeps the nodes' vectors")
-        return self._core.revert()
+        return self._core.revert().restored
 
     def _solver_args(self) -> dict[str, Any]:
         """Arguments of :func:`nudge_rag.finetune.finetune_pairs` (both paths)."""
