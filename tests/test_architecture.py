@@ -13,8 +13,6 @@ import ast
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "nudge_rag"
 ADAPTER_PACKAGES = {  # the import name of each adapter -> its source folder
@@ -205,28 +203,6 @@ def private_core_imports() -> list[str]:
     return sorted(offenders)
 
 
-# Adapter files owned by other work in progress (issue 17, item 1) that still import private core modules. Once
-# they are gone, the strict xfail below turns into a failure: empty this set and drop the marker.
-KNOWN_PRIVATE_IMPORTS = {
-    "integrations/langchain-nudge/langchain_nudge/vectorstores/_local.py imports nudge_rag.stores._base",
-}
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="langchain_nudge/vectorstores/_local.py imports nudge_rag.stores._base (as_id_list, check_vectors)",
-)
 def test_adapters_import_only_public_core_modules():
     offenders = private_core_imports()
     assert not offenders, "adapters import private core modules:\n" + "\n".join(offenders)
-
-
-def test_no_adapter_adds_a_private_core_import():
-    """Guards the xfail above: an import of a private core module beyond the known ones fails now."""
-    new = {o for o in private_core_imports() if _without_line(o) not in KNOWN_PRIVATE_IMPORTS}
-    assert not new, "\n".join(sorted(new))
-
-
-def _without_line(offender: str) -> str:
-    where, _, what = offender.partition(" imports ")
-    return f"{where.rpartition(':')[0]} imports {what}"
