@@ -66,7 +66,9 @@ def core_store(index: Any) -> BaseStore | None:
         ids = [by_position.get(str(j)) for j in range(int(faiss_index.ntotal))]
         if any(i is None for i in ids):
             raise StoreError("the FAISS index holds vectors the index's nodes_dict does not name")
-        return stores.FaissStore(faiss_index, ids)
+        core = stores.FaissStore(faiss_index, ids)
+        core.ledger_owner = vs  # one in-memory ledger per FaissVectorStore, whichever engine writes it
+        return core
     if name == "PGVectorStore":
         return _pg_store(vs)
     if name == "MilvusVectorStore":
