@@ -299,6 +299,9 @@ class BaseStore:
     normalizes_on_write: bool = False
     #: Queries whose ANN search returned fewer than min(k, count) rows and were answered exactly instead.
     ann_shortfalls: int = 0
+    #: True when exact competitor search is faster as one streamed :meth:`scan_search` than by the store's own
+    #: exact search (a sequential scan per query, or none at all): :class:`StoreCorpus` then scans by default.
+    prefers_scan: bool = False
     #: True when :meth:`_atomic` is a real transaction (a failed write then rolls back by itself).
     transactional: bool = False
     #: Secret strings (password, token, api key) to scrub from every message (set by ``open_store``).

@@ -30,7 +30,8 @@ class StoreCorpus:
         exact: exact competitor search (default; the fit then equals the in-memory fit) or the store's ANN index.
         scan: exact search as one streamed pass over the whole store, scored here (excluded ids skipped),
             instead of the store's own exact search per query; faster for many queries on a large store
-            whose exact search is a sequential scan per query (pgvector without index, Chroma).
+            whose exact search is a sequential scan per query (pgvector, LanceDB) or a scan anyway (Chroma,
+            HNSW / IVF indexes). None (default): the store's own preference (``store.prefers_scan``).
         margin: extra candidates asked for per query, so that the store's own rounding near the k-th place
             cannot change the result: candidates are re-scored exactly (cosine of unit vectors, float32).
         show_progress: tqdm bars on fetch and search.
@@ -47,12 +48,12 @@ class StoreCorpus:
         *,
         exact: bool = True,
         margin: int = 4,
-        scan: bool = False,
+        scan: bool | None = None,
         show_progress: bool = False,
     ) -> None:
         self.store = store
         self.exact = exact
-        self.scan = scan
+        self.scan = bool(getattr(store, "prefers_scan", False)) if scan is None else bool(scan)
         self.margin = int(margin)
         self.show_progress = show_progress
         self._ids: list[str] = []

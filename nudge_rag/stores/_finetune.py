@@ -48,6 +48,7 @@ class StoreFinetuneReport(FinetuneReport):
         store: the store (URI, redacted, or a description).
         store_similarity: how the store ranks (``cosine``, ``inner_product``, ``l2``).
         exact_search: whether competitor search was exact (then the fit equals the in-memory fit).
+        search_strategy: how competitors were searched: ``"one streamed scan"``, ``"per query"``, ``"ANN index"``.
         vectors_read: vectors fetched by id (named by pairs, plus search candidates re-scored exactly).
         search: competitor-search counters (queries sent, calls, largest k asked).
         written: rows whose vectors were overwritten (0 for a dry run).
@@ -62,6 +63,7 @@ class StoreFinetuneReport(FinetuneReport):
     store: str = ""
     store_similarity: str = ""
     exact_search: bool = True
+    search_strategy: str = ""
     vectors_read: int = 0
     search: dict[str, int] = field(default_factory=dict)
     written: int = 0
@@ -157,7 +159,7 @@ def fit_store(
     *,
     embed_queries: Callable[[list[str]], np.ndarray] | Mapping[str, np.ndarray],
     exact: bool = True,
-    scan: bool = False,
+    scan: bool | None = None,
     show_progress: bool = False,
     **finetune_args: Any,
 ) -> StoreFit:
@@ -204,7 +206,7 @@ def finetune_store(
     gamma: float | None = None,
     metric: str | None = None,
     exact: bool = True,
-    scan: bool = False,
+    scan: bool | None = None,
     write: bool = True,
     val_fraction: float = DEFAULT_VAL_FRACTION,
     seed: int = 0,
@@ -221,7 +223,8 @@ def finetune_store(
         embed_queries: question texts -> (n, d) base-model query vectors, or a mapping text -> vector.
         variant: ``"nudge-n"`` (any store) or ``"nudge-m"`` (inner-product stores only).
         exact: exact competitor search (default: gamma and vectors equal the in-memory fit) or the store's ANN.
-        scan: exact competitor search as one streamed pass over the store (see :class:`StoreCorpus`).
+        scan: exact competitor search as one streamed pass over the store (True), the store's own exact search
+            per query (False), or the faster of the two for this store (None, default; see :class:`StoreCorpus`).
         write: False for a dry run (fit and report only).
 
     Returns:
@@ -259,7 +262,7 @@ def _finetune_store_locked(
     gamma: float | None,
     metric: str | None,
     exact: bool,
-    scan: bool,
+    scan: bool | None,
     write: bool,
     val_fraction: float,
     seed: int,
@@ -305,6 +308,7 @@ def _finetune_store_locked(
     report.store = store_name or getattr(store, "describe", lambda: type(store).__name__)()
     report.store_similarity = store.similarity
     report.exact_search = bool(exact)
+    report.search_strategy = "ANN index" if not exact else ("one streamed scan" if corpus.scan else "per query")
     report.vectors_read = int(corpus.stats["fetched"])
     report.search = {
         k: int(v) for k, v in corpus.stats.items() if k not in ("fetched", "fetch_seconds", "search_seconds")

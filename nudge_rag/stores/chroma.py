@@ -63,6 +63,9 @@ class ChromaStore(BaseStore):
         client: the client that holds it (default: the collection's own): where the ledger lives follows it.
     """
 
+    #: exact search here is one query at a time over every row (or a scan): one streamed scan is faster
+    prefers_scan = True
+
     def __init__(self, collection: Any, *, client: Any = None, batch_size: int = 1000) -> None:
         self.collection = collection
         self.client = client if client is not None else _public_client(collection)

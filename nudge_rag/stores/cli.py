@@ -72,7 +72,14 @@ def build_store_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--scan",
         action="store_true",
-        help="exact competitor search as one streamed pass over the store (large stores, many queries)",
+        default=None,
+        help="exact competitor search as one streamed pass over the store (the default where it is faster)",
+    )
+    s.add_argument(
+        "--per-query",
+        dest="scan",
+        action="store_false",
+        help="exact competitor search by the store's own exact search, one query at a time",
     )
     p.add_argument("--dry-run", action="store_true", help="fit and report, write nothing")
     p.add_argument(
@@ -233,7 +240,6 @@ def cmd_store_finetune(args: argparse.Namespace) -> int:
     if args.report:
         report.save(args.report)
     sec = report.seconds
-    search = "ANN index" if args.ann else ("exact, one scan" if args.scan else "exact")
     print(f"store: {store_desc}")
     print(
         f"pairs: {report.n_train_questions} training questions ({report.n_train_pairs} pairs), "
@@ -242,7 +248,7 @@ def cmd_store_finetune(args: argparse.Namespace) -> int:
     print(
         f"read: {report.vectors_read} vectors by id; searched: {report.search.get('searched_queries', 0)} "
         f"queries in {report.search.get('search_calls', 0)} calls "
-        f"({search}, k <= {report.search.get('search_k_max', 0)})"
+        f"({report.search_strategy}, k <= {report.search.get('search_k_max', 0)})"
     )
     print(
         f"{report.variant}: gamma = {report.gamma:.4g}{' (fixed)' if report.gamma_fixed else ''}, "

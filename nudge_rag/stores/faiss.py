@@ -121,6 +121,11 @@ class FaissStore(BaseStore):
         return cls.load(uri.path, uri.param("ids"), **kwargs)
 
     @property
+    def prefers_scan(self) -> bool:  # type: ignore[override]
+        """HNSW / IVF have no exact search of their own: one streamed scan answers every query at once."""
+        return self._flat is not self._inner
+
+    @property
     def label(self) -> str:
         return f"FAISS index {self.path}" if self.path else f"FAISS index (in memory, {id(self._owner):#x})"
 

@@ -50,6 +50,9 @@ class LanceDBStore(BaseStore):
         similarity: ``"l2"`` (default), ``"cosine"`` or ``"inner_product"``.
     """
 
+    #: exact search here is one query at a time over every row (or a scan): one streamed scan is faster
+    prefers_scan = True
+
     def __init__(
         self,
         table: Any,

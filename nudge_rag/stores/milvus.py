@@ -150,6 +150,11 @@ class MilvusStore(BaseStore):
         )
 
     @property
+    def prefers_scan(self) -> bool:  # type: ignore[override]
+        """Exact search is the index itself only when it is FLAT; otherwise one streamed scan."""
+        return self._index_type != "FLAT"
+
+    @property
     def label(self) -> str:
         return f"Milvus collection {self.collection!r}"
 

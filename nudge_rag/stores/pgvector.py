@@ -23,6 +23,7 @@ connection or DSN); the tests start a throw-away server with the ``pgserver`` pa
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -36,6 +37,8 @@ from ._registry import StoreURI
 __all__ = ["PgVectorStore"]
 
 _INSTALL = 'pgvector stores need psycopg and pgvector: pip install "nudge-rag[stores]" (or "psycopg[binary]" pgvector)'
+#: Bytes of a binary COPY parsed at once by :meth:`PgVectorStore._scan`.
+_COPY_CHUNK = 4 << 20
 #: pgvector's bounds on ``hnsw.ef_search``: its default and its maximum.
 EF_SEARCH_DEFAULT, EF_SEARCH_MAX = 40, 1000
 # pgvector operator (distance) and "distance -> higher-is-better score" per similarity
@@ -64,6 +67,29 @@ def _vec(v: Any) -> np.ndarray:
 
 def _stack(values: list[Any], dim: int) -> np.ndarray:
     return np.stack([_vec(v) for v in values]) if values else np.zeros((0, dim), dtype=np.float32)
+
+
+def _copy_record(dim: int, width: int) -> np.dtype:
+    """The fixed-width row of the binary COPY in :meth:`PgVectorStore._scan`: field count, (length, pgvector's
+    binary vector: dim, unused, dim big-endian float32), (length, the id's UTF-8 bytes zero-padded to ``width``;
+    NumPy drops the padding, and PostgreSQL text never holds a zero byte)."""
+    return np.dtype(
+        [
+            ("nfields", ">i2"),
+            ("vlen", ">i4"),
+            ("dim", ">i2"),
+            ("unused", ">i2"),
+            ("vec", ">f4", (dim,)),
+            ("blen", ">i4"),
+            ("id", f"S{width}"),
+        ]
+    )
+
+
+def _decode(recs: np.ndarray, dim: int) -> tuple[list[str], np.ndarray]:
+    if recs.size and (recs["dim"] != dim).any():
+        raise StoreError(f"a stored vector does not have {dim} dimensions")
+    return np.char.decode(recs["id"], "utf-8").tolist(), recs["vec"].astype(np.float32)
 
 
 class PgVectorStore(BaseStore):
@@ -271,12 +297,52 @@ class PgVectorStore(BaseStore):
         self._done()
         return {r[0]: _vec(r[1]) for r in rows}
 
+    #: exact search in PostgreSQL is a sequential scan per query: one streamed scan scored here is much faster
+    prefers_scan = True
+
     def _scan(self, batch: int) -> Iterator[tuple[list[str], np.ndarray]]:
-        with self.conn.transaction(), self.conn.cursor(name="nudge_rag_scan", binary=True) as cur:
-            cur.itersize = batch
-            cur.execute(self._q("SELECT {i}::text, {v} FROM {t}{w}"), self._where_args)
-            while rows := cur.fetchmany(batch):
-                yield [r[0] for r in rows], _stack([r[1] for r in rows], self.dim)
+        """Every row as (ids, (b, d) float32), streamed with one binary ``COPY ... TO STDOUT`` whose rows have a
+        fixed width (the vector, then the id zero-padded to the longest), parsed by NumPy in
+        blocks: no per-row Python."""
+        with self.conn.transaction():
+            row = self.conn.execute(
+                self._q("SELECT COALESCE(max(octet_length({i}::text)), 0) FROM {t}{w}"), self._where_args
+            ).fetchone()
+            width = max(1, int(row[0]))
+            pad = self._sql.Literal("00" * width)
+            select = self._q(
+                "SELECT {v}, convert_to({i}::text, 'UTF8') || "
+                "decode(substr({pad}, 1, 2 * ({n} - octet_length({i}::text))), 'hex') FROM {t}{w}",
+                pad=pad,
+                n=self._sql.Literal(width),
+            )
+            copy_sql = self._sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(select)
+            rec = _copy_record(self.dim, width)
+            with self.conn.cursor() as cur, cur.copy(copy_sql, self._where_args or None) as copy:
+                parts: list[bytes] = []  # libpq hands over one row per block: join them, parse ~4 MiB at once
+                size, rest, skip = 0, b"", -1
+                pending_ids: list[str] = []
+                pending: list[np.ndarray] = []
+                for block in itertools.chain(copy, [b""]):
+                    parts.append(bytes(block))
+                    size += len(block)
+                    if size < _COPY_CHUNK and block:
+                        continue
+                    buf = rest + b"".join(parts)
+                    parts, size = [], 0
+                    if skip < 0:  # the header: signature, flags, extension length
+                        skip = 19 + int.from_bytes(buf[15:19], "big")
+                        buf = buf[skip:]
+                    whole = len(buf) // rec.itemsize * rec.itemsize
+                    recs = np.frombuffer(buf[:whole], dtype=rec)
+                    rest = buf[whole:]
+                    ids, vecs = _decode(recs[recs["nfields"] == 2], self.dim)
+                    pending_ids += ids
+                    pending.append(vecs)
+                    while len(pending_ids) >= batch or (not block and pending_ids):
+                        allv = np.concatenate(pending)
+                        yield pending_ids[:batch], allv[:batch]
+                        pending_ids, pending = pending_ids[batch:], [allv[batch:]]
 
     def _search(self, queries: np.ndarray, k: int, exact: bool) -> tuple[np.ndarray, list[list[str]]]:
         try:

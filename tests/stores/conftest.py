@@ -148,6 +148,12 @@ def check_contract(
     # 2. fine-tune: same gamma and vectors as the in-memory fit; only named rows change
     report, model = finetune_store(store, s.train_q, s.val_q, embed_queries=s.vectors)
     assert report.gamma == pytest.approx(model_ref.gamma_, abs=1e-12)
+    # the exact strategy is the store's faster one by default: one streamed scan where its own exact search is
+    # a scan per query (or none), else its own search
+    if store.prefers_scan:
+        assert report.search_strategy == "one streamed scan" and report.search["search_calls"] == 1
+    else:
+        assert report.search_strategy == "per query"
     assert report.written == len(moved_ref) == model_ref.n_moved_
     assert set(report.written_ids_sample) <= set(moved_ref)
     after = store.fetch(s.ids)
