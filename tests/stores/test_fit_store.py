@@ -56,6 +56,24 @@ def test_inner_product_store_with_non_unit_vectors_is_refused(scifact_ids):
     check_unit_norm(store, s.ids[:3], s.docs[:3])  # unit rows pass
 
 
+def test_a_non_unit_competitor_is_refused_too(scifact_ids, reference_fit):
+    """Only a document no pair names is scaled, but it is a validation query's top competitor: an inner-product
+    store ranks it otherwise than the fit would assume, so the fit is refused (before anything is written) rather
+    than reporting validation scores the store's own search would not reproduce."""
+    from nudge_rag import search
+
+    s = scifact_ids
+    named = {d for q in (s.train_q, s.val_q) for a in q.answers for d in a}
+    _, top = search(s.val.embeddings, s.docs, k=5, similarity="inner_product")
+    rival = next(s.ids[int(j)] for j in top.ravel() if s.ids[int(j)] not in named)
+    scaled = s.docs.copy()
+    scaled[s.ids.index(rival)] *= 1.2
+    store = _store(scaled, s.ids)
+    with pytest.raises(StoreError, match=rf"not unit-norm \(first: id '{rival}'"):
+        fit_store(store, s.train_q, s.val_q, embed_queries=s.vectors)
+    assert store.status().rows == 0
+
+
 def test_nudge_m_is_refused_on_a_cosine_store(scifact_ids):
     from nudge_rag.stores import QdrantStore
 
