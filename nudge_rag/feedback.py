@@ -128,9 +128,8 @@ class FeedbackLog:
         """Append several events (dicts with :meth:`record`'s arguments) in one transaction; their ids."""
         rows = []
         for e in events:
-            q, ids, g = _check(
-                e.get("question"), e.get("doc_ids", ()), e.get("grade", 1.0), e.get("source", "thumbs_up")
-            )
+            source = e.get("source", "thumbs_up")
+            q, ids, g = _check(e.get("question"), e.get("doc_ids", ()), e.get("grade", 1.0), source)
             vec = e.get("vector")
             blob = None
             if vec is not None:
