@@ -15,6 +15,7 @@ import json
 import re
 import sys
 import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.vectorstores import InMemoryVectorStore
 from pydantic import PrivateAttr
 
 # The shared test support (repository root ``tests/support``) is on sys.path under pytest (``pythonpath``); the
@@ -184,3 +186,67 @@ class ClaimsChatModel(BaseChatModel):
             self.calls += 1
         prompt = "\n".join(str(m.content) for m in messages)
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=self.answer(prompt)))])
+
+
+# ------------------------------------------------------------------------------------------ stores
+# The LangChain stores the integration tests build (each skipped where its package is missing).
+def _need(module: str) -> None:
+    import pytest  # not at module level: the restart worker imports this file without pytest
+
+    pytest.importorskip(module)
+
+
+def _uid(doc_id: str) -> str:  # Qdrant point ids must be UUIDs (or unsigned integers)
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"scifact/{doc_id}"))
+
+
+def _qdrant(emb, tmp_path):
+    _need("langchain_qdrant")
+    from langchain_qdrant import QdrantVectorStore
+    from qdrant_client import QdrantClient
+    from qdrant_client.http.models import Distance, VectorParams
+
+    client = QdrantClient(path=str(tmp_path / "qdrant"))
+    client.create_collection("scifact", vectors_config=VectorParams(size=384, distance=Distance.COSINE))
+    return QdrantVectorStore(client=client, collection_name="scifact", embedding=emb)
+
+
+def _chroma(emb, tmp_path):
+    _need("langchain_chroma")
+    from langchain_chroma import Chroma
+
+    return Chroma("scifact", embedding_function=emb, persist_directory=str(tmp_path / "chroma"))
+
+
+def _milvus(emb, tmp_path):
+    _need("langchain_milvus")
+    from langchain_milvus import Milvus
+
+    return Milvus(emb, collection_name="scifact", connection_args={"uri": str(tmp_path / "milvus.db")})
+
+
+def _faiss(emb, tmp_path):
+    _need("langchain_community")
+    from langchain_community.vectorstores import FAISS
+    from langchain_community.vectorstores.utils import DistanceStrategy
+
+    return lambda docs, ids: FAISS.from_documents(
+        docs, emb, ids=ids, distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT
+    )
+
+
+def _memory(emb, tmp_path):
+    return InMemoryVectorStore(embedding=emb)
+
+
+def _pg_url(srv) -> str:  # pgserver listens on a unix socket (host= in the query string)
+    return srv.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
+
+
+def _pgvector(emb, srv, collection="scifact", **kwargs):
+    from langchain_postgres import PGVector
+
+    return PGVector(emb, connection=_pg_url(srv), collection_name=collection, use_jsonb=True, **kwargs)
+
+
+STORES = {"qdrant": _qdrant, "chroma": _chroma, "milvus": _milvus, "faiss": _faiss, "inmemory": _memory}

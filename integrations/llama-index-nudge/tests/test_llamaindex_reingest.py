@@ -40,13 +40,14 @@ def _setup(scifact, embed_model, tmp_path, *, docstore):
     assert len(node_of) == N_DOCS
     index = VectorStoreIndex.from_vector_store(vs, embed_model=embed_model)
     pairs = [(q, node_of[d]) for q, d in scifact.pairs("train") if d in node_of]
-    report = NudgeFinetuneEngine(index, train_dataset=pairs, embed_model=embed_model).finetune()
+    engine = NudgeFinetuneEngine(index, train_dataset=pairs, embed_model=embed_model)
+    report = engine.finetune()
     assert report.n_moved > 10
-    return pipeline, docs, node_of, index, report
+    return pipeline, docs, node_of, index, report, engine
 
 
 def test_a_pipeline_with_a_docstore_keeps_every_nudge(scifact, embed_model, tmp_path):
-    pipeline, docs, node_of, index, report = _setup(scifact, embed_model, tmp_path, docstore=True)
+    pipeline, docs, node_of, index, report, _ = _setup(scifact, embed_model, tmp_path, docstore=True)
     core = core_store(index)
     st = core.status()
     assert (st.rows, st.nudged, st.overwritten, st.missing) == (report.n_moved, report.n_moved, 0, 0)
@@ -66,13 +67,14 @@ def test_a_pipeline_with_a_docstore_keeps_every_nudge(scifact, embed_model, tmp_
 
 
 def test_a_pipeline_without_a_docstore_undoes_the_nudges_and_reapply_restores_them(scifact, embed_model, tmp_path):
-    pipeline, docs, node_of, index, report = _setup(scifact, embed_model, tmp_path, docstore=False)
-    core = core_store(index)
+    pipeline, docs, node_of, index, report, engine = _setup(scifact, embed_model, tmp_path, docstore=False)
     ids = list(node_of.values())
-    nudged = core.fetch(ids)
+    nudged = core_store(index).fetch(ids)
     pipeline.run(documents=docs)  # every document embedded and upserted again: the base vectors are back
-    st = core.status()
+    st = engine.status()  # the engine's own idiom
     assert (st.nudged, st.overwritten, st.reapplicable, st.missing) == (0, report.n_moved, report.n_moved, 0)
-    assert core.reapply().reapplied == report.n_moved
-    np.testing.assert_allclose(core.fetch(ids), nudged, atol=1e-7)
-    assert core.status().nudged == report.n_moved
+    assert "reapply" in str(st)
+    assert engine.reapply().reapplied == report.n_moved
+    np.testing.assert_allclose(core_store(index).fetch(ids), nudged, atol=1e-7)
+    assert engine.status().nudged == report.n_moved
+    assert engine.revert() == report.n_moved

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,10 +25,13 @@ from langchain_nudge._state import (
     save_state,
 )
 from langchain_nudge.vectorstores._core import (
+    bind_embeddings,
     core_store,
     documents_by_id,
     fit_in_place,
+    reapply_in_place,
     revert_in_place,
+    status_in_place,
     unsupported_store,
 )
 from langchain_nudge.vectorstores.adapters import get_adapter, read_source
@@ -345,7 +349,31 @@ class NudgeEmbeddings(Embeddings):
         if moved is not None:  # the moved documents become the lookup table (save, nudge_vectorstore, ...)
             self._adopt(model, report, written, [content_key(d.page_content) for d in moved], model.patch_.new)
         self.model_, self._report, self.store_report_ = model, report, report
+        self._keep_nudges_on_readd(store, written, moved is not None)
         return store
+
+    def _keep_nudges_on_readd(self, store: VectorStore, written: list[str], adopted: bool) -> None:
+        """Re-ingestion: make this wrapper the store's embedding function, so that re-adding unchanged documents
+        (``add_documents(ids=...)``, a nightly re-index) writes their nudged vectors again; else say plainly
+        that a re-add drops the nudges."""
+        if not written:
+            return
+        bound = bind_embeddings(store, self.underlying_embeddings, self) if adopted else None
+        if bound is not None:
+            logger.info("%s.%s is now this NudgeEmbeddings: re-added documents keep their nudge", type(store), bound)
+            return
+        warnings.warn(
+            f"{type(store).__name__}: re-adding the {len(written)} nudged documents (add_documents with the same "
+            "ids, a re-index) re-embeds them with the base model and drops their nudge, because "
+            + (
+                "the store does not return documents by id (no get_by_ids)"
+                if not adopted
+                else "the store's embedding function is not the base model this wrapper wraps"
+            )
+            + "; after a re-index run NudgeEmbeddings.reapply_vectorstore(store) (or nudge-rag reapply --store URI)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
     @staticmethod
     def revert_vectorstore(store: VectorStore) -> int:
@@ -355,6 +383,19 @@ class NudgeEmbeddings(Embeddings):
         the store object, in this process.
         """
         return revert_in_place(store)
+
+    @staticmethod
+    def status_vectorstore(store: VectorStore) -> Any:
+        """How a store written by :meth:`fit_vectorstore` stands against the ledger of this library's writes: a
+        ``nudge_rag.stores.StoreStatus`` with ``nudged``, ``overwritten`` (changed since, e.g. re-added),
+        ``reapplicable``, ``missing`` (deleted since) and the generations."""
+        return status_in_place(store)
+
+    @staticmethod
+    def reapply_vectorstore(store: VectorStore) -> Any:
+        """Write the nudge again on documents a re-index put back to their original vector (documents whose
+        content changed are left alone); returns a ``nudge_rag.stores.ReapplyResult``."""
+        return reapply_in_place(store)
 
     def build_vectorstore(
         self,

@@ -26,6 +26,10 @@ __all__ = [
     "fit_in_place",
     "documents_by_id",
     "revert_in_place",
+    "status_in_place",
+    "reapply_in_place",
+    "bind_embeddings",
+    "EMBEDDING_ATTRIBUTES",
     "pairs_by_id",
     "unsupported_store",
 ]
@@ -181,8 +185,42 @@ def _chroma_documents(store: Any, ids: list[str]) -> list[Document] | None:
 
 def revert_in_place(store: Any) -> int:
     """Restore the originals of a LangChain ``store`` written in place; returns the number of rows restored."""
+    with _core_of(store) as core:
+        return core.revert().restored
+
+
+def status_in_place(store: Any) -> Any:
+    """How a LangChain ``store`` stands against the ledger of this library's writes (a ``StoreStatus``)."""
+    with _core_of(store) as core:
+        return core.status()
+
+
+def reapply_in_place(store: Any) -> Any:
+    """Write the nudge again on rows a re-index put back to their original vector (a ``ReapplyResult``)."""
+    with _core_of(store) as core:
+        return core.reapply()
+
+
+def _core_of(store: Any) -> BaseStore:
     core = core_store(store)
     if core is None:
         raise unsupported_store(store)
-    with core:
-        return core.revert().restored
+    return core
+
+
+#: Where LangChain stores keep the embedding function they call on ``add_documents`` / ``add_texts``.
+EMBEDDING_ATTRIBUTES = ("_embedding_function", "embedding_function", "_embeddings", "embeddings", "embedding",
+                        "embedding_func")  # fmt: skip
+
+
+def bind_embeddings(store: Any, base: Any, nudged: Any) -> str | None:
+    """Make ``nudged`` the embedding function ``store`` calls when documents are added, where the store holds
+    ``base`` under one of :data:`EMBEDDING_ATTRIBUTES`; returns the attribute set, or None when there is none."""
+    for name in EMBEDDING_ATTRIBUTES:
+        declared = getattr(type(store), name, None)
+        if isinstance(declared, property) and declared.fset is None:
+            continue  # a read-only view of another attribute (InMemoryVectorStore.embeddings -> .embedding)
+        if getattr(store, name, None) is base or getattr(store, name, None) is nudged:
+            setattr(store, name, nudged)
+            return name
+    return None

@@ -5,11 +5,8 @@ held-out hit@1 rises, the vectors equal the core in-memory fit on the same vecto
 
 from __future__ import annotations
 
-import uuid
-
 import numpy as np
 import pytest
-from langchain_core.vectorstores import InMemoryVectorStore
 from langchain_nudge import NudgeEmbeddings
 from langchain_nudge.vectorstores._core import core_store
 
@@ -18,49 +15,6 @@ from nudge_rag.finetune import finetune_pairs, group_pairs
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning")]
 
 N_DOCS = 400
-
-
-def _uid(doc_id: str) -> str:  # Qdrant point ids must be UUIDs (or unsigned integers)
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"scifact/{doc_id}"))
-
-
-def _qdrant(emb, tmp_path):
-    pytest.importorskip("langchain_qdrant")
-    from langchain_qdrant import QdrantVectorStore
-    from qdrant_client import QdrantClient
-    from qdrant_client.http.models import Distance, VectorParams
-
-    client = QdrantClient(path=str(tmp_path / "qdrant"))
-    client.create_collection("scifact", vectors_config=VectorParams(size=384, distance=Distance.COSINE))
-    return QdrantVectorStore(client=client, collection_name="scifact", embedding=emb)
-
-
-def _chroma(emb, tmp_path):
-    pytest.importorskip("langchain_chroma")
-    from langchain_chroma import Chroma
-
-    return Chroma("scifact", embedding_function=emb, persist_directory=str(tmp_path / "chroma"))
-
-
-def _milvus(emb, tmp_path):
-    pytest.importorskip("langchain_milvus")
-    from langchain_milvus import Milvus
-
-    return Milvus(emb, collection_name="scifact", connection_args={"uri": str(tmp_path / "milvus.db")})
-
-
-def _faiss(emb, tmp_path):
-    pytest.importorskip("langchain_community")
-    from langchain_community.vectorstores import FAISS
-    from langchain_community.vectorstores.utils import DistanceStrategy
-
-    return lambda docs, ids: FAISS.from_documents(
-        docs, emb, ids=ids, distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT
-    )
-
-
-def _memory(emb, tmp_path):
-    return InMemoryVectorStore(embedding=emb)
 
 
 @pytest.fixture(scope="module")
@@ -72,17 +26,7 @@ def pg(tmp_path_factory):
     srv.cleanup()
 
 
-def _pg_url(srv) -> str:  # pgserver listens on a unix socket (host= in the query string)
-    return srv.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
-
-
-def _pgvector(emb, srv, collection="scifact", **kwargs):
-    from langchain_postgres import PGVector
-
-    return PGVector(emb, connection=_pg_url(srv), collection_name=collection, use_jsonb=True, **kwargs)
-
-
-STORES = {"qdrant": _qdrant, "chroma": _chroma, "milvus": _milvus, "faiss": _faiss, "inmemory": _memory}
+from langchain_nudge_test_support import STORES, _chroma, _faiss, _pgvector, _uid  # noqa: E402  (store builders)
 
 
 def _vectors(store, ids):

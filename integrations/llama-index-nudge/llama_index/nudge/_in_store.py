@@ -116,9 +116,24 @@ class InStorePath:
         """Put back the original vector of every node a fit wrote into a database store (bit for bit; the
         originals are kept beside the store, so this works after a restart too). Returns the number restored.
         Nodes added by :meth:`insert` stay, with the vectors they were added with."""
+        return self._database_store("revert").revert().restored
+
+    def status(self) -> Any:
+        """How the database store stands against the ledger of this library's writes: a
+        :class:`nudge_rag.stores.StoreStatus` (``nudged``, ``overwritten`` since (e.g. re-ingested),
+        ``reapplicable``, ``missing`` (deleted since), the generations; ``print`` it for one line). Sees upserts
+        made by an ``IngestionPipeline`` or ``insert_nodes`` after the fit."""
+        return self._database_store("status").status()
+
+    def reapply(self) -> Any:
+        """Write the nudge again on nodes that a re-index put back to their original vector (nodes whose content
+        changed are left alone); returns a :class:`nudge_rag.stores.ReapplyResult`."""
+        return self._database_store("reapply").reapply()
+
+    def _database_store(self, what: str) -> Any:
         if self._core is None:
-            raise NotImplementedError("revert() is for database stores; an in-memory fit keeps the nodes' vectors")
-        return self._core.revert().restored
+            raise NotImplementedError(f"{what}() is for database stores; an in-memory fit keeps the nodes' vectors")
+        return self._core
 
     def _solver_args(self) -> dict[str, Any]:
         """Arguments of :func:`nudge_rag.finetune.finetune_pairs` (both paths)."""
