@@ -72,6 +72,7 @@ __all__ = [
     "MilvusStore",
     "LanceDBStore",
     "FaissStore",
+    "SQLiteStore",
     "MemoryStore",
 ]
 
@@ -82,6 +83,7 @@ _LAZY = {
     "MilvusStore": "milvus",
     "LanceDBStore": "lancedb",
     "FaissStore": "faiss",
+    "SQLiteStore": "sqlite",
     "MemoryStore": "memory",
     "finetune_store": "_finetune",
     "StoreFinetuneReport": "_finetune",

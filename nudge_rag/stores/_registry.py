@@ -33,6 +33,7 @@ BACKENDS: dict[str, str] = {
     "milvus": "milvus:MilvusStore",
     "lancedb": "lancedb:LanceDBStore",
     "faiss": "faiss:FaissStore",
+    "sqlite": "sqlite:SQLiteStore",
 }
 
 

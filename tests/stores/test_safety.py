@@ -128,6 +128,23 @@ MULTI_PROCESS = {"faiss": _faiss, "chroma": _chroma, "lancedb": _lancedb}  # + p
 SINGLE_PROCESS = {"qdrant": _qdrant, "milvus": _milvus}  # local modes lock their files to one process
 
 
+def _sqlite(tmp_path, s):
+    apsw = pytest.importorskip("apsw")
+
+    from nudge_rag.stores.sqlite import load_sqlite_vec
+
+    conn = apsw.Connection(str(tmp_path / "rag.db"))
+    load_sqlite_vec(conn)
+    conn.execute("CREATE TABLE docs (id TEXT PRIMARY KEY, embedding BLOB NOT NULL)")
+    with conn:
+        conn.cursor().executemany("INSERT INTO docs VALUES (?, ?)", [(i, v.tobytes()) for i, v in zip(s.ids, s.docs)])
+    conn.close()
+    return f"sqlite://{tmp_path / 'rag.db'}?table=docs&similarity=inner_product"
+
+
+MULTI_PROCESS["sqlite"] = _sqlite  # SQLite locks per transaction: other processes read and write meanwhile
+
+
 @pytest.fixture(params=[*MULTI_PROCESS, "pgvector"])
 def multi_uri(request, tmp_path, scifact_ids):
     if request.param == "pgvector":
