@@ -73,6 +73,7 @@ __all__ = [
     "LanceDBStore",
     "FaissStore",
     "SQLiteStore",
+    "DuckDBStore",
     "MemoryStore",
 ]
 
@@ -84,6 +85,7 @@ _LAZY = {
     "LanceDBStore": "lancedb",
     "FaissStore": "faiss",
     "SQLiteStore": "sqlite",
+    "DuckDBStore": "duckdb",
     "MemoryStore": "memory",
     "finetune_store": "_finetune",
     "StoreFinetuneReport": "_finetune",

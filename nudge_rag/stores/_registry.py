@@ -34,6 +34,7 @@ BACKENDS: dict[str, str] = {
     "lancedb": "lancedb:LanceDBStore",
     "faiss": "faiss:FaissStore",
     "sqlite": "sqlite:SQLiteStore",
+    "duckdb": "duckdb:DuckDBStore",
 }
 
 

@@ -142,7 +142,24 @@ def _sqlite(tmp_path, s):
     return f"sqlite://{tmp_path / 'rag.db'}?table=docs&similarity=inner_product"
 
 
+def _duckdb(tmp_path, s):
+    pytest.importorskip("duckdb_extension_vss")
+    import pyarrow as pa
+
+    from nudge_rag.stores.duckdb import connect
+
+    vec = pa.FixedSizeListArray.from_arrays(pa.array(s.docs.ravel(), type=pa.float32()), s.docs.shape[1])
+    rows = pa.table({"id": s.ids, "embedding": vec})  # noqa: F841 (read by DuckDB by name)
+    conn = connect(tmp_path / "rag.duckdb")
+    conn.execute("CREATE TABLE docs (id VARCHAR PRIMARY KEY, embedding FLOAT[384])")
+    conn.execute("INSERT INTO docs SELECT * FROM rows")
+    conn.execute("CREATE INDEX docs_hnsw ON docs USING HNSW (embedding) WITH (metric = 'ip')")
+    conn.close()
+    return f"duckdb://{tmp_path / 'rag.duckdb'}?table=docs"
+
+
 MULTI_PROCESS["sqlite"] = _sqlite  # SQLite locks per transaction: other processes read and write meanwhile
+SINGLE_PROCESS["duckdb"] = _duckdb  # DuckDB lets one process open a file
 
 
 @pytest.fixture(params=[*MULTI_PROCESS, "pgvector"])
