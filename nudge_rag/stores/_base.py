@@ -352,11 +352,10 @@ class BaseStore:
                 ledger = SqliteLedger(None, self._ledger_key(), self.dim, dtype=self.ledger_dtype)
                 _MEMORY_LEDGERS[self.ledger_owner] = ledger
             return ledger
-        mode = 0o600
+        mode = 0o600  # a ledger beside a store is created no wider than the store's own file or folder
         if path is not None and path.name.endswith(_LEDGER_SUFFIX):
             base = path.with_name(path.name[: -len(_LEDGER_SUFFIX)])
-            mode = base.stat().st_mode & 0o666 if base.exists() else 0o600
-            mode = mode or 0o600
+            mode = (base.stat().st_mode & 0o666 if base.exists() else 0) or 0o600
         return SqliteLedger(path, self._ledger_key(), self.dim, dtype=self.ledger_dtype, mode=mode)
 
     def _atomic(self) -> contextlib.AbstractContextManager[Any]:
@@ -435,9 +434,6 @@ class BaseStore:
                     raise StoreError(f"{len(missing)} id(s) not in {self.label} (first: {missing[0]!r})")
                 out[b0 : b0 + len(part)] = np.stack([got[i] for i in part]) if part else out[b0:b0]
         return out
-
-    def _fetch(self, ids: list[str]) -> np.ndarray:
-        return self.fetch(ids)
 
     def search(self, queries: np.ndarray, k: int, *, exact: bool = True) -> tuple[np.ndarray, list[list[str]]]:
         """Top-k of each query (V, d), best first: exact, or (``exact=False``) the store's ANN index, which

@@ -75,6 +75,10 @@ def test_cli_finetune_and_revert(tmp_path, scifact_ids, reference_fit, make_uri)
     )
     assert r.returncode == 0, r.stderr
     assert f"wrote: {len(moved_ref)} vectors" in r.stdout and "to revert: nudge-rag revert --store" in r.stdout
+    store = open_store(uri)
+    ranks_by = store.similarity  # the similarity the store really ranks by is what the CLI prints
+    store.close()
+    assert f"the store ranks by {ranks_by}" in r.stdout and "search with cosine" not in r.stdout
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["gamma"] == pytest.approx(model_ref.gamma_, abs=1e-12)
     assert report["val_source"] == "given" and report["written"] == len(moved_ref)

@@ -240,7 +240,10 @@ def test_inmemory_fit_in_place(base, docs, pairs, tmp_path):
     before = snapshot(store)
     w = NudgeEmbeddings(base, gamma=0.3)
     out = w.fit_vectorstore(store, pairs)
-    assert out is store and store.embeddings is base  # written in place; queries keep the base model
+    # written in place; the wrapper is now the store's embedding function (re-added documents keep their nudge),
+    # and queries still go to the base model
+    assert out is store and store.embeddings is w
+    assert store.embeddings.embed_query("a question") == base.embed_query("a question")
     changed = {i for i, rec in store.store.items() if rec["vector"] != before[i]["vector"]}
     assert 0 < len(changed) == w.model_.n_moved_ and changed <= {d for _, d in pairs}
     for doc_id, rec in store.store.items():
@@ -405,7 +408,9 @@ def test_faiss_in_place(docs, pairs):
     store = FAISS.from_documents(docs, base)  # L2 by default: unit vectors rank as under cosine
     index, before = store.index, store.index.reconstruct_n(0, 40)
     w = NudgeEmbeddings(base, gamma=0.3)
-    assert w.fit_vectorstore(store, pairs) is store and store.index is index and store.embeddings is base
+    assert (
+        w.fit_vectorstore(store, pairs) is store and store.index is index and store.embeddings is w
+    )  # re-adds keep the nudge
     after = store.index.reconstruct_n(0, 40)
     pos = {d: j for j, d in store.index_to_docstore_id.items()}
     changed = {store.index_to_docstore_id[j] for j in np.flatnonzero(np.abs(after - before).max(axis=1) > 0)}

@@ -67,7 +67,7 @@ def core_store(index: Any) -> BaseStore | None:
         if any(i is None for i in ids):
             raise StoreError("the FAISS index holds vectors the index's nodes_dict does not name")
         core = stores.FaissStore(faiss_index, ids)
-        core.ledger_owner = vs  # one in-memory ledger per FaissVectorStore, whichever engine writes it
+        core.ledger_owner = faiss_index  # one in-memory ledger per FAISS index, whichever engine writes it
         return core
     if name == "PGVectorStore":
         return _pg_store(vs)
