@@ -1,13 +1,24 @@
 #!/usr/bin/env bash
 # Create .venv and install nudge-rag with every extra, both framework adapters and the test tools.
-# torch is pinned first: an unpinned torch pulls several GB of CUDA wheels.
+# torch's CPU build is installed first, so that nothing later pulls a CUDA torch (GBs of nvidia/triton wheels):
+# PyTorch's CPU wheel index when it answers, else the plain pin (a local CPU wheel on machines that provide one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
+TORCH="torch==2.13.0"
+CPU_INDEX="https://download.pytorch.org/whl/cpu"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet "torch==2.13.0"
-.venv/bin/python -m pip install --quiet -e ".[dev]" \
+if ! .venv/bin/python -m pip install --quiet --timeout 10 --retries 0 --index-url "$CPU_INDEX" "$TORCH" 2>/dev/null; then
+    echo "nudge-rag: PyTorch CPU index unreachable; installing $TORCH from the default index"
+    .venv/bin/python -m pip install --quiet "$TORCH"
+fi
+# The constraint keeps the CPU torch just installed: a later requirement can never replace it with a CUDA build.
+TORCH_NOW="$(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("torch"))')"
+CONSTRAINTS="$(mktemp)"
+trap 'rm -f "$CONSTRAINTS"' EXIT
+echo "torch==$TORCH_NOW" >"$CONSTRAINTS"
+.venv/bin/python -m pip install --quiet -c "$CONSTRAINTS" -e ".[dev]" \
     -e "./integrations/llama-index-nudge[test]" \
     -e "./integrations/langchain-nudge[test]"
 echo "nudge-rag: environment ready in .venv"
