@@ -111,3 +111,14 @@ def test_duckdb_one_process_per_file_in_one_line(tmp_path, scifact_ids):
         open_store(f"duckdb://{tmp_path / 'nope.duckdb'}?table=docs")
     with pytest.raises(StoreError, match="no table 'other'"):
         open_store(f"duckdb://{path}?table=other")
+
+
+def test_duckdb_cli_finetune_and_revert(tmp_path, scifact_ids, reference_fit):
+    """``nudge-rag finetune --store duckdb://...`` then ``nudge-rag revert``, each a subprocess, as a user runs them."""
+    from tests.stores.test_cli_store import test_cli_finetune_and_revert as cli_check
+
+    def make_uri(tmp_path, s):
+        make_duckdb(tmp_path / "cli.duckdb", s)
+        return f"duckdb://{tmp_path / 'cli.duckdb'}?table=docs"
+
+    cli_check(tmp_path, scifact_ids, reference_fit, make_uri)

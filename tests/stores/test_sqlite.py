@@ -87,3 +87,14 @@ def test_sqlite_uri_errors(tmp_path):
         open_store(f"sqlite://{tmp_path / 'x.db'}?table=docs")
     with pytest.raises(StoreError, match="no column 'embedding'"):
         open_store(f"sqlite://{tmp_path / 'x.db'}?table=t")
+
+
+def test_sqlite_cli_finetune_and_revert(tmp_path, scifact_ids, reference_fit):
+    """``nudge-rag finetune --store sqlite://...`` then ``nudge-rag revert``, each a subprocess, as a user runs them."""
+    from tests.stores.test_cli_store import test_cli_finetune_and_revert as cli_check
+
+    def make_uri(tmp_path, s):
+        make_sqlite(tmp_path / "cli.db", s)
+        return f"sqlite://{tmp_path / 'cli.db'}?table=docs"
+
+    cli_check(tmp_path, scifact_ids, reference_fit, make_uri)
