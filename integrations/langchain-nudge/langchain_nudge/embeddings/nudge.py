@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import InMemoryVectorStore, VectorStore
+from tqdm.auto import tqdm
 
 from langchain_nudge._pairs import Corpus, QuestionPairsInput, content_key, normalize_pairs, resolve_pairs
 from langchain_nudge._state import (
@@ -38,9 +41,116 @@ from langchain_nudge.vectorstores.adapters import get_adapter, read_source
 from nudge_rag import NotFittedError, NudgeM, NudgeN
 from nudge_rag.finetune import DEFAULT_VAL_FRACTION, canonical_variant, finetune_pairs, make_model
 
-__all__ = ["NudgeEmbeddings"]
+__all__ = ["NudgeEmbeddings", "QUERY_BATCH_SIZE", "queries_embed_like_documents", "embed_questions"]
 
 logger = logging.getLogger(__name__)
+
+#: Questions per ``embed_documents`` call (or per round of concurrent ``aembed_query`` calls) during a fit.
+QUERY_BATCH_SIZE = 256
+
+
+def _defined_by(emb: Any, method: str) -> type | None:
+    return next((c for c in type(emb).__mro__ if method in vars(c)), None)
+
+
+def queries_embed_like_documents(emb: Embeddings) -> bool:
+    """Whether ``emb.embed_query(q)`` is known to equal ``emb.embed_documents([q])[0]``, so that questions can be
+    embedded in batches with ``embed_documents``.
+
+    True only for models whose ``embed_query`` (not overridden by a subclass) is ``embed_documents([q])[0]``:
+    langchain-community's ``HuggingFaceEmbeddings`` (sentence-transformers), langchain-huggingface's
+    ``HuggingFaceEmbeddings`` without ``query_encode_kwargs`` (no query prompt), and langchain-core's
+    ``DeterministicFakeEmbedding``. Any other model (a query instruction, an API with a query endpoint, an unknown
+    class) is queried with ``aembed_query``, concurrently.
+    """
+    owner = _defined_by(emb, "embed_query")
+    if owner is None:
+        return False
+    where = (owner.__module__, owner.__name__)
+    if where == ("langchain_community.embeddings.huggingface", "HuggingFaceEmbeddings"):
+        return _defined_by(emb, "embed_documents") is owner
+    if where[0].startswith("langchain_huggingface") and where[1] == "HuggingFaceEmbeddings":
+        query_kwargs = getattr(emb, "query_encode_kwargs", None) or {}
+        return _defined_by(emb, "embed_documents") is owner and query_kwargs in ({}, getattr(emb, "encode_kwargs", {}))
+    if where == ("langchain_core.embeddings.fake", "DeterministicFakeEmbedding"):
+        return True
+    return False
+
+
+def _run(coro: Any) -> Any:
+    """Run ``coro`` to completion, also when this thread already runs an event loop (Jupyter)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+async def _concurrent_queries(emb: Embeddings, texts: list[str], batch: int, bar: Any) -> list[Any]:
+    out: list[Any] = []
+    for i in range(0, len(texts), batch):
+        chunk = texts[i : i + batch]
+        out += await asyncio.gather(*(emb.aembed_query(t) for t in chunk))
+        bar.update(len(chunk))
+    return out
+
+
+def embed_questions(
+    emb: Embeddings, texts: list[str], *, show_progress: bool = False, batch_size: int = QUERY_BATCH_SIZE
+) -> list[list[float]]:
+    """Query vectors of ``texts`` from ``emb``: ``embed_documents`` in batches of ``batch_size`` when
+    :func:`queries_embed_like_documents`, else ``aembed_query`` run concurrently, ``batch_size`` at a time.
+    A tqdm bar counts the questions when ``show_progress``."""
+    texts = list(texts)
+    with tqdm(total=len(texts), desc="Embedding questions", unit="q", disable=not show_progress) as bar:
+        if queries_embed_like_documents(emb):
+            out: list[Any] = []
+            for i in range(0, len(texts), batch_size):
+                out += emb.embed_documents(texts[i : i + batch_size])
+                bar.update(min(batch_size, len(texts) - i))
+        else:
+            out = _run(_concurrent_queries(emb, texts, batch_size, bar))
+    return [as_float_list(v) for v in out]
+
+
+def _question_vector_map(question_vectors: Mapping[str, Any] | None) -> dict[str, list[float]]:
+    if question_vectors is None:
+        return {}
+    if not isinstance(question_vectors, Mapping):
+        raise TypeError(
+            "question_vectors must map question text -> vector (e.g. dict(zip(texts, array))), got "
+            f"{type(question_vectors).__name__}"
+        )
+    out = {}
+    for text, vec in question_vectors.items():
+        v = np.asarray(vec, dtype=np.float64)
+        if v.ndim != 1 or not np.isfinite(v).all():
+            raise ValueError(f"question_vectors[{text!r}] must be a finite 1-d vector, got shape {v.shape}")
+        out[str(text)] = v.tolist()
+    return out
+
+
+def _dispatch(name: str, data: dict[str, Any]) -> None:
+    """A LangChain custom event (``on_custom_event`` of the run's callback handlers); nothing outside a run."""
+    from langchain_core.callbacks import dispatch_custom_event
+
+    try:
+        dispatch_custom_event(name, data)
+    except RuntimeError:  # called outside a run (no parent run id): nobody listens
+        pass
+
+
+def _end_event(report: dict[str, Any], n_written: int) -> dict[str, Any]:
+    return {
+        "gamma": report.get("gamma"),
+        "val_metrics_before": dict(report.get("val_metrics_before") or {}),
+        "val_metrics_after": dict(report.get("val_metrics_after") or {}),
+        "n_written": int(n_written),
+        "n_train_questions": report.get("n_train_questions"),
+        "n_val_questions": report.get("n_val_questions"),
+        "seconds": dict(report.get("seconds") or {}),
+    }
 
 
 class NudgeEmbeddings(Embeddings):
@@ -69,6 +179,17 @@ class NudgeEmbeddings(Embeddings):
             ``"nudge-m"`` (unnormalised vectors, valid only under inner product).
         gamma: fixed step size; ``None`` (default) chooses it on validation questions.
         solver_params: extra keyword arguments for ``nudge_rag.NudgeN`` / ``NudgeM`` (e.g. ``metric="ndcg@10"``).
+        show_progress: a tqdm bar while the fit embeds its questions (silent by default).
+
+    Question embedding: a fit embeds its questions with the base model's query method, in batches of
+    :data:`QUERY_BATCH_SIZE`: through ``embed_documents`` only when the wrapper knows the model embeds queries and
+    documents identically (:func:`queries_embed_like_documents`: sentence-transformers ``HuggingFaceEmbeddings``
+    without a query prompt), else ``aembed_query`` run concurrently. ``question_vectors=`` (on :meth:`fit` and
+    :meth:`fit_vectorstore`) skips the model for questions whose vectors are already known.
+
+    Callbacks: inside a LangChain run (e.g. a ``RunnableLambda`` invoked with ``callbacks=[handler]``), a fit
+    dispatches the custom events ``nudge_fit_start`` and ``nudge_fit_end`` (gamma, ``val_metrics_before`` ->
+    ``val_metrics_after``, ``n_written``, timings) to ``on_custom_event``; outside a run it dispatches nothing.
 
     Example:
         .. code-block:: python
@@ -89,6 +210,7 @@ class NudgeEmbeddings(Embeddings):
         variant: str = "nudge-n",
         gamma: float | None = None,
         solver_params: dict[str, Any] | None = None,
+        show_progress: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(underlying_embeddings, Embeddings):
@@ -99,6 +221,7 @@ class NudgeEmbeddings(Embeddings):
         self.variant = canonical_variant(variant)
         self.gamma = gamma
         self.solver_params = dict(solver_params or {})
+        self.show_progress = show_progress
         make_model(self.variant, gamma=gamma, **self.solver_params)  # validate the parameters now, not at fit time
         self._state: FittedState | None = None
         self._report: dict[str, Any] | None = None  # of the last fit, in the lookup table or in a store
@@ -199,8 +322,23 @@ class NudgeEmbeddings(Embeddings):
         return out
 
     # ------------------------------------------------------------------------------------------ fitting
-    def _embed_questions(self, questions: list[str], dim: int) -> np.ndarray:
-        vecs = [as_float_list(self.underlying_embeddings.embed_query(q)) for q in questions]
+    def _embed_questions(self, questions: list[str], dim: int, known: Mapping[str, list[float]]) -> np.ndarray:
+        vecs: list[Any] = [known.get(q) for q in questions]
+        given = sorted({len(v) for v in vecs if v is not None} - {dim})
+        if given:
+            raise ValueError(
+                f"dimension mismatch: the precomputed question vectors have {given} dimensions but the stored "
+                f"document vectors have {dim}"
+            )
+        todo = [i for i, v in enumerate(vecs) if v is None]
+        if todo:
+            fresh = embed_questions(
+                self.underlying_embeddings, [questions[i] for i in todo], show_progress=self.show_progress
+            )
+            for i, v in zip(todo, fresh):
+                vecs[i] = v
+        if not vecs:
+            return np.zeros((0, dim), dtype=np.float32)
         dims = {len(v) for v in vecs}
         if len(dims) != 1:
             raise ValueError(f"the base embeddings returned query vectors of different dimensions: {sorted(dims)}")
@@ -212,11 +350,15 @@ class NudgeEmbeddings(Embeddings):
             )
         return np.asarray(vecs, dtype=np.float32)
 
-    def _solver_args(self, dim: int, val_fraction: float, seed: int) -> dict[str, Any]:
+    def _solver_args(
+        self, dim: int, val_fraction: float, seed: int, question_vectors: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         """The keyword arguments of :func:`nudge_rag.finetune.finetune_pairs` every fit path passes."""
         params = dict(self.solver_params)
+        known = _question_vector_map(question_vectors)
+        embed: Callable[[list[str]], np.ndarray] = lambda texts: self._embed_questions(texts, dim, known)  # noqa: E731
         return dict(
-            embed_queries=lambda texts: self._embed_questions(texts, dim),
+            embed_queries=embed,
             variant=self.variant,
             gamma=self.gamma,
             val_fraction=val_fraction,
@@ -234,6 +376,7 @@ class NudgeEmbeddings(Embeddings):
         validation: QuestionPairsInput | None = None,
         val_fraction: float = DEFAULT_VAL_FRACTION,
         seed: int = 0,
+        question_vectors: Mapping[str, Sequence[float]] | None = None,
     ) -> NudgeEmbeddings:
         """Compute nudged vectors for the documents of ``source`` from question-document pairs.
 
@@ -249,6 +392,8 @@ class NudgeEmbeddings(Embeddings):
                 :func:`nudge_rag.finetune.carve_rows` (``floor(val_fraction * n)``, at least 1; seeded by ``seed``).
             val_fraction: share of questions carved out for validation when ``validation`` is ``None`` (0.1).
             seed: seed of that split.
+            question_vectors: precomputed query vectors of the questions, ``{question text: vector}`` (e.g.
+                ``dict(zip(texts, array))``) from the same base model; those questions are not embedded again.
 
         Returns:
             self. :attr:`report_` tells what happened. On any error nothing changes (a previous fit stays).
@@ -257,18 +402,20 @@ class NudgeEmbeddings(Embeddings):
             ValueError: empty source or pair set, a pair naming an unknown document, or a dimension mismatch
                 between the base model and the stored vectors.
         """
+        _dispatch("nudge_fit_start", {"variant": self.variant, "target": "lookup table"})
         docs, vectors, kind = read_source(source, self.underlying_embeddings)
         corpus = Corpus.from_documents(docs)
         train = resolve_pairs(normalize_pairs(questions, "questions"), corpus, "questions")
         val = None
         if validation is not None:
             val = resolve_pairs(normalize_pairs(validation, "validation"), corpus, "validation")
-        args = self._solver_args(int(vectors.shape[1]), val_fraction, seed)
+        args = self._solver_args(int(vectors.shape[1]), val_fraction, seed, question_vectors)
         result = finetune_pairs(vectors, train, val, row_of={r: r for r in range(len(docs))}, **args)
         model, report = result.model, result.report
         report.source = kind
         self._adopt(model, report.as_dict(), corpus.ids, corpus.keys, model.embeddings_)
         logger.info("NUDGE fit: %s", report)
+        _dispatch("nudge_fit_end", _end_event(self._report or {}, 0))
         return self
 
     def _adopt(self, model: Any, report: dict[str, Any], ids: Sequence[Any], keys: list[bytes], vectors: Any) -> None:
@@ -318,6 +465,7 @@ class NudgeEmbeddings(Embeddings):
         validation: QuestionPairsInput | None = None,
         val_fraction: float = DEFAULT_VAL_FRACTION,
         seed: int = 0,
+        question_vectors: Mapping[str, Sequence[float]] | None = None,
     ) -> VectorStore:
         """Fit on the vectors ``store`` holds and write the moved ones back into it, by document id.
 
@@ -341,15 +489,25 @@ class NudgeEmbeddings(Embeddings):
             except TypeError:
                 raise unsupported_store(store) from None
             adapter.check_variant(self.variant, store)
-            self.fit(store, questions, validation=validation, val_fraction=val_fraction, seed=seed)
+            self.fit(
+                store,
+                questions,
+                validation=validation,
+                val_fraction=val_fraction,
+                seed=seed,
+                question_vectors=question_vectors,
+            )
             return self.nudge_vectorstore(store)
-        result, written = fit_in_place(core, questions, validation, **self._solver_args(core.dim, val_fraction, seed))
+        _dispatch("nudge_fit_start", {"variant": self.variant, "target": core.describe()})
+        args = self._solver_args(core.dim, val_fraction, seed, question_vectors)
+        result, written = fit_in_place(core, questions, validation, **args)
         model, report = result.model, result.report.as_dict()
         moved = documents_by_id(store, written) if written else None
         if moved is not None:  # the moved documents become the lookup table (save, nudge_vectorstore, ...)
             self._adopt(model, report, written, [content_key(d.page_content) for d in moved], model.patch_.new)
         self.model_, self._report, self.store_report_ = model, report, report
         self._keep_nudges_on_readd(store, written, moved is not None)
+        _dispatch("nudge_fit_end", _end_event(report, len(written)))
         return store
 
     def _keep_nudges_on_readd(self, store: VectorStore, written: list[str], adopted: bool) -> None:
