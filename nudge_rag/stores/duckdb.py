@@ -306,23 +306,37 @@ class DuckDBStore(BaseStore):
 
     def _search(self, queries: np.ndarray, k: int, exact: bool) -> tuple[np.ndarray, list[list[str]]]:
         """Exact: one streamed scan. ANN: the HNSW index, one query at a time (a constant query vector is what
-        VSS's optimizer turns into an index scan), ``hnsw_ef_search`` at least k."""
+        VSS's optimizer turns into an index scan), ``hnsw_ef_search`` at least the rows asked for.
+
+        VSS keeps an updated row's old entry in the index as a tombstone (a nudge and its revert leave two per
+        row, concentrated where the questions look), and an index scan of ``LIMIT k`` then returns fewer than k
+        live rows: a query that comes back short asks again for twice as many, up to k plus every tombstone."""
         if exact:
             return self.scan_search(queries, k)
         fn, _ = _DIST[self.similarity]
-        sql = (
-            f"SELECT CAST({_ident(self.id_column)} AS VARCHAR), "
-            f"{fn}({_ident(self.vector_column)}, CAST($q AS {self._vtype})) AS d "
-            f"FROM {self._t()} ORDER BY d LIMIT {int(k)}"
-        )
+        n = self.count()
+        want = min(k, n)
+        cap = k + self._tombstones(n)
         out_s = np.full((queries.shape[0], k), -np.inf, dtype=np.float32)
         out_ids: list[list[str]] = []
         cur = self.conn.cursor()
         try:
-            if self.hnsw_metric is not None:
-                cur.execute(f"SET hnsw_ef_search = {max(int(k), EF_SEARCH_DEFAULT)}")
+            ef = -1
             for j, q in enumerate(np.asarray(queries, dtype=np.float32)):
-                rows = cur.execute(sql, {"q": q.tolist()}).fetchall()
+                ask = k
+                while True:
+                    if self.hnsw_metric is not None and max(ask, EF_SEARCH_DEFAULT) != ef:
+                        ef = max(ask, EF_SEARCH_DEFAULT)
+                        cur.execute(f"SET hnsw_ef_search = {int(ef)}")
+                    rows = cur.execute(
+                        f"SELECT CAST({_ident(self.id_column)} AS VARCHAR), "
+                        f"{fn}({_ident(self.vector_column)}, CAST($q AS {self._vtype})) AS d "
+                        f"FROM {self._t()} ORDER BY d LIMIT {int(ask)}",
+                        {"q": q.tolist()},
+                    ).fetchall()[:k]
+                    if len(rows) >= want or ask >= cap:
+                        break
+                    ask = min(2 * ask, cap)
                 d = np.asarray([r[1] for r in rows], dtype=np.float64)
                 score = {"cosine": 1 - d, "inner_product": -d, "l2": -(d**2)}[self.similarity]
                 out_s[j, : len(rows)] = score
@@ -330,3 +344,14 @@ class DuckDBStore(BaseStore):
         finally:
             cur.close()
         return out_s, out_ids
+
+    def _tombstones(self, live: int) -> int:
+        """Entries of the HNSW index beyond the table's live rows (0 without an index)."""
+        if self.hnsw_metric is None:
+            return 0
+        row = self.conn.execute(
+            "SELECT max(count) FROM pragma_hnsw_index_info() WHERE catalog_name = ? AND schema_name = ? "
+            "AND table_name = ?",
+            [self.catalog, self.schema, self.table],
+        ).fetchone()
+        return max(0, int(row[0] or 0) - live) if row else 0
