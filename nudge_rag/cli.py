@@ -8,6 +8,7 @@ Run ``nudge-rag COMMAND --help`` for the options.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -22,13 +23,31 @@ from ._files import atomic_write
 from ._report import curve_of, format_table, plot_demo, require_matplotlib, write_json
 from .data import DataError
 from .evaluation import DEFAULT_METRICS, evaluate
-from .finetune import VARIANTS, FinetuneResult, baseline, finetune_queries
+from .finetune import VARIANTS, FinetuneResult, baseline, finetune_queries, validation_notes
 from .metrics import metric_names
 from .prepare import DataSource, Prepared, VectorSource, load_source, prepare
 
 __all__ = ["main", "build_parser"]
 
 PROG = "nudge-rag"
+
+#: The own-data formats, shown by ``nudge-rag finetune --help`` (and in the README, "Your own data").
+OWN_DATA_HELP = """\
+your own data (--data DIR holding corpus.jsonl + pairs.jsonl, or --corpus FILE_OR_DIR with --pairs FILE):
+  pairs file, JSON lines, one question -> document(s) per line:
+    {"query": "what is NUDGE?", "doc_id": "d1"}
+    {"query": "...", "doc_ids": ["d2", "d7"], "relevance": [2, 1], "split": "test"}
+    {"query_id": "q9", "query": "...", "doc_id": "d3"}
+  or CSV/TSV with a header: query and/or query_id, doc_id (several: "d2|d7"), relevance, split.
+    query_id     optional; without it a question is identified by its exact text
+    relevance    optional, default 1; pairs with relevance <= 0 are dropped
+    split        train (default), dev or val (validation: chooses gamma), test (held out for scoring);
+                 without dev pairs, --val-fraction of the training questions is carved as validation;
+                 a pairs folder may instead hold train.jsonl, dev.jsonl, test.jsonl
+  corpus file, JSON lines: {"_id" (or "id", "doc_id"): "d1", "title": "optional", "text": "..."}
+    (.jsonl, .jsonl.gz, or CSV/TSV with those columns), or a folder of .txt/.md files (also DIR/corpus/):
+    a document's id is its path relative to the folder, with forward slashes (e.g. notes/intro.md)
+"""
 
 
 # ---------------------------------------------------------------------------------------------- parser
@@ -41,7 +60,11 @@ def _add_data_args(p: argparse.ArgumentParser, *, default_dataset: str | None = 
         + (f" (default: {default_dataset})" if default_dataset else ""),
     )
     g.add_argument("--data", metavar="DIR", help="dataset folder: BEIR layout or corpus + pairs files")
-    g.add_argument("--corpus", metavar="FILE", help="corpus file (.jsonl, .jsonl.gz, .csv) to go with --pairs")
+    g.add_argument(
+        "--corpus",
+        metavar="FILE_OR_DIR",
+        help="corpus file (.jsonl, .jsonl.gz, .csv) or folder of .txt/.md files (id: relative path), with --pairs",
+    )
     g.add_argument(
         "--pairs", metavar="FILE", action="append", default=[], help="pairs file (.jsonl or .csv; repeatable)"
     )
@@ -57,7 +80,8 @@ def _add_data_args(p: argparse.ArgumentParser, *, default_dataset: str | None = 
         default="auto",
         help="official: the dataset's splits (val carved from train when there is no dev split); "
         "paper: pooled random 70/10/20 split; auto (default): official, except that demo uses "
-        "paper when the data has no test split",
+        "paper when the data has no test split and evaluate uses the split recorded by the finetune "
+        "output it scores (a split whose test questions trained that output is refused)",
     )
     g.add_argument("--seed", type=int, default=0, help="seed of the validation carve / paper split (default 0)")
     g.add_argument("--val-fraction", type=float, default=0.1, help="share of train carved as validation (default 0.1)")
@@ -98,7 +122,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("finetune", help="nudge document embeddings and save them with a report")
+    p = sub.add_parser(
+        "finetune",
+        help="nudge document embeddings and save them with a report",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=OWN_DATA_HELP,
+    )
     _add_data_args(p)
     p.add_argument(
         "--out", required=True, metavar="DIR", help="output folder: embeddings.npy, doc_ids.txt, model.npz, report.json"
@@ -161,11 +190,13 @@ def _load(args: argparse.Namespace, *, need_test: bool) -> Prepared:
     t0 = time.perf_counter()
     src, vs = _sources(args)
     ds = load_source(src, vs, default_dataset="scifact" if args.command == "demo" else None)
+    load_data_s = time.perf_counter() - t0
     # Only demo (which trains and tests in one run) may fall back to the paper's split: evaluating a finetune
     # output on a re-drawn test split would score queries it was trained on.
     policy = "official" if args.split == "auto" and args.command != "demo" else args.split
     p = prepare(ds, vs, policy=policy, seed=args.seed, val_fraction=args.val_fraction, need_test=need_test)
     p.seconds = time.perf_counter() - t0
+    p.timings["load_data"] = load_data_s
     return p
 
 
@@ -179,8 +210,59 @@ def _describe(p: Prepared) -> list[str]:
     ]
 
 
-def _split_info(p: Prepared) -> dict:
-    return {"policy": p.splits.policy, "note": p.splits.note, "queries": p.splits.counts()}
+def _split_info(p: Prepared, args: argparse.Namespace | None = None, *, ids: bool = False) -> dict:
+    """The split as recorded in a report; with ``ids``, the questions that trained and validated (so that
+    ``evaluate`` can refuse a test split that overlaps them)."""
+    info: dict = {"policy": p.splits.policy, "note": p.splits.note, "queries": p.splits.counts()}
+    if args is not None:
+        info.update(seed=args.seed, val_fraction=args.val_fraction)
+    if ids:
+        info.update(train_query_ids=p.splits.queries("train"), val_query_ids=p.splits.queries("val"))
+    return info
+
+
+def _timings(p: Prepared, r: FinetuneResult) -> dict[str, float]:
+    """Seconds per phase: reading the data, loading the embedding model, embedding, and the fit (solve) alone."""
+    t = p.timings
+    return {
+        "load_data": t.get("load_data", 0.0),
+        "load_model": t.get("load_model", 0.0),
+        "embed": t.get("embed", 0.0),
+        "fit": r.fit_seconds or 0.0,
+    }
+
+
+def _recorded_split(args: argparse.Namespace) -> tuple[Path, dict] | None:
+    """``(report path, split)`` recorded by the ``finetune`` whose output folder is ``--doc-embeddings``."""
+    if not args.doc_embeddings or not (Path(args.doc_embeddings) / "report.json").is_file():
+        return None
+    path = Path(args.doc_embeddings) / "report.json"
+    try:
+        split = json.loads(path.read_text(encoding="utf-8")).get("split")
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as exc:
+        raise DataError(f"{path}: not a fine-tuning report ({exc})") from None
+    return (path, split) if isinstance(split, dict) and split.get("policy") else None
+
+
+def _refuse_overlap(p: Prepared, recorded: tuple[Path, dict]) -> None:
+    """``DataError`` when test questions of ``p`` trained or validated the fine-tune that recorded ``split``."""
+    path, split = recorded
+    if "train_query_ids" in split:
+        used = set(split["train_query_ids"]) | set(split.get("val_query_ids", []))
+    else:  # an older report: the same split drawn again
+        from .data import make_splits
+
+        seed, fraction = split.get("seed", 0), split.get("val_fraction", 0.1)
+        again = make_splits(p.dataset, split["policy"], seed=seed, val_fraction=fraction)
+        used = set(again.queries("train")) | set(again.queries("val"))
+    tested = p.splits.queries("test")
+    overlap = [q for q in tested if q in used]
+    if overlap:
+        raise DataError(
+            f"--split {p.splits.policy}: {len(overlap)} of the {len(tested)} test questions trained or validated "
+            f"the fine-tune in {path.parent} (first: {overlap[0]!r}); its scores would be inflated. Evaluate on "
+            f"the split it recorded: --split {split['policy']} (the default)"
+        )
 
 
 def _fit(
@@ -256,15 +338,17 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         "command": "finetune",
         "nudge_rag_version": __version__,
         "dataset": {"name": p.dataset.name, "source": p.dataset.source, "n_documents": len(p.dataset.doc_ids)},
-        "split": _split_info(p),
+        "split": _split_info(p, args, ids=True),
         "vectors": {"source": p.vectors, "dimension": int(p.docs.shape[1])},
         "method": r.method,
         "gamma": r.fitted.gamma_,
         "gamma_fixed": args.gamma is not None,
         "n_moved": r.fitted.n_moved_,
         "fit_seconds": r.fit_seconds,
+        "seconds": _timings(p, r),
         "similarity": r.similarity,
         "validation": _validation_json(r),
+        "notes": validation_notes(r.report),
         "metrics": {
             "val": {"before": base.val_metrics, "after": r.val_metrics},
             "test": None if p.test is None else {"before": base.test_metrics, "after": r.test_metrics},
@@ -290,14 +374,30 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             os.replace(t / name, out / name)
     for line in _describe(p):
         print(line)
-    vm = r.report.val_metric
+    rep = r.report
+    measured = rep.val_score is not None
+    validation = "no validation score (none measured)"
+    if rep.val_score is not None:
+        validation = (
+            f"validation {rep.val_metric} on {rep.n_val_questions} questions: "
+            f"{100 * (rep.val_base_score or 0):.1f} -> {100 * rep.val_score:.1f}"
+        )
     print(
         f"{r.label}: gamma = {r.fitted.gamma_:.4g}{' (fixed)' if args.gamma is not None else ''}, "
-        f"{r.fitted.n_moved_} documents moved, fit {r.fit_seconds:.2f} s; "
-        f"validation {vm}: {100 * (r.report.val_base_score or 0):.1f} -> {100 * (r.report.val_score or 0):.1f}"
+        f"{r.fitted.n_moved_} documents moved; {validation}"
     )
-    rows = [{"label": "before (val)", "metrics": base.val_metrics}, {"label": "after (val)", "metrics": r.val_metrics}]
-    print(format_table(rows, metrics))
+    print("seconds: " + ", ".join(f"{k.replace('_', ' ')} {v:.2f}" for k, v in _timings(p, r).items()))
+    for note in validation_notes(rep):
+        if note.startswith("warning: "):
+            print(f"{PROG} finetune: {note}", file=sys.stderr)
+        elif measured:
+            print(note)
+    if measured:
+        rows = [
+            {"label": "before (val)", "metrics": base.val_metrics},
+            {"label": "after (val)", "metrics": r.val_metrics},
+        ]
+        print(format_table(rows, metrics))
     print(
         f"saved {out / 'embeddings.npy'} ({r.vectors.shape[0]} x {r.vectors.shape[1]} float32), "
         f"doc_ids.txt, model.npz and report.json in {out}"
@@ -308,7 +408,15 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """``nudge-rag evaluate``: metrics of given (or raw) embeddings on one split."""
     metrics = _metric_list(args.metric)
+    recorded = _recorded_split(args)
+    if recorded is not None and args.split == "auto":  # the split the fine-tune used, not a re-drawn one
+        split = recorded[1]
+        args.split = split["policy"]
+        args.seed = split.get("seed", args.seed)
+        args.val_fraction = split.get("val_fraction", args.val_fraction)
     p = _load(args, need_test=args.on == "test")
+    if recorded is not None and args.on == "test":
+        _refuse_overlap(p, recorded)
     qa = {"train": p.train, "val": p.val, "test": p.test}[args.on]
     assert qa is not None  # need_test made sure a test split exists
     scores = evaluate(p.docs, qa, metrics, similarity=args.similarity)

@@ -12,6 +12,8 @@ Everything the command line and the framework adapters share lives here, once:
 - :func:`make_model` / :func:`validation_metric`: variant -> estimator, and which metric chose gamma.
 - :func:`finetune_queries` / :func:`finetune_pairs`: fit and build the :class:`FinetuneReport` (a
   JSON-serialisable dataclass; the LlamaIndex and LangChain adapters extend it).
+- :func:`validation_notes`: what a reader must know about how gamma was chosen (nothing measured, too few
+  validation questions, a win by a couple of questions, why gamma is 0), one line each.
 
 Fits go through :meth:`NudgeN.fit` / :meth:`NudgeM.fit`, so ``docs`` may be an (N, d) array or any
 :class:`~nudge_rag.corpus.Corpus`; what moved is ``result.model.patch_``.
@@ -52,6 +54,9 @@ __all__ = [
     "finetune_queries",
     "finetune_pairs",
     "baseline",
+    "validation_notes",
+    "MIN_VAL_QUESTIONS",
+    "MIN_WIN_QUESTIONS",
 ]
 
 #: Share of the questions carved out for validation when none are given (CLI and both adapters).
@@ -61,6 +66,11 @@ VARIANTS = ("nudge-n", "nudge-m")
 #: Where the validation questions came from: given by the caller, carved from the training questions, or
 #: none (gamma fixed without validation questions).
 VAL_SOURCES = ("given", "carved", "none")
+
+#: Fewer validation questions than this make the choice of gamma noisy: :func:`validation_notes` warns.
+MIN_VAL_QUESTIONS = 30
+#: A gamma that beats no change by at most this many validation questions may be noise: warned too.
+MIN_WIN_QUESTIONS = 2
 
 _ALIASES = {alias: v for v in VARIANTS for alias in (v, v[-1], v.replace("-", ""))}  # "nudge-n", "n", "nudgen"
 
@@ -468,13 +478,17 @@ def finetune_pairs(
         source = "carved"
     elif val is not None and len(val) == 0:
         raise ValueError("the validation pairs hold no usable question")
-    t0 = time.perf_counter()
+    from .embedding import model_load_seconds  # NumPy-only: the model itself is imported on first use
+
+    t0, loaded0 = time.perf_counter(), model_load_seconds()
     train_qa = train.query_answers(embed_queries(list(train.texts)), row_of)
     val_qa = None if val is None else val.query_answers(embed_queries(list(val.texts)), row_of)
-    embed_s = time.perf_counter() - t0
+    load_s = model_load_seconds() - loaded0
+    embed_s = time.perf_counter() - t0 - load_s
     result = finetune_queries(
         docs, train_qa, val_qa, variant=variant, gamma=gamma, val_source=source, n_dropped_questions=n_dropped, **kwargs
     )
+    result.report.seconds["load_model"] = load_s  # loading the embedding model, apart from embedding
     result.report.seconds["embed_questions"] = embed_s
     return result
 
@@ -498,3 +512,39 @@ def baseline(
         val_source="given",
     )
     return FinetuneResult(None, report, docs, None, val)
+
+
+def validation_notes(report: FinetuneReport) -> list[str]:
+    """One line per thing a reader must know about how gamma was chosen; warnings start with ``"warning: "``.
+
+    - nothing measured: gamma fixed without validation questions;
+    - fewer than :data:`MIN_VAL_QUESTIONS` validation questions: the choice is noisy;
+    - a chosen gamma > 0 that beats no change by at most :data:`MIN_WIN_QUESTIONS` validation questions
+      (the score difference times the number of questions, rounded);
+    - why gamma is 0 when it was chosen: no gamma beat no change.
+    """
+    n = int(report.n_val_questions)
+    if report.val_score is None or n == 0:
+        return [f"gamma fixed at {report.gamma:.4g} without validation questions: no validation score was measured"]
+    notes = []
+    if n < MIN_VAL_QUESTIONS:
+        notes.append(
+            f"warning: gamma was chosen on only {n} validation question(s) (fewer than {MIN_VAL_QUESTIONS}): "
+            "the choice is noisy; give more validation pairs (split: dev)"
+        )
+    if report.gamma_fixed:
+        return notes
+    base = report.val_base_score or 0.0
+    if not report.gamma:
+        notes.append(
+            f"gamma = 0: no gamma beat no change on the {n} validation question(s) ({report.val_metric} "
+            f"{100 * base:.1f}), so no document moved"
+        )
+        return notes
+    won = round((report.val_score - base) * n)
+    if won <= MIN_WIN_QUESTIONS:
+        notes.append(
+            f"warning: gamma {report.gamma:.4g} beats no change by only {won} of {n} validation question(s) "
+            f"({report.val_metric} {100 * base:.1f} -> {100 * report.val_score:.1f}): the gain may be noise"
+        )
+    return notes

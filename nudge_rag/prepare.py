@@ -66,6 +66,8 @@ class Prepared:
     """A dataset ready for NUDGE: document matrix and train / val / test queries.
 
     ``docs`` is (N, d) float32, row i = ``dataset.doc_ids[i]``; ``test`` is None when the split has no test.
+    ``seconds`` is the whole preparation; ``timings`` splits it: ``load_model`` (the embedding model),
+    ``embed`` (texts to vectors, cache reads included) and ``vectors`` (everything that obtained the vectors).
     """
 
     dataset: RetrievalDataset
@@ -76,6 +78,7 @@ class Prepared:
     test: QueryAnswers | None
     vectors: str
     seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -186,13 +189,25 @@ def _align(ids: list[str], vectors: np.ndarray, wanted: list[str], what: str, pa
 
 
 def document_and_query_vectors(
-    ds: RetrievalDataset, query_ids: list[str], vs: VectorSource
+    ds: RetrievalDataset, query_ids: list[str], vs: VectorSource, *, timings: dict[str, float] | None = None
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """(N, d) document vectors in corpus order, (len(query_ids), d) query vectors, and a description.
 
     Each side comes from the user's files when given, else from precomputed vectors of the default model
     beside the data (when their row counts match), else from the model (through the embedding cache).
+    ``timings``, when given, receives the seconds spent loading the model and embedding (``load_model``,
+    ``embed``).
     """
+    spent = timings if timings is not None else {}
+    spent.setdefault("load_model", 0.0)
+    spent.setdefault("embed", 0.0)
+
+    def encode(embedder: Embedder, texts: list[str]) -> np.ndarray:
+        out = embedder.encode(texts)
+        for k, v in embedder.last_seconds.items():
+            spent[k] = spent.get(k, 0.0) + v
+        return out
+
     described = []
     try:
         pre = _precomputed(ds, vs)
@@ -217,7 +232,7 @@ def document_and_query_vectors(
         if ds.doc_texts is None:
             raise DataError("the documents have no text; pass --doc-embeddings and --doc-ids")
         embedder = _embedder(vs)
-        docs = embedder.encode(ds.doc_texts)
+        docs = encode(embedder, ds.doc_texts)
         described.append(f"documents embedded with {embedder.name}" + (" (cached)" if embedder.last_cache_hit else ""))
     if vs.query_embeddings:
         if not vs.query_ids:
@@ -238,7 +253,7 @@ def document_and_query_vectors(
         if texts is None:
             raise DataError("the queries have no text; pass --query-embeddings and --query-ids")
         embedder = embedder or _embedder(vs)
-        qs = embedder.encode(texts)
+        qs = encode(embedder, texts)
         described.append(f"queries embedded with {embedder.name}" + (" (cached)" if embedder.last_cache_hit else ""))
     if qs.shape[1] != docs.shape[1]:
         raise DataError(f"query vectors have dimension {qs.shape[1]} but document vectors have {docs.shape[1]}")
@@ -266,9 +281,12 @@ def prepare(
     t0 = time.perf_counter()
     splits = make_splits(ds, policy, seed=seed, val_fraction=val_fraction, need_test=need_test)
     used = list(dict.fromkeys(splits.queries("train") + splits.queries("val") + splits.queries("test")))
-    docs, qs, described = document_and_query_vectors(ds, used, vs)
+    timings: dict[str, float] = {}
+    t1 = time.perf_counter()
+    docs, qs, described = document_and_query_vectors(ds, used, vs, timings=timings)
+    timings["vectors"] = time.perf_counter() - t1
     row = {q: i for i, q in enumerate(used)}
     train = _answers(ds, splits, "train", row, qs)
     val = _answers(ds, splits, "val", row, qs)
     test = _answers(ds, splits, "test", row, qs) if splits.test else None
-    return Prepared(ds, splits, docs, train, val, test, described, time.perf_counter() - t0)
+    return Prepared(ds, splits, docs, train, val, test, described, time.perf_counter() - t0, timings)

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from .beir import is_beir_dir, load_beir, read_qrels
-from .corpus import read_corpus, read_queries
+from .corpus import read_corpus, read_queries, read_text_folder
 from .dataset import Judgement, RetrievalDataset, doc_text
 from .download import BEIR_URL, download_beir, find_beir
 from .errors import DataError, MissingDataError
@@ -32,6 +32,7 @@ __all__ = [
     "load_pairs",
     "load_pairs_dir",
     "read_corpus",
+    "read_text_folder",
     "read_queries",
     "read_qrels",
     "doc_text",

@@ -1,4 +1,4 @@
-"""Readers for a document collection (JSONL, JSONL.gz or CSV) and a BEIR-style queries file."""
+"""Readers for a document collection (JSONL, JSONL.gz, CSV, or a folder of text files) and a BEIR queries file."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from ._io import iter_jsonl, iter_table, require_file
 from .dataset import doc_text
 from .errors import DataError, located
 
-__all__ = ["read_corpus", "read_queries", "ID_KEYS"]
+__all__ = ["read_corpus", "read_text_folder", "read_queries", "ID_KEYS", "TEXT_SUFFIXES"]
 
 #: Field names accepted for a record's id, in order of preference.
 ID_KEYS = ("_id", "id", "doc_id")
+#: Files a corpus folder contributes (case-insensitive suffixes).
+TEXT_SUFFIXES = (".txt", ".md")
 
 
 def _field_id(path: str | os.PathLike, lineno: int, record: dict, keys: tuple[str, ...]) -> str:
@@ -48,11 +50,14 @@ def _records(path: Path) -> Iterator[tuple[int, dict]]:
 
 
 def read_corpus(path: str | os.PathLike) -> tuple[list[str], list[str]]:
-    """Document ids and texts (``(title + " " + text).strip()``) from a corpus file, in file order.
+    """Document ids and texts (``(title + " " + text).strip()``) from a corpus file, in file order
+    (a folder: :func:`read_text_folder`).
 
     JSON lines need an id (``_id``, ``id`` or ``doc_id``) and ``text``; ``title`` is optional. CSV/TSV files
     need a header with the same column names. Duplicate ids raise :class:`DataError` with the line number.
     """
+    if Path(path).is_dir():
+        return read_text_folder(path)
     p = require_file(path, "corpus file")
     ids: list[str] = []
     texts: list[str] = []
@@ -71,6 +76,33 @@ def read_corpus(path: str | os.PathLike) -> tuple[list[str], list[str]]:
     if not ids:
         raise DataError(located(p, None, "the corpus holds no documents"))
     return ids, texts
+
+
+def read_text_folder(folder: str | os.PathLike) -> tuple[list[str], list[str]]:
+    """Document ids and texts from a folder of ``.txt`` / ``.md`` files (searched recursively).
+
+    A document's id is its path relative to ``folder`` with forward slashes (``notes/intro.md``), its text the
+    file's content (UTF-8). Files and folders whose name starts with ``.`` are skipped; ids are sorted.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataError(f"corpus folder not found: {root}")
+    files = sorted(
+        (f.relative_to(root).as_posix(), f)
+        for f in root.rglob("*")
+        if f.suffix.lower() in TEXT_SUFFIXES
+        and f.is_file()
+        and not any(part.startswith(".") for part in f.relative_to(root).parts)
+    )
+    if not files:
+        raise DataError(f"{root}: no {' or '.join(TEXT_SUFFIXES)} files in this corpus folder")
+    texts = []
+    for _, f in files:
+        try:
+            texts.append(f.read_text(encoding="utf-8-sig").strip())
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{f}: cannot decode as UTF-8 (invalid byte at offset {exc.start})") from None
+    return [rel for rel, _ in files], texts
 
 
 def read_queries(path: str | os.PathLike) -> tuple[list[str], list[str]]:

@@ -14,7 +14,9 @@ or CSV (``.csv``, or ``.tsv`` for tabs) with a header naming the columns ``query
 - ``split`` is ``train`` (default), ``dev``/``val`` or ``test``.
 
 Corpus file: JSON lines ``{"_id" | "id" | "doc_id", "title"?, "text"}`` (optionally gzipped) or a CSV with
-those columns. Without a corpus, pass the known document ids (e.g. those of precomputed vectors).
+those columns, or a folder of ``.txt`` / ``.md`` files (searched recursively; a document's id is its path
+relative to the folder with forward slashes, e.g. ``notes/intro.md``). Without a corpus, pass the known
+document ids (e.g. those of precomputed vectors).
 """
 
 from __future__ import annotations
@@ -51,7 +53,13 @@ def is_pairs_dir(folder: str | os.PathLike) -> bool:
     """True when ``folder`` holds a corpus file and a pairs file (or ``train.jsonl``/``train.csv``)."""
     f = Path(folder)
     has_pairs = first_existing(f, PAIRS_NAMES) is not None or "train" in _split_files(f)
-    return has_pairs and first_existing(f, CORPUS_FILE_NAMES) is not None
+    return has_pairs and _corpus_of(f) is not None
+
+
+def _corpus_of(folder: Path) -> Path | None:
+    """The corpus file of a pairs folder, else its ``corpus/`` folder of text files, else None."""
+    found = first_existing(folder, CORPUS_FILE_NAMES)
+    return found if found is not None or not (folder / "corpus").is_dir() else folder / "corpus"
 
 
 def _rows(path: Path) -> Iterator[tuple[int, dict]]:
@@ -166,14 +174,15 @@ def load_pairs(
     Args:
         pairs: one pairs file, several, or ``{"train": path, "dev": path, "test": path}`` (the key sets the
             default split of that file's rows).
-        corpus: corpus file; optional when ``doc_ids`` is given (then documents have ids but no text).
+        corpus: corpus file or folder of ``.txt`` / ``.md`` files; optional when ``doc_ids`` is given (then
+            documents have ids but no text).
         doc_ids: known document ids (used when ``corpus`` is None).
         name: dataset name (default: the corpus or pairs file's folder name).
     """
     if corpus is not None:
-        corpus_path = require_file(corpus, "corpus file")
+        corpus_path = Path(corpus) if Path(corpus).is_dir() else require_file(corpus, "corpus file")
         ids, texts = read_corpus(corpus_path)
-        corpus_name = corpus_path.name
+        corpus_name = f"the corpus folder {corpus_path}" if corpus_path.is_dir() else corpus_path.name
     elif doc_ids is not None:
         ids, texts, corpus_path, corpus_name = [str(d) for d in doc_ids], None, None, "the document id list"
         if len(set(ids)) != len(ids):
@@ -213,12 +222,14 @@ def load_pairs(
 
 
 def load_pairs_dir(folder: str | os.PathLike, *, name: str | None = None) -> RetrievalDataset:
-    """Load ``folder/corpus.{jsonl,jsonl.gz,csv}`` with ``folder/pairs.{jsonl,csv}`` or ``train``/``dev``/``test``
-    pairs files (the file name sets the split)."""
+    """Load ``folder/corpus.{jsonl,jsonl.gz,csv}`` (or a ``folder/corpus/`` of text files) with
+    ``folder/pairs.{jsonl,csv}`` or ``train``/``dev``/``test`` pairs files (the file name sets the split)."""
     f = Path(folder)
-    corpus = first_existing(f, CORPUS_FILE_NAMES)
+    corpus = _corpus_of(f)
     if corpus is None:
-        raise MissingDataError(f"no corpus file in {f} (expected one of {', '.join(CORPUS_FILE_NAMES)})")
+        raise MissingDataError(
+            f"no corpus file in {f} (expected one of {', '.join(CORPUS_FILE_NAMES)}, or a corpus/ folder of .txt/.md)"
+        )
     pairs = first_existing(f, PAIRS_NAMES)
     if pairs is not None:
         return load_pairs(pairs, corpus, name=name or f.resolve().name)
