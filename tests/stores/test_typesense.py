@@ -4,6 +4,7 @@ a temporary folder, a generated API key), started and stopped by these tests, on
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 import socket
 import subprocess
@@ -196,3 +197,39 @@ def test_typesense_ann_competitors(ts, scifact_ids):
             cos = np.stack([unit[[pos[i] for i in h]] @ q[v] / np.linalg.norm(q[v]) for v, h in enumerate(hits)])
             np.testing.assert_allclose(scores, cos, atol=1e-5)  # ANN scores are the cosine of the hits, best first
             assert (np.diff(scores, axis=1) <= 1e-6).all()
+
+
+def test_typesense_cli_finetune_status_revert_never_print_the_key(ts, tmp_path, scifact_ids, reference_fit):
+    """``nudge-rag finetune / status / revert --store typesense://...`` as a user runs them: the same gamma and
+    rows as the in-memory fit, revert restores every original bit for bit, and the API key is in no output."""
+    from tests.stores.test_cli_store import _nudge_rag, _pairs
+
+    s = scifact_ids
+    model_ref, moved_ref = reference_fit
+    load_scifact(ts, "scifact_cli", s.ids, s.docs)
+    _pairs(tmp_path, s)
+    uri = ts.uri("scifact_cli", tmp_path / "ledger.sqlite")
+    fit = _nudge_rag(
+        "finetune",
+        "--store",
+        uri,
+        "--pairs",
+        str(tmp_path / "pairs.jsonl"),
+        "--query-vectors",
+        str(tmp_path / "queries.npz"),
+        "--report",
+        str(tmp_path / "report.json"),
+        "--no-progress",
+    )
+    assert fit.returncode == 0, fit.stderr[-2000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["gamma"] == pytest.approx(model_ref.gamma_, abs=1e-12) and report["written"] == len(moved_ref)
+    status = _nudge_rag("status", "--store", uri, "--json")
+    assert status.returncode == 0 and json.loads(status.stdout)["nudged"] == len(moved_ref)
+    revert = _nudge_rag("revert", "--store", uri)
+    assert revert.returncode == 0, revert.stderr[-2000:]
+    for text in (fit.stdout, fit.stderr, status.stdout, status.stderr, revert.stdout, revert.stderr):
+        assert ts.api_key not in text
+    assert "api_key=***" in fit.stdout
+    with open_store(uri) as store:
+        np.testing.assert_array_equal(store.fetch(s.ids), s.docs)
