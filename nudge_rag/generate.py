@@ -11,6 +11,15 @@ passage (possibly empty when nothing usable came out). Three ready-made forms:
 - :class:`PromptGenerator` — wraps any callable ``prompt -> completion`` (a hosted LLM, another local runtime).
 - any object with a ``generate`` method (see :func:`as_generator`).
 
+Framework adapters (LlamaIndex, LangChain) only call their framework's LLM: they take the prompt from here
+(:func:`instruction_prompt` for instruction-following models, :func:`prompt_template` for the base model), hand
+the answer to :func:`parse_questions`, and wrap :class:`LocalGenerator` (:meth:`LocalGenerator.complete_text`) as
+their framework's LLM class.
+
+The converted default model is cached in ``$NUDGE_RAG_MODEL_DIR`` when set, else in
+``<platform user cache>/nudge-rag/models`` (about 1.3 GB); ``cache_dir=`` (``LocalGenerator``, the adapters'
+``LocalQuestionLLM``, ``nudge-rag generate --cache-dir``) overrides both with ``<cache_dir>/models``.
+
 All of them share one few-shot prompt ("Passage: ... Question: ...", :func:`build_prompt`) and one output filter
 (:func:`clean_question`: drops empty text, copies of the passage, too-long text and text that is not a question),
 because the default model is a base model, not an instruction-tuned one.
@@ -50,8 +59,11 @@ __all__ = [
     "as_generator",
     "build_prompt",
     "prompt_template",
+    "instruction_prompt",
     "first_completion_line",
+    "cut_completion",
     "clean_question",
+    "parse_questions",
     "default_model_path",
     "model_cache_dir",
     "generate_pairs",
@@ -101,6 +113,142 @@ def prompt_template(slot: str = "{context_str}") -> str:
 def first_completion_line(text: str) -> str:
     """A completion cut where a base model starts its next example (first blank line or ``Passage:``)."""
     return re.split(r"\n\s*\n|\n\s*Passage:", text, maxsplit=1)[0]
+
+
+def instruction_prompt(
+    passage_slot: str = "{passage}", count_slot: str = "{num_questions}", *, json_output: bool = False
+) -> str:
+    """The instruction prompt for instruction-following (chat) models, with the passage and the number of questions
+    left as slots (``"{context_str}"``/``"{num_questions_per_chunk}"`` for LlamaIndex, ``"{document}"``/
+    ``"{num_questions}"`` for LangChain). ``json_output`` asks for ``{"questions": [...]}`` instead of one question
+    per line; :func:`parse_questions` reads both."""
+    fmt = (
+        'Reply with JSON only, exactly in this form: {"questions": ["first question", "second question"]}'
+        if json_output
+        else "Write one question per line, with no numbering and no other text."
+    )
+    return (
+        f"Below is a passage from a document collection.\n\n---------------------\n{passage_slot}\n"
+        f"---------------------\n\nWrite {count_slot} distinct questions that a user could ask and that this "
+        "passage answers. Use only the passage, not prior knowledge. Each question must make sense on its own, "
+        f"without the passage. {fmt}\n"
+    )
+
+
+_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
+_BULLET = re.compile(r"^\s*(?:[-*\u2022>]+|\(?\d{1,3}[.):\]]|(?:q|question)\s*\d*\s*[:.)-])\s*", re.I)
+_LETTERS = re.compile(r"[^\W\d_]+")
+# a plain-text line counts as a question when it ends with "?" or opens like one (interrogative or task verb)
+_OPENERS = frozenset(
+    "what which who whom whose when where why how is are was were do does did can could should would will "
+    "has have had according describe explain list name identify compare summarize summarise define give "
+    "find state outline".split()
+)
+
+
+def _question_text(item: Any, min_words: int, max_chars: int) -> str | None:
+    if isinstance(item, dict):
+        item = item.get("question", item.get("text"))
+    if not isinstance(item, str):
+        return None
+    text = _BULLET.sub("", item.strip()).strip()  # otherwise verbatim: no case or whitespace changes
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":  # a quoted line: drop the pair of quotes
+        text = text[1:-1].strip()
+    if len(_LETTERS.findall(text)) < min_words or len(text) > max_chars or text.endswith(":"):
+        return None
+    return text
+
+
+def _from_json(obj: Any) -> list[Any] | None:
+    if isinstance(obj, dict):
+        for key in ("questions", "Questions", "items", "output"):
+            if isinstance(obj.get(key), list):
+                return list(obj[key])
+        return [obj["question"]] if isinstance(obj.get("question"), str) else None
+    return list(obj) if isinstance(obj, list) else None
+
+
+def _question_lines(text: str) -> list[str]:
+    """Lines of a plain-text answer that look like questions (JSON fragments excepted)."""
+    out = []
+    for raw in text.splitlines():
+        line = raw.strip().rstrip(",").strip()
+        if not line or re.search(r"[{}\[\]]", line):
+            continue
+        if line.rstrip("\"'").endswith("?"):
+            out.append(line)
+            continue
+        bare = _BULLET.sub("", line).strip()  # "Describe ...": a task, not cut off (a quote would be JSON)
+        words = _LETTERS.findall(bare)
+        if bare[:1] not in "\"'" and words and words[0].casefold() in _OPENERS and not bare.endswith(":"):
+            out.append(bare)
+    return out
+
+
+def parse_questions(
+    output: Any, limit: int | None = None, *, min_words: int = 3, max_chars: int = 500
+) -> list[str] | None:
+    """The questions in an LLM's answer, or ``None`` when nothing in it can be parsed. The one parser of every
+    generation path (both framework adapters hand their LLM's answer here).
+
+    Accepts a string holding JSON (``{"questions": [...]}``, a bare list, ``{"question": ...}``; bare, in a code
+    fence or surrounded by prose) or, failing that, question lines (numbered, bulleted or quoted; a line counts when
+    it ends with ``?`` or opens with a question word or task verb such as "Describe"); a dict or list of the same
+    shapes; an object with ``content`` (a chat message, its content blocks joined) or ``model_dump()`` (a pydantic
+    model). A question needs ``min_words`` words and at most ``max_chars`` characters, preambles ending with ``:``
+    and repeats (case-insensitive) are dropped; at most ``limit`` are returned. ``[]``: the answer parsed but held
+    no usable question.
+    """
+    if not isinstance(output, (str, dict, list)):
+        if hasattr(output, "content"):  # a chat message (checked first: messages are pydantic models too)
+            output = output.content
+        elif hasattr(output, "model_dump"):
+            output = output.model_dump()
+        elif hasattr(output, "text") and isinstance(output.text, str):  # a completion response
+            output = output.text
+    if isinstance(output, list) and output and all(isinstance(b, dict) and "text" in b for b in output):
+        output = "".join(str(b["text"]) for b in output)  # content blocks
+    items: list[Any] | None = None
+    if isinstance(output, (dict, list)):
+        items = _from_json(output)
+    elif isinstance(output, str):
+        candidates = [m.group(1) for m in _FENCE.finditer(output)] + [output]
+        for open_, close in (("{", "}"), ("[", "]")):
+            start, stop = output.find(open_), output.rfind(close)
+            if 0 <= start < stop:
+                candidates.append(output[start : stop + 1])
+        for candidate in candidates:
+            try:
+                items = _from_json(json.loads(candidate))
+            except ValueError:
+                continue
+            if items is not None:
+                break
+        if items is None:  # no JSON: salvage question lines (also from truncated or malformed JSON)
+            items = _question_lines(output) or None
+    if items is None:
+        return None
+    out: list[str] = []
+    seen: set[str] = set()
+    for item in items:
+        question = _question_text(item, min_words, max_chars)
+        if question is None or question.casefold() in seen:
+            continue
+        seen.add(question.casefold())
+        out.append(question)
+        if limit is not None and len(out) == limit:
+            break
+    return out
+
+
+def cut_completion(text: str, *, stop: Sequence[str] | None = None, first_line: bool = True) -> str:
+    """``text`` cut by :func:`first_completion_line` (when ``first_line``) and before the first of ``stop``."""
+    if first_line:
+        text = first_completion_line(text)
+    for s in stop or ():
+        if s in text:
+            text = text[: text.index(s)]
+    return text
 
 
 def build_prompt(passage: str, *, max_chars: int = 500) -> str:
@@ -346,6 +494,14 @@ class LocalGenerator:
             texts = tok.batch_decode(ids[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
             out.extend(texts[i * n : (i + 1) * n] for i in range(len(batch)))
         return out
+
+    def complete_text(
+        self, prompts: Sequence[str], *, stop: Sequence[str] | None = None, first_line: bool = True
+    ) -> list[str]:
+        """One completion per prompt (the first sample), cut where a base model starts its next few-shot example
+        (:func:`first_completion_line`, unless ``first_line`` is False) and at the first of ``stop``. This is what
+        the adapters' local LLM classes return. Synchronous and CPU-bound: concurrency does not speed it up."""
+        return [cut_completion(c[0], stop=stop, first_line=first_line) for c in self.complete(prompts)]
 
     def generate(self, passages: Sequence[str]) -> list[list[str]]:
         """One list of filtered questions per passage."""

@@ -2,16 +2,16 @@
 
 Documents are sent in batches (``Runnable.batch`` / ``abatch`` with bounded concurrency). Models that implement
 ``with_structured_output`` return a parsed :class:`QuestionList`; for the others the prompt asks for JSON and the
-answer is parsed leniently (code fences, prose around the JSON, numbered lists of questions). A document for
-which the model raises or answers nothing usable is counted and skipped, never fatal; only a run that yields
-no question at all raises :class:`QuestionGenerationError`.
+answer is parsed leniently by the core parser, :func:`nudge_rag.generate.parse_questions` (re-exported here as
+:func:`parse_questions`: code fences, prose around the JSON, numbered lists of questions). The prompt wording is
+the core's too (:func:`nudge_rag.generate.instruction_prompt`); this module only drives LangChain's calls.
+A document for which the model raises or answers nothing usable is counted and skipped, never fatal; only a run
+that yields no question at all raises :class:`QuestionGenerationError`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -19,13 +19,13 @@ from typing import Any
 from langchain_core.documents import Document
 from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models import BaseLanguageModel
-from langchain_core.messages import BaseMessage
 from langchain_core.prompts import BasePromptTemplate, ChatPromptTemplate
 from langchain_core.runnables import Runnable
 from langchain_core.vectorstores import VectorStore
 from pydantic import BaseModel, Field
 
 from langchain_nudge._pairs import DocumentRef
+from nudge_rag.generate import instruction_prompt, parse_questions
 
 __all__ = [
     "DEFAULT_QUESTION_PROMPT",
@@ -39,6 +39,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: The core's instruction prompt (``nudge_rag.generate.instruction_prompt``, JSON answer) as a chat prompt.
 DEFAULT_QUESTION_PROMPT = ChatPromptTemplate.from_messages(
     [
         (
@@ -48,9 +49,11 @@ DEFAULT_QUESTION_PROMPT = ChatPromptTemplate.from_messages(
         ),
         (
             "human",
-            "Passage:\n---------------------\n{document}\n---------------------\n\n"
-            "Write {num_questions} distinct questions that this passage answers. Reply with JSON only, "
-            'exactly in this form: {{"questions": ["first question", "second question"]}}',
+            instruction_prompt("<document>", "<num_questions>", json_output=True)
+            .replace("{", "{{")
+            .replace("}", "}}")
+            .replace("<document>", "{document}")
+            .replace("<num_questions>", "{num_questions}"),
         ),
     ]
 )
@@ -108,95 +111,6 @@ class GeneratedQuestions:
         if len(self.failures) < 100:
             name = ref if isinstance(ref, str) else f"<document without id: {ref.page_content[:40]!r}>"
             self.failures.append({"document": name, "reason": reason[:300]})
-
-
-# ---------------------------------------------------------------------------------------------- parsing
-_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.S)
-_BULLET = re.compile(r"^\s*(?:[-*\u2022>]+|\(?\d{1,3}[.):\]]|(?:q|question)\s*\d*\s*[:.)-])\s*", re.I)
-_WORD = re.compile(r"[^\W\d_]+")
-
-
-def _clean(question: Any) -> str | None:
-    if isinstance(question, dict):
-        question = question.get("question", question.get("text"))
-    if not isinstance(question, str):
-        return None
-    text = _BULLET.sub("", question.strip()).strip()  # otherwise verbatim: no case or whitespace changes
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":  # a quoted line: drop the pair of quotes
-        text = text[1:-1].strip()
-    if len(_WORD.findall(text)) < 3 or len(text) > 500 or text.endswith(":"):
-        return None
-    return text
-
-
-def _json_candidates(text: str) -> list[str]:
-    out = [m.group(1) for m in _FENCE.finditer(text)]
-    out.append(text)
-    for open_, close in (("{", "}"), ("[", "]")):
-        start, stop = text.find(open_), text.rfind(close)
-        if 0 <= start < stop:
-            out.append(text[start : stop + 1])
-    return out
-
-
-def _from_json(obj: Any) -> list[Any] | None:
-    if isinstance(obj, dict):
-        for key in ("questions", "Questions", "items", "output"):
-            if isinstance(obj.get(key), list):
-                return obj[key]
-        if isinstance(obj.get("question"), str):
-            return [obj["question"]]
-        return None
-    if isinstance(obj, list):
-        return obj
-    return None
-
-
-def parse_questions(output: Any, limit: int | None = None) -> list[str] | None:
-    """Questions in a model answer, or ``None`` when nothing in it can be parsed.
-
-    Accepts a :class:`QuestionList`, a dict (``{"questions": [...]}``), a message or a string holding JSON (bare,
-    in a code fence or surrounded by prose) or, failing that, lines that end with "?" (numbered, bulleted or
-    quoted). Questions need at least three words; repeats are dropped; at most ``limit`` are returned.
-    """
-    items: list[Any] | None
-    if isinstance(output, BaseMessage):  # before BaseModel: messages are pydantic models too
-        output = output.content
-    elif isinstance(output, BaseModel):
-        output = output.model_dump()
-    if isinstance(output, list) and all(isinstance(b, dict) and "text" in b for b in output):
-        output = "".join(str(b["text"]) for b in output)  # content blocks
-    if isinstance(output, (dict, list)):
-        items = _from_json(output)
-    elif isinstance(output, str):
-        items = None
-        for candidate in _json_candidates(output):
-            try:
-                items = _from_json(json.loads(candidate))
-            except (json.JSONDecodeError, ValueError):
-                continue
-            if items is not None:
-                break
-        if items is None:  # no JSON: salvage question lines (also from truncated or malformed JSON)
-            lines = [line.strip().rstrip(",").strip() for line in output.splitlines()]
-            items = [line for line in lines if line.rstrip('"').endswith("?") and not re.search(r"[{}\[\]]", line)]
-            if not items:
-                return None
-    else:
-        return None
-    if items is None:
-        return None
-    out: list[str] = []
-    seen: set[str] = set()
-    for item in items:
-        question = _clean(item)
-        if question is None or question.casefold() in seen:
-            continue
-        seen.add(question.casefold())
-        out.append(question)
-        if limit is not None and len(out) == limit:
-            break
-    return out
 
 
 # ---------------------------------------------------------------------------------------------- generation

@@ -27,7 +27,7 @@ from langchain_core.outputs import Generation, LLMResult
 from langchain_core.prompts import PromptTemplate
 from pydantic import PrivateAttr
 
-from nudge_rag.generate import LocalGenerator, first_completion_line, prompt_template
+from nudge_rag.generate import LocalGenerator, cut_completion, prompt_template
 
 __all__ = ["LocalQuestionLLM", "LOCAL_QUESTION_PROMPT", "local_question_llm", "default_question_llm"]
 
@@ -45,7 +45,12 @@ class LocalQuestionLLM(LLM):
         max_new_tokens: tokens generated per call.
         first_line_only: cut each completion where a base model starts its next few-shot example.
         batch_size: prompts per forward pass in :meth:`batch` / :meth:`generate`.
-        cache_dir: cache root of the converted default model (default: the user cache dir).
+        cache_dir: cache root of the converted default model (``<cache_dir>/models``; default
+            ``$NUDGE_RAG_MODEL_DIR``, else the user cache dir, see :mod:`nudge_rag.generate`).
+
+    The model runs synchronously on the CPU: ``batch`` hands all prompts to one call of :meth:`_generate`
+    (left-padded forward passes of ``batch_size``); ``abatch`` runs that call in a worker thread (LangChain's
+    default for LLMs without native async), so concurrency adds nothing but does not block the event loop.
     """
 
     model: str | None = None
@@ -74,12 +79,7 @@ class LocalQuestionLLM(LLM):
         return self._gen
 
     def _cut(self, text: str, stop: list[str] | None) -> str:
-        if self.first_line_only:
-            text = first_completion_line(text)
-        for s in stop or ():
-            if s in text:
-                text = text[: text.index(s)]
-        return text
+        return cut_completion(text, stop=stop, first_line=self.first_line_only)
 
     def _call(
         self,
@@ -88,7 +88,7 @@ class LocalQuestionLLM(LLM):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> str:
-        return self._cut(self._generator().complete([prompt])[0][0], stop)
+        return self._generator().complete_text([prompt], stop=stop, first_line=self.first_line_only)[0]
 
     def _generate(
         self,
@@ -98,8 +98,8 @@ class LocalQuestionLLM(LLM):
         **kwargs: Any,
     ) -> LLMResult:
         """All prompts of a ``batch`` call in left-padded batches of ``batch_size`` (one forward pass each)."""
-        texts = self._generator().complete(list(prompts))
-        return LLMResult(generations=[[Generation(text=self._cut(t[0], stop))] for t in texts])
+        texts = self._generator().complete_text(list(prompts), stop=stop, first_line=self.first_line_only)
+        return LLMResult(generations=[[Generation(text=t)] for t in texts])
 
 
 def local_question_llm(model: str | None = None, **kwargs: Any) -> tuple[LocalQuestionLLM, PromptTemplate, bool]:

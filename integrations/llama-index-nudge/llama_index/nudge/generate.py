@@ -1,25 +1,37 @@
 """Synthetic training questions: ask any LlamaIndex LLM to write questions that a node answers.
 
-Calls run concurrently (``LLM.acomplete`` through LlamaIndex's ``run_jobs``), progress is saved after every
-batch of chunks so an interrupted run resumes where it stopped, and a chunk for which the LLM fails or
-answers nothing usable is counted and skipped instead of stopping the run.
+This module only drives LlamaIndex's LLM calls; the prompt (:func:`nudge_rag.generate.instruction_prompt`), the
+parser (:func:`nudge_rag.generate.parse_questions`, re-exported here) and the offline local model
+(:class:`~llama_index.nudge.local_llm.LocalQuestionLLM` over ``nudge_rag.generate.LocalGenerator``) are the
+core's.
+
+An LLM that is not the local model is called concurrently (``LLM.acomplete``, at most ``num_workers`` at a time).
+The local model is synchronous and CPU-bound, so it is called synchronously, one batched forward pass per batch.
+Progress is saved after every batch of chunks (default 8), so an interrupted or killed run loses at most one batch
+and resumes where it stopped; a chunk for which the LLM fails or answers nothing usable is counted and skipped
+instead of stopping the run.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
-import re
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llama_index.core.async_utils import asyncio_run, run_jobs
+from llama_index.core.async_utils import asyncio_run
 from llama_index.core.llms import LLM
 from llama_index.core.schema import BaseNode, MetadataMode
 from llama_index.nudge.dataset import EmbeddingQAFinetuneDataset
+from llama_index.nudge.local_llm import LocalQuestionLLM, default_question_llm
+
+from nudge_rag.files import atomic_write_text
+from nudge_rag.generate import instruction_prompt, parse_questions
 
 __all__ = [
     "DEFAULT_QUESTION_PROMPT",
@@ -32,26 +44,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_QUESTION_PROMPT = """\
-Below is a passage from a document collection.
-
----------------------
-{context_str}
----------------------
-
-Write {num_questions_per_chunk} distinct questions that a user could ask and that this passage answers. \
-Use only the passage, not prior knowledge. Each question must make sense on its own, without the passage. \
-Write one question per line, with no numbering and no other text.
-"""
-
-_PREFIX = re.compile(r"^\s*(?:[-*\u2022>]+|\(?\d{1,3}[.):\]]|(?:q|question)\s*\d*\s*[:.)-])\s*", re.IGNORECASE)
-_WORD = re.compile(r"[^\W\d_]{2,}")
-# a line counts as a question when it ends with "?" or opens like one (interrogative or task verb)
-_OPENERS = frozenset(
-    "what which who whom whose when where why how is are was were do does did can could should would will "
-    "has have had in according describe explain list name identify compare summarize summarise define give "
-    "find state outline".split()
-)
+#: The core's instruction prompt with LlamaIndex's slots (one question per line in the answer).
+DEFAULT_QUESTION_PROMPT = instruction_prompt("{context_str}", "{num_questions_per_chunk}")
 
 
 class QuestionGenerationError(ValueError):
@@ -89,31 +83,6 @@ class GeneratedQuestions:
         return out
 
 
-def parse_questions(text: str, limit: int, *, min_words: int = 3) -> list[str]:
-    """Questions in an LLM answer: one per line, numbering/bullets removed, preambles and junk dropped.
-
-    A line is kept when it has at least ``min_words`` words and ends with ``?`` or starts with a question
-    word or task verb ("What ...", "Describe ..."); lines ending with ``:`` (preambles) and repeats are dropped.
-    """
-    out: list[str] = []
-    seen: set[str] = set()
-    for raw in str(text).splitlines():
-        line = _PREFIX.sub("", raw.strip()).strip().strip('"').strip("'").strip()
-        words = _WORD.findall(line)
-        if not line or line.endswith(":") or len(words) < min_words:
-            continue
-        if not line.endswith("?") and words[0].casefold() not in _OPENERS:
-            continue
-        key = line.casefold()
-        if key in seen:
-            continue
-        seen.add(key)
-        out.append(line)
-        if len(out) == limit:
-            break
-    return out
-
-
 def _load_progress(path: Path | None) -> tuple[dict[str, str], dict[str, str], dict[str, list[str]]]:
     if path is None or not path.exists():
         return {}, {}, {}
@@ -130,22 +99,25 @@ def generate_question_pairs(
     prompt_template: str | Any = DEFAULT_QUESTION_PROMPT,
     output_path: str | os.PathLike | None = None,
     num_workers: int = 4,
-    batch_size: int = 64,
+    batch_size: int = 8,
     show_progress: bool = False,
 ) -> GeneratedQuestions:
     """Ask ``llm`` for ``num_questions_per_chunk`` questions about each node.
 
     Args:
         nodes: the chunks to write questions about (their text without metadata is shown to the LLM).
-        llm: any LlamaIndex LLM; defaults to ``Settings.llm`` when set, else the offline local model (local_llm.py).
+        llm: any LlamaIndex LLM; defaults to ``Settings.llm`` when set, else the offline local model
+            (:class:`~llama_index.nudge.local_llm.LocalQuestionLLM`, cached in ``$NUDGE_RAG_MODEL_DIR`` when set).
         num_questions_per_chunk: questions requested per chunk (at least 1).
         prompt_template: a string or LlamaIndex ``PromptTemplate`` with ``{context_str}`` and
             ``{num_questions_per_chunk}``.
-        output_path: JSON file (``EmbeddingQAFinetuneDataset`` layout) saved after every batch; when it
-            exists, chunks that already have questions in it are skipped, so a stopped run resumes.
-        num_workers: concurrent LLM calls (``LLM.acomplete``).
-        batch_size: chunks per batch between two saves of ``output_path``.
-        show_progress: show a progress bar per batch.
+        output_path: JSON file (``EmbeddingQAFinetuneDataset`` layout) written atomically after every completed
+            batch; when it exists, chunks that already have questions in it are skipped, so a stopped or killed
+            run resumes and loses at most one batch.
+        num_workers: concurrent ``LLM.acomplete`` calls within a batch. Ignored for the local model
+            (``LocalQuestionLLM``), which is synchronous and CPU-bound: it runs one batched forward pass per batch.
+        batch_size: chunks per batch, i.e. between two saves of ``output_path``.
+        show_progress: a progress bar in chunks (tqdm), advanced as each chunk's answer arrives.
 
     Returns:
         :class:`GeneratedQuestions` with the dataset and counters (failures are counted, not raised).
@@ -160,10 +132,11 @@ def generate_question_pairs(
     n_q = num_questions_per_chunk
     if isinstance(n_q, bool) or not isinstance(n_q, int) or n_q < 1:
         raise ValueError(f"num_questions_per_chunk must be a positive integer, got {num_questions_per_chunk!r}")
+    for name, value in (("batch_size", batch_size), ("num_workers", num_workers)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if isinstance(prompt_template, str) and "{context_str}" not in prompt_template:
         raise ValueError("prompt_template must contain {context_str}")
-    from llama_index.nudge.local_llm import default_question_llm  # no LLM configured: the offline local model
-
     llm, prompt_template = default_question_llm(llm, prompt_template)
     path = None if output_path is None else Path(output_path)
     queries, corpus, relevant = _load_progress(path)
@@ -176,47 +149,45 @@ def generate_question_pairs(
         else:
             todo.append(node)
 
-    async def ask(node: BaseNode) -> tuple[BaseNode, str, list[str] | None, str]:
-        text = node.get_content(metadata_mode=MetadataMode.NONE)
-        if not text.strip():
-            return node, text, None, "empty chunk text"
+    def prompt_of(text: str) -> str:
         if isinstance(prompt_template, str):  # str.replace: braces in the chunk text stay literal
-            prompt = prompt_template.replace("{num_questions_per_chunk}", str(num_questions_per_chunk))
-            prompt = prompt.replace("{context_str}", text)
-        else:  # a LlamaIndex prompt template
-            prompt = prompt_template.format(context_str=text, num_questions_per_chunk=num_questions_per_chunk)
-        try:
-            response = await llm.acomplete(prompt)
-        except Exception as exc:  # noqa: BLE001 - an LLM failure is counted, not fatal
-            return node, text, None, f"{type(exc).__name__}: {exc}"
-        questions = parse_questions(getattr(response, "text", str(response)), num_questions_per_chunk)
-        return node, text, questions, "" if questions else "no usable question in the LLM answer"
+            prompt = prompt_template.replace("{num_questions_per_chunk}", str(n_q))
+            return prompt.replace("{context_str}", text)
+        return prompt_template.format(context_str=text, num_questions_per_chunk=n_q)  # a LlamaIndex template
 
+    bar = _progress_bar(len(todo)) if show_progress and todo else None
     counter = len(queries)
-    for b0 in range(0, len(todo), batch_size):
-        batch = todo[b0 : b0 + batch_size]
-        answers = asyncio_run(run_jobs([ask(n) for n in batch], show_progress=show_progress, workers=num_workers))
-        for node, text, questions, reason in answers:
-            if not questions:
-                result.n_failed += 1
-                if len(result.failures) < 100:
-                    result.failures.append({"node_id": node.node_id, "reason": reason})
-                continue
-            result.n_succeeded += 1
-            result.n_short += len(questions) < num_questions_per_chunk
-            corpus[node.node_id] = text
-            for q in questions:
-                while f"q{counter}" in queries:
-                    counter += 1
-                queries[f"q{counter}"] = q
-                relevant[f"q{counter}"] = [node.node_id]
-        if path is not None:
-            from nudge_rag.files import atomic_write_text
-
-            atomic_write_text(
-                path,
-                json.dumps({"queries": queries, "corpus": corpus, "relevant_docs": relevant, "mode": "text"}, indent=1),
-            )
+    try:
+        for b0 in range(0, len(todo), batch_size):
+            batch = todo[b0 : b0 + batch_size]
+            texts = [n.get_content(metadata_mode=MetadataMode.NONE) for n in batch]
+            answers = _ask_batch(llm, [prompt_of(t) if t.strip() else None for t in texts], num_workers, bar)
+            for node, text, answer in zip(batch, texts, answers):
+                if isinstance(answer, BaseException) or answer is None:
+                    reason = "empty chunk text" if answer is None else f"{type(answer).__name__}: {answer}"
+                    questions: list[str] | None = None
+                else:
+                    questions = parse_questions(answer, n_q)
+                    reason = "no usable question in the LLM answer"
+                if not questions:
+                    result.n_failed += 1
+                    if len(result.failures) < 100:
+                        result.failures.append({"node_id": node.node_id, "reason": reason})
+                    continue
+                result.n_succeeded += 1
+                result.n_short += len(questions) < n_q
+                corpus[node.node_id] = text
+                for q in questions:
+                    while f"q{counter}" in queries:
+                        counter += 1
+                    queries[f"q{counter}"] = q
+                    relevant[f"q{counter}"] = [node.node_id]
+            if path is not None:  # after every completed batch: a kill loses at most this one
+                layout = {"queries": queries, "corpus": corpus, "relevant_docs": relevant, "mode": "text"}
+                atomic_write_text(path, json.dumps(layout, indent=1))
+    finally:
+        if bar is not None:
+            bar.close()
     if result.n_failed:
         logger.warning("question generation failed for %d of %d chunks", result.n_failed, len(todo))
     if not queries:
@@ -228,6 +199,49 @@ def generate_question_pairs(
     result.dataset = EmbeddingQAFinetuneDataset(queries=queries, corpus=corpus, relevant_docs=relevant)
     result.n_questions = len(queries)
     return result
+
+
+def _progress_bar(total: int) -> Any:
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc="generating questions", unit="chunk", file=sys.stderr)
+
+
+def _ask_batch(llm: Any, prompts: list[str | None], num_workers: int, bar: Any) -> list[str | BaseException | None]:
+    """The LLM's answer text (or the exception it raised) per prompt; ``None`` for a chunk without text."""
+    if isinstance(llm, LocalQuestionLLM):  # synchronous and CPU-bound: one batched forward pass, no fake async
+        asked = [p for p in prompts if p is not None]
+        try:
+            texts: list[str | BaseException] = list(llm.complete_batch(asked)) if asked else []
+        except Exception as exc:  # noqa: BLE001 - an LLM failure is counted, not fatal
+            texts = [exc] * len(asked)
+        it = iter(texts)
+        out = [None if p is None else next(it) for p in prompts]
+        if bar is not None:
+            bar.update(len(prompts))
+        return out
+
+    async def run_all() -> list[str | BaseException | None]:
+        gate = asyncio.Semaphore(num_workers)
+
+        async def ask(prompt: str | None) -> str | BaseException | None:
+            try:
+                if prompt is None:
+                    return None
+                async with gate:
+                    response = await llm.acomplete(prompt)
+                return str(getattr(response, "text", response))
+            except Exception as exc:  # noqa: BLE001 - an LLM failure is counted, not fatal
+                return exc
+            finally:
+                if bar is not None:
+                    bar.update(1)
+
+        return list(await asyncio.gather(*(ask(p) for p in prompts)))
+
+    return asyncio_run(run_all())
 
 
 def generate_for_nodes(

@@ -22,12 +22,14 @@ from llama_index.core.llms.callbacks import llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
 from pydantic import Field, PrivateAttr
 
-from nudge_rag.generate import LocalGenerator, first_completion_line, prompt_template
+from nudge_rag.generate import LocalGenerator, instruction_prompt, prompt_template
 
 __all__ = ["LocalQuestionLLM", "LOCAL_QUESTION_PROMPT", "local_question_llm", "default_question_llm"]
 
 #: Few-shot prompt for a base model, with LlamaIndex's ``{context_str}`` slot.
 LOCAL_QUESTION_PROMPT = prompt_template("{context_str}")
+# equal to llama_index.nudge.generate.DEFAULT_QUESTION_PROMPT (both from the core; no import of generate here)
+_INSTRUCTION_PROMPT = instruction_prompt("{context_str}", "{num_questions_per_chunk}")
 
 
 class LocalQuestionLLM(CustomLLM):
@@ -37,7 +39,12 @@ class LocalQuestionLLM(CustomLLM):
         model: None for the packaged default, or any Hugging Face causal LM folder / name.
         max_new_tokens: tokens generated per call.
         first_line_only: cut each completion where a base model starts its next few-shot example.
-        cache_dir: cache root of the converted default model (default: the user cache dir).
+        cache_dir: cache root of the converted default model (``<cache_dir>/models``; default
+            ``$NUDGE_RAG_MODEL_DIR``, else the user cache dir, see :mod:`nudge_rag.generate`).
+
+    The model runs synchronously on the CPU. ``acomplete`` is LlamaIndex's default (it calls ``complete``), so
+    concurrent calls gain nothing; :func:`~llama_index.nudge.generate_question_pairs` therefore calls
+    :meth:`complete_batch` synchronously, one left-padded forward pass per batch of prompts.
     """
 
     model: str | None = Field(default=None, description="causal LM path or name; None: gemma-3-270m (local)")
@@ -59,10 +66,13 @@ class LocalQuestionLLM(CustomLLM):
             self._gen = LocalGenerator(model=self.model, max_new_tokens=self.max_new_tokens, cache_dir=self.cache_dir)
         return self._gen
 
+    def complete_batch(self, prompts: list[str]) -> list[str]:
+        """Completions of several prompts in batched forward passes (synchronous)."""
+        return self._generator().complete_text(prompts, first_line=self.first_line_only)
+
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        text = self._generator().complete([prompt])[0][0]
-        return CompletionResponse(text=first_completion_line(text) if self.first_line_only else text)
+        return CompletionResponse(text=self.complete_batch([prompt])[0])
 
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
@@ -89,6 +99,5 @@ def default_question_llm(llm: Any, prompt_template: Any) -> tuple[Any, Any]:
         return llm, prompt_template
     if Settings._llm is not None:
         return Settings.llm, prompt_template
-    from llama_index.nudge.generate import DEFAULT_QUESTION_PROMPT
-
-    return LocalQuestionLLM(), LOCAL_QUESTION_PROMPT if prompt_template is DEFAULT_QUESTION_PROMPT else prompt_template
+    default = isinstance(prompt_template, str) and prompt_template == _INSTRUCTION_PROMPT
+    return LocalQuestionLLM(), LOCAL_QUESTION_PROMPT if default else prompt_template
