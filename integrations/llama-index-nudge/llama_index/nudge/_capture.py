@@ -3,7 +3,9 @@ embedded with the base model in batches), and which of them a fit must rewrite."
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +13,7 @@ import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.schema import BaseNode, MetadataMode
 from llama_index.nudge._stores import COSINE
+from tqdm.auto import tqdm
 
 __all__ = [
     "Captured",
@@ -22,6 +25,9 @@ __all__ = [
     "check_unique",
     "embed_missing",
     "embed_queries",
+    "batched_query_method",
+    "question_vector_map",
+    "QUERY_BATCH_SIZE",
     "rows_to_write",
     "node_text",
 ]
@@ -181,16 +187,117 @@ def recapture_store(adapter: Any, row_ids: list[str], base: np.ndarray) -> tuple
     return cap, {n for n, v in zip(row_ids, stored) if v is None}
 
 
-def embed_queries(embed_model: BaseEmbedding, texts: list[str], dim: int) -> np.ndarray:
-    """(len(texts), dim) float32 query vectors from the base embed model (``ValueError`` on another size)."""
-    vecs = [embed_model.get_query_embedding(text) for text in texts]
-    bad = {len(v) for v in vecs} - {dim}
+#: Questions per batched (or concurrent) call of the embed model while embedding questions.
+QUERY_BATCH_SIZE = 256
+
+
+def _is_huggingface(embed_model: BaseEmbedding) -> bool:
+    """``HuggingFaceEmbedding`` (llama-index-embeddings-huggingface) with its own query method and no cache."""
+    # the class that defines the query method must be HuggingFaceEmbedding itself (not a subclass that changes it)
+    owner = next((c for c in type(embed_model).__mro__ if "_get_query_embedding" in vars(c)), None)
+    return (
+        owner is not None
+        and owner.__name__ == "HuggingFaceEmbedding"
+        and owner.__module__.startswith("llama_index.embeddings.huggingface")
+        and not embed_model.embeddings_cache
+        and callable(getattr(embed_model, "_embed", None))
+    )
+
+
+def batched_query_method(embed_model: BaseEmbedding) -> Callable[[list[str]], list[Any]] | None:
+    """The model's batched *query* embedding call, or ``None`` when it has none.
+
+    LlamaIndex's ``BaseEmbedding`` has no batch twin of ``get_query_embedding`` (``get_text_embedding_batch``
+    embeds with the document instruction, ``get_agg_embedding_from_queries`` calls the query method once per
+    query). ``HuggingFaceEmbedding`` embeds a query as ``_embed([query], prompt_name="query")``: the same call
+    on a list is its batched query path (same instruction, same normalisation).
+    """
+    if _is_huggingface(embed_model):
+        return lambda texts: embed_model._embed(list(texts), prompt_name="query")  # type: ignore[attr-defined]
+    return None
+
+
+def _run(coro: Any) -> Any:
+    """Run ``coro`` to completion, also when this thread already runs an event loop (Jupyter)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+async def _concurrent_queries(embed_model: BaseEmbedding, texts: list[str], batch: int, bar: Any) -> list[Any]:
+    out: list[Any] = []
+    for i in range(0, len(texts), batch):
+        chunk = texts[i : i + batch]
+        out += await asyncio.gather(*(embed_model.aget_query_embedding(t) for t in chunk))
+        bar.update(len(chunk))
+    return out
+
+
+def embed_queries(
+    embed_model: BaseEmbedding,
+    texts: list[str],
+    dim: int,
+    *,
+    known: Mapping[str, Any] | None = None,
+    show_progress: bool = False,
+    batch_size: int = QUERY_BATCH_SIZE,
+) -> np.ndarray:
+    """(len(texts), dim) float32 query vectors from the base embed model (``ValueError`` on another size).
+
+    Texts found in ``known`` (precomputed question vectors: text -> vector) are not embedded. The others are
+    embedded with the model's query method: in batches of ``batch_size`` where the model has a batched query
+    call (:func:`batched_query_method`), else by ``aget_query_embedding`` run concurrently, ``batch_size``
+    questions at a time. A tqdm bar counts the questions when ``show_progress``.
+    """
+    known = known or {}
+    vecs: list[Any] = [known.get(t) for t in texts]
+    todo = [i for i, v in enumerate(vecs) if v is None]
+    if todo:
+        pending = [texts[i] for i in todo]
+        batched = batched_query_method(embed_model)
+        with tqdm(total=len(pending), desc="Embedding questions", unit="q", disable=not show_progress) as bar:
+            if batched is not None:
+                fresh: list[Any] = []
+                for i in range(0, len(pending), batch_size):
+                    fresh += batched(pending[i : i + batch_size])
+                    bar.update(min(batch_size, len(pending) - i))
+            else:
+                fresh = _run(_concurrent_queries(embed_model, pending, batch_size, bar))
+        for i, v in zip(todo, fresh):
+            vecs[i] = v
+    given = sorted({len(known[t]) for t in texts if t in known} - {dim})
+    if given:
+        raise ValueError(
+            f"the precomputed question vectors have dimension {given} but the index stores vectors of dimension {dim}"
+        )
+    bad = sorted({len(v) for v in vecs} - {dim})
     if bad:
         raise ValueError(
-            f"the embed model produces query vectors of dimension {sorted(bad)} but the index stores vectors of "
+            f"the embed model produces query vectors of dimension {bad} but the index stores vectors of "
             f"dimension {dim}: use the embed model the index was built with"
         )
     return np.asarray(vecs, dtype=np.float32).reshape(len(vecs), dim)
+
+
+def question_vector_map(question_vectors: Mapping[str, Any] | None) -> dict[str, np.ndarray]:
+    """Precomputed question vectors (text -> vector) checked and copied; ``{}`` for ``None``."""
+    if question_vectors is None:
+        return {}
+    if not isinstance(question_vectors, Mapping):
+        raise TypeError(
+            "question_vectors must map question text -> vector (e.g. dict(zip(texts, array))), got "
+            f"{type(question_vectors).__name__}"
+        )
+    out = {}
+    for text, vec in question_vectors.items():
+        v = np.asarray(vec, dtype=np.float32)
+        if v.ndim != 1 or not np.isfinite(v).all():
+            raise ValueError(f"question_vectors[{text!r}] must be a finite 1-d vector, got shape {v.shape}")
+        out[str(text)] = v
+    return out
 
 
 @dataclass

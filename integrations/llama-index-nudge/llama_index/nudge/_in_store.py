@@ -105,6 +105,7 @@ class InStorePath:
     generation_kwargs: dict[str, Any]
     num_questions_per_chunk: int
     show_progress: bool
+    _question_vectors: dict[str, np.ndarray]
     val_fraction: float
     seed: int
 
@@ -134,6 +135,13 @@ class InStorePath:
         if self._core is None:
             raise NotImplementedError(f"{what}() is for database stores; an in-memory fit keeps the nodes' vectors")
         return self._core
+
+    def _embed_questions(self, texts: list[str], dim: int) -> np.ndarray:
+        """Query vectors of ``texts``: the precomputed ones given, the others embedded by the base embed model
+        (batched or concurrent, with a progress bar when ``show_progress``)."""
+        return embed_queries(
+            self._embed_model, list(texts), dim, known=self._question_vectors, show_progress=self.show_progress
+        )
 
     def _solver_args(self) -> dict[str, Any]:
         """Arguments of :func:`nudge_rag.finetune.finetune_pairs` (both paths)."""
@@ -184,7 +192,7 @@ class InStorePath:
         val = collect_questions(self._val_source, "val_dataset")
         if self._model is not None or self._report is not None:
             core.revert()  # a refit starts from the original vectors
-        embed = lambda texts: embed_queries(self._embed_model, texts, core.dim)  # noqa: E731
+        embed = lambda texts: self._embed_questions(texts, core.dim)  # noqa: E731
         result, corpus = fit_in_store(core, train, val, embed_queries=embed, **self._solver_args())
         seconds["total"] = time.perf_counter() - t
         report = with_store_info(result.report, self._store_name, self._store_similarity, seconds)
@@ -254,7 +262,11 @@ class InStorePath:
         train, val = check_insert_questions(train, val, known, (), carve)
         dim = core.dim
         vectors, missing = embed_missing(
-            [n.embedding for n in new_nodes], dim, lambda rows: [new_nodes[i] for i in rows], self._embed_model
+            [n.embedding for n in new_nodes],
+            dim,
+            lambda rows: [new_nodes[i] for i in rows],
+            self._embed_model,
+            self.show_progress,
         )
         copies = []
         for node, vec in zip(new_nodes, vectors):
@@ -262,7 +274,7 @@ class InStorePath:
             c.embedding = vec.tolist()
             copies.append(c)
         qvecs = {
-            name: embed_queries(self._embed_model, qs.texts, dim)
+            name: self._embed_questions(list(qs.texts), dim)
             for name, qs in (("train", train), ("val", val))
             if qs is not None
         }

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import llama_index.core.instrumentation as instrument
 import numpy as np
 from llama_index.core import StorageContext, VectorStoreIndex
 from llama_index.core.base.embeddings.base import BaseEmbedding
@@ -27,7 +28,7 @@ from llama_index.nudge._capture import (
     capture_store,
     check_unique,
     embed_missing,
-    embed_queries,
+    question_vector_map,
     recapture_store,
 )
 from llama_index.nudge._in_store import InStorePath
@@ -44,7 +45,13 @@ from llama_index.nudge._stores import (
     write_changes,
 )
 from llama_index.nudge.dataset import PairsInput, check_nodes, collect_questions, insert_questions
-from llama_index.nudge.report import NudgeFinetuneReport, record_insert, with_store_info
+from llama_index.nudge.report import (
+    NudgeFinetuneEndEvent,
+    NudgeFinetuneReport,
+    NudgeFinetuneStartEvent,
+    record_insert,
+    with_store_info,
+)
 
 from nudge_rag.finetune import (
     DEFAULT_VAL_FRACTION,
@@ -58,6 +65,8 @@ __all__ = ["NudgeFinetuneEngine", "VARIANTS", "MODEL_FILENAME", "STATE_FILENAME"
 
 # core store similarity -> the engine's names
 _SIMILARITY = {"cosine": COSINE, "inner_product": INNER_PRODUCT, "l2": EUCLIDEAN}
+
+dispatcher = instrument.get_dispatcher(__name__)
 
 
 class NudgeFinetuneEngine(InStorePath):
@@ -105,7 +114,17 @@ class NudgeFinetuneEngine(InStorePath):
         nudge_kwargs: further arguments of the solver (``nudge_rag.NudgeN`` / ``NudgeM``), e.g.
             ``{"metric": "ndcg@10"}``.
         storage_context: where to build the index when ``index`` is a list of nodes (default: in memory).
-        show_progress: show progress bars while embedding and generating.
+        show_progress: show progress bars while embedding (nodes and questions) and generating.
+        question_vectors: precomputed query vectors of the questions, ``{question text: vector}`` (e.g.
+            ``dict(zip(texts, array))``), made by the same base embed model; questions found there are not
+            embedded again (also used by :meth:`insert`). Other questions are embedded with the model's query
+            method, batched where the model has a batched query call (``HuggingFaceEmbedding``), else
+            ``aget_query_embedding`` run concurrently (:func:`llama_index.nudge._capture.embed_queries`).
+
+    Observability: :meth:`finetune` runs in a ``llama_index.core.instrumentation`` span and emits
+    :class:`~llama_index.nudge.report.NudgeFinetuneStartEvent` and
+    :class:`~llama_index.nudge.report.NudgeFinetuneEndEvent` (gamma, validation metrics before and after, rows
+    written), so a handler attached to the root dispatcher (tracing tools) sees the fit.
 
     Example:
         >>> from llama_index.core import VectorStoreIndex
@@ -137,6 +156,7 @@ class NudgeFinetuneEngine(InStorePath):
         nudge_kwargs: dict[str, Any] | None = None,
         storage_context: StorageContext | None = None,
         show_progress: bool = False,
+        question_vectors: Mapping[str, Sequence[float]] | None = None,
     ) -> None:
         self.variant = canonical_variant(variant)
         if not 0 < val_fraction < 1:
@@ -150,6 +170,7 @@ class NudgeFinetuneEngine(InStorePath):
         self.generation_kwargs = dict(generation_kwargs or {})
         self.nudge_kwargs = dict(nudge_kwargs or {})
         self.show_progress = show_progress
+        self._question_vectors = question_vector_map(question_vectors)
         self._train_source = train_dataset
         self._val_source = val_dataset
         self._llm = llm
@@ -185,6 +206,7 @@ class NudgeFinetuneEngine(InStorePath):
         self._base: np.ndarray | None = None
         self._report: NudgeFinetuneReport | None = None
 
+    @dispatcher.span
     def finetune(self) -> NudgeFinetuneReport:
         """Choose gamma, nudge the document vectors and write them into the vector store.
 
@@ -199,8 +221,12 @@ class NudgeFinetuneEngine(InStorePath):
             ValueError: unknown node ids in the pairs, mixed embedding dimensions, no usable training
                 pairs, or (generation) an LLM that returned nothing usable. The index is left untouched.
         """
-        if self._core is not None:
-            return self._finetune_in_store()
+        dispatcher.event(NudgeFinetuneStartEvent(variant=self.variant, vector_store=self._store_name))
+        report = self._finetune_in_store() if self._core is not None else self._finetune_in_memory()
+        dispatcher.event(NudgeFinetuneEndEvent.of(report))
+        return report
+
+    def _finetune_in_memory(self) -> NudgeFinetuneReport:
         seconds: dict[str, float] = {}
         t = time.perf_counter()
         if self._index is None:
@@ -216,7 +242,7 @@ class NudgeFinetuneEngine(InStorePath):
         for qs, name in ((train, "train_dataset"), (val, "val_dataset")):
             if qs is not None:
                 check_nodes(qs, node_row, name, deleted)
-        embed = lambda texts: embed_queries(self._embed_model, texts, cap.dim)  # noqa: E731
+        embed = lambda texts: self._embed_questions(texts, cap.dim)  # noqa: E731
         result = finetune_pairs(cap.vectors, train, val, row_of=node_row, embed_queries=embed, **self._solver_args())
         model = result.model
 
@@ -285,6 +311,8 @@ class NudgeFinetuneEngine(InStorePath):
         nodes: Sequence[BaseNode] | None = None,
         train_dataset: PairsInput | None = None,
         val_dataset: PairsInput | None = None,
+        *,
+        question_vectors: Mapping[str, Sequence[float]] | None = None,
     ) -> NudgeFinetuneReport:
         """Add documents and/or question pairs after :meth:`finetune`, updating only what they touch.
 
@@ -302,6 +330,8 @@ class NudgeFinetuneEngine(InStorePath):
             nodes: new nodes (ids must not exist in the index yet).
             train_dataset: new training pairs, in any accepted form; may name old and new nodes.
             val_dataset: new validation pairs.
+            question_vectors: precomputed query vectors of the new questions (``{text: vector}``), added to
+                those given to the constructor.
 
         Returns:
             The updated report; its ``inserts`` list describes this call.
@@ -310,6 +340,8 @@ class NudgeFinetuneEngine(InStorePath):
             ValueError: as :meth:`finetune`; nothing is written then.
         """
         self._check_fitted()
+        if question_vectors is not None:
+            self._question_vectors = {**self._question_vectors, **question_vector_map(question_vectors)}
         if self._core is not None:
             return self._insert_in_store(nodes, train_dataset, val_dataset)
         if nodes is None and train_dataset is None and val_dataset is None:
@@ -323,7 +355,7 @@ class NudgeFinetuneEngine(InStorePath):
         train, val = insert_questions(train_dataset, val_dataset, node_row, deleted, carve)
 
         def qa(qs):
-            return None if qs is None else qs.query_answers(embed_queries(self._embed_model, qs.texts, dim), node_row)
+            return None if qs is None else qs.query_answers(self._embed_questions(list(qs.texts), dim), node_row)
 
         model = self._model.inserted(new_embeddings=add.extra, train=qa(train), val=qa(val))
         candidates, new_out = add.targets(model, self._model)
