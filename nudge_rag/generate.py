@@ -67,6 +67,8 @@ __all__ = [
     "default_model_path",
     "model_cache_dir",
     "generate_pairs",
+    "read_saved_pairs",
+    "append_pairs",
     "GenerationReport",
     "add_generate_command",
     "cmd_generate",
@@ -567,20 +569,41 @@ class GenerationReport:
         return dict(self.__dict__)
 
 
+def read_saved_pairs(path: str | os.PathLike) -> list[tuple[str, str]]:
+    """``(query, doc_id)`` of each line of a pairs JSONL file that a generation run appends to (empty when the
+    file does not exist). A last line cut off by a killed run is dropped from the file first."""
+    out = Path(path)
+    if not out.is_file():
+        return []
+    raw = out.read_bytes()
+    if raw and not raw.endswith(b"\n"):  # a run stopped mid-line: drop the partial line
+        raw = raw[: raw.rfind(b"\n") + 1]
+        atomic_write(out, lambda fh: fh.write(raw))
+    pairs = []
+    for lineno, line in enumerate(raw.decode("utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                rec = json.loads(line)
+                pairs.append((str(rec["query"]), str(rec["doc_id"])))
+            except (ValueError, KeyError, TypeError):
+                raise ValueError(f"{out}:{lineno}: not a pairs line with a doc_id and a query: {line[:80]!r}") from None
+    return pairs
+
+
+def append_pairs(path: str | os.PathLike, pairs: Sequence[tuple[str, str]]) -> None:
+    """Append ``(query, doc_id)`` lines to the pairs JSONL file ``path`` and flush them to disk (one call per
+    completed batch, so a killed run loses at most the batch in flight)."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "a", encoding="utf-8") as fh:
+        fh.writelines(json.dumps({"query": q, "doc_id": d}, ensure_ascii=False) + "\n" for q, d in pairs)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
 def _done_ids(out: Path, log: Path) -> set[str]:
     """Document ids already handled: those in ``out`` (its last line dropped when cut off) and in ``log``."""
-    done: set[str] = set()
-    if out.is_file():
-        raw = out.read_bytes()
-        if raw and not raw.endswith(b"\n"):  # a run stopped mid-line: drop the partial line
-            raw = raw[: raw.rfind(b"\n") + 1]
-            atomic_write(out, lambda fh: fh.write(raw))
-        for lineno, line in enumerate(raw.decode("utf-8").splitlines(), 1):
-            if line.strip():
-                try:
-                    done.add(str(json.loads(line)["doc_id"]))
-                except (ValueError, KeyError, TypeError):
-                    raise ValueError(f"{out}:{lineno}: not a pairs line with a doc_id: {line[:80]!r}") from None
+    done = {d for _, d in read_saved_pairs(out)}
     if log.is_file():
         done.update(x for x in log.read_text("utf-8").split("\n") if x)
     return done

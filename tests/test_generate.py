@@ -264,3 +264,60 @@ def test_langchain_default_is_the_local_model_with_plain_text_output():
     assert llm._cut(" Why is it so?\n\nPassage: next", None) == " Why is it so?"
     given = LocalQuestionLLM(model="x")
     assert default_question_llm(given, prompt, True) == (given, prompt, True)
+
+
+# ---------------------------------------------------------------------------------------------- one parser, one cache
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        ('{"questions": ["What does vitamin D do to bones?"]}', ["What does vitamin D do to bones?"]),
+        (
+            "Here:\n1. What does vitamin D do?\n- Describe the trial design\nok",
+            [
+                "What does vitamin D do?",
+                "Describe the trial design",
+            ],
+        ),
+        (
+            '{\n "questions": [\n  "What is the half-life of the drug?",\n  "How was toxicity meas',
+            ["What is the half-life of the drug?"],
+        ),
+        ("I cannot help with that.", None),
+        ('{"questions": []}', []),
+    ],
+)
+def test_the_core_parser_reads_json_and_question_lines(output, expected):
+    from nudge_rag.generate import parse_questions
+
+    assert parse_questions(output, 3) == expected
+
+
+def test_cut_completion_and_complete_text_share_the_cut():
+    from nudge_rag.generate import cut_completion
+
+    assert cut_completion(" Why is it so?\n\nPassage: next") == " Why is it so?"
+    assert cut_completion(" Why is it so? END more", stop=["END"], first_line=False) == " Why is it so? "
+
+
+def test_the_model_cache_location_is_an_env_var_or_an_argument(tmp_path, monkeypatch):
+    """The converted model (~1.3 GB) goes where ``$NUDGE_RAG_MODEL_DIR`` or ``cache_dir=`` says, in every entry
+    point (the core generator and both adapters' local LLMs); a converted folder there is used as is."""
+    from nudge_rag.generate import DEFAULT_GENERATOR_MODEL, default_model_path, model_cache_dir
+
+    env_dir, arg_dir = tmp_path / "env-models", tmp_path / "arg-root"
+    for folder in (env_dir / DEFAULT_GENERATOR_MODEL, arg_dir / "models" / DEFAULT_GENERATOR_MODEL):
+        folder.mkdir(parents=True)
+        (folder / "nudge-rag-converted.json").write_text("{}")
+    monkeypatch.setenv("NUDGE_RAG_MODEL_DIR", str(env_dir))
+    assert model_cache_dir() == env_dir
+    assert default_model_path() == env_dir / DEFAULT_GENERATOR_MODEL  # no conversion: already there
+    assert default_model_path(arg_dir) == arg_dir / "models" / DEFAULT_GENERATOR_MODEL
+    assert LocalGenerator(cache_dir=arg_dir).cache_dir == arg_dir
+    pytest.importorskip("llama_index.nudge")
+    pytest.importorskip("langchain_nudge")
+    from langchain_nudge.llms import LocalQuestionLLM as LangChainLocal
+    from llama_index.nudge.local_llm import LocalQuestionLLM as LlamaIndexLocal
+
+    for cls in (LlamaIndexLocal, LangChainLocal):
+        assert cls(cache_dir=str(arg_dir))._generator().cache_dir == str(arg_dir)
+        assert cls()._generator().cache_dir is None  # None: $NUDGE_RAG_MODEL_DIR, else the user cache

@@ -12,8 +12,11 @@ that yields no question at all raises :class:`QuestionGenerationError`.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from langchain_core.documents import Document
@@ -25,7 +28,7 @@ from langchain_core.vectorstores import VectorStore
 from pydantic import BaseModel, Field
 
 from langchain_nudge._pairs import DocumentRef
-from nudge_rag.generate import instruction_prompt, parse_questions
+from nudge_rag.generate import append_pairs, instruction_prompt, parse_questions, read_saved_pairs
 
 __all__ = [
     "DEFAULT_QUESTION_PROMPT",
@@ -83,6 +86,7 @@ class GeneratedQuestions:
         n_unparseable: the answer held nothing parseable (junk, empty, malformed JSON).
         n_empty: the answer parsed but held no usable question.
         n_skipped: documents with empty text (not sent to the model).
+        n_resumed: documents skipped because ``output_path`` already held their questions (in ``pairs`` too).
         n_questions: questions in ``pairs``.
         failures: ``{"document", "reason"}`` for the first 100 failed documents.
     """
@@ -96,6 +100,7 @@ class GeneratedQuestions:
     n_unparseable: int = 0
     n_empty: int = 0
     n_skipped: int = 0
+    n_resumed: int = 0
     n_questions: int = 0
     failures: list[dict[str, str]] = field(default_factory=list)
 
@@ -144,7 +149,7 @@ def _runnable(llm: Any, prompt: BasePromptTemplate, structured_output: bool | No
     return prompt | llm
 
 
-def _setup(documents, llm, questions_per_document, prompt, batch_size, max_concurrency, structured_output):
+def _setup(documents, llm, questions_per_document, prompt, batch_size, max_concurrency, structured_output, path):
     n_q = questions_per_document
     if isinstance(n_q, bool) or not isinstance(n_q, int) or n_q < 1:
         raise ValueError(f"questions_per_document must be a positive integer, got {questions_per_document!r}")
@@ -152,19 +157,32 @@ def _setup(documents, llm, questions_per_document, prompt, batch_size, max_concu
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     docs = _documents_of(documents)
-    from langchain_nudge.llms import default_question_llm  # llm=None: the offline local model
+    from langchain_nudge.llms import LocalQuestionLLM, default_question_llm  # llm=None: the offline local model
 
     llm, prompt, structured_output = default_question_llm(llm, prompt, structured_output)
     chain = _runnable(llm, prompt or DEFAULT_QUESTION_PROMPT, structured_output)
     result = GeneratedQuestions(n_documents=len(docs))
+    saved: dict[str, list[str]] = {}
+    if path is not None:
+        without_id = sum(not doc.id for doc in docs)
+        if without_id:
+            raise ValueError(f"output_path resumes by document id, but {without_id} document(s) have no id")
+        for q, d in read_saved_pairs(path):
+            saved.setdefault(d, []).append(q)
     todo: list[tuple[DocumentRef, dict[str, Any]]] = []
     for doc in docs:
         ref: DocumentRef = doc.id if doc.id else doc
-        if not doc.page_content.strip():
+        if isinstance(ref, str) and ref in saved:  # done by an earlier run
+            result.n_resumed += 1
+            result.pairs.extend((q, ref) for q in saved[ref])
+            result.n_questions += len(saved[ref])
+        elif not doc.page_content.strip():
             result._fail(ref, "n_skipped", "empty document text")
         else:
             todo.append((ref, {"document": doc.page_content, "num_questions": n_q}))
-    return chain, result, todo
+    # the local model is synchronous and CPU-bound: no concurrency, one batched forward pass per batch
+    config: dict[str, Any] = {} if isinstance(llm, LocalQuestionLLM) else {"max_concurrency": max_concurrency}
+    return chain, result, todo, config
 
 
 def _record(result: GeneratedQuestions, ref: DocumentRef, output: Any, n_q: int) -> None:
@@ -184,6 +202,27 @@ def _record(result: GeneratedQuestions, ref: DocumentRef, output: Any, n_q: int)
         result.n_short += len(questions) < n_q
         result.pairs.extend((q, ref) for q in questions)
         result.n_questions += len(questions)
+
+
+def _after_batch(result, batch, outputs, n_q, path, bar) -> None:
+    """Record a completed batch, append its pairs to ``path`` (flushed: a kill loses at most the next batch)."""
+    start = len(result.pairs)
+    for (ref, _), out in zip(batch, outputs):
+        _record(result, ref, out, n_q)
+    if path is not None:
+        append_pairs(path, [(q, str(ref)) for q, ref in result.pairs[start:]])
+    if bar is not None:
+        bar.update(len(batch))
+
+
+def _progress_bar(total: int, show: bool) -> Any:
+    if not show or not total:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc="generating questions", unit="document", file=sys.stderr)
 
 
 def _failed_wholesale(outputs: list[Any]) -> bool:
@@ -214,9 +253,11 @@ def generate_questions(
     *,
     questions_per_document: int = 2,
     prompt: BasePromptTemplate | None = None,
-    batch_size: int = 16,
+    batch_size: int = 8,
     max_concurrency: int = 4,
     structured_output: bool | None = None,
+    output_path: str | os.PathLike | None = None,
+    show_progress: bool = False,
 ) -> GeneratedQuestions:
     """Ask ``llm`` for ``questions_per_document`` questions about each document.
 
@@ -226,10 +267,17 @@ def generate_questions(
         questions_per_document: questions requested per document.
         prompt: a prompt template with the variables ``document`` and ``num_questions``
             (default :data:`DEFAULT_QUESTION_PROMPT`).
-        batch_size: documents per ``batch`` call.
-        max_concurrency: concurrent model calls within a batch.
+        batch_size: documents per ``batch`` call, i.e. between two saves to ``output_path``.
+        max_concurrency: concurrent model calls within a batch. The offline local model
+            (:class:`~langchain_nudge.llms.LocalQuestionLLM`) is synchronous and CPU-bound: its ``batch`` runs one
+            batched forward pass whatever this value (``abatch`` runs it in a worker thread).
         structured_output: ``None`` uses ``llm.with_structured_output(QuestionList)`` where the model implements
             it and JSON prompting otherwise; ``True`` requires it; ``False`` never uses it.
+        output_path: pairs JSONL file (``{"query", "doc_id"}`` per line, read by ``nudge_rag.data.load_pairs``)
+            appended and flushed after every completed batch. When it exists, documents whose id is in it are not
+            asked again (their saved pairs are returned), so a stopped or killed run resumes and loses at most one
+            batch. Needs documents with ids.
+        show_progress: a progress bar in documents (tqdm), advanced after each batch.
 
     Returns:
         :class:`GeneratedQuestions`: the pairs and counters (failures are counted, not raised).
@@ -241,10 +289,11 @@ def generate_questions(
         >>> result = generate_questions(docs, ChatOpenAI(model="gpt-4o-mini"), questions_per_document=3)
         >>> embeddings.fit(docs, result)
     """
-    chain, result, todo = _setup(
-        documents, llm, questions_per_document, prompt, batch_size, max_concurrency, structured_output
+    path = None if output_path is None else Path(output_path)
+    chain, result, todo, config = _setup(
+        documents, llm, questions_per_document, prompt, batch_size, max_concurrency, structured_output, path
     )
-    config = {"max_concurrency": max_concurrency}
+    bar = _progress_bar(len(todo), show_progress)
     for b0 in range(0, len(todo), batch_size):
         batch = todo[b0 : b0 + batch_size]
         inputs = [inp for _, inp in batch]
@@ -259,9 +308,10 @@ def generate_questions(
                     outputs.append(chain.invoke(inp))
                 except Exception as exc:  # noqa: BLE001 - counted, not fatal
                     outputs.append(exc)
-        for (ref, _), out in zip(batch, outputs):
-            _record(result, ref, out, questions_per_document)
+        _after_batch(result, batch, outputs, questions_per_document, path, bar)
         logger.debug("generated questions for %d/%d documents", min(b0 + batch_size, len(todo)), len(todo))
+    if bar is not None:
+        bar.close()
     return _finish(result)
 
 
@@ -271,15 +321,18 @@ async def agenerate_questions(
     *,
     questions_per_document: int = 2,
     prompt: BasePromptTemplate | None = None,
-    batch_size: int = 16,
+    batch_size: int = 8,
     max_concurrency: int = 4,
     structured_output: bool | None = None,
+    output_path: str | os.PathLike | None = None,
+    show_progress: bool = False,
 ) -> GeneratedQuestions:
-    """Async :func:`generate_questions` (``Runnable.abatch``)."""
-    chain, result, todo = _setup(
-        documents, llm, questions_per_document, prompt, batch_size, max_concurrency, structured_output
+    """Async :func:`generate_questions` (``Runnable.abatch``; same arguments, same saving and resuming)."""
+    path = None if output_path is None else Path(output_path)
+    chain, result, todo, config = _setup(
+        documents, llm, questions_per_document, prompt, batch_size, max_concurrency, structured_output, path
     )
-    config = {"max_concurrency": max_concurrency}
+    bar = _progress_bar(len(todo), show_progress)
     for b0 in range(0, len(todo), batch_size):
         batch = todo[b0 : b0 + batch_size]
         inputs = [inp for _, inp in batch]
@@ -294,6 +347,7 @@ async def agenerate_questions(
                     outputs.append(await chain.ainvoke(inp))
                 except Exception as exc:  # noqa: BLE001 - counted, not fatal
                     outputs.append(exc)
-        for (ref, _), out in zip(batch, outputs):
-            _record(result, ref, out, questions_per_document)
+        _after_batch(result, batch, outputs, questions_per_document, path, bar)
+    if bar is not None:
+        bar.close()
     return _finish(result)

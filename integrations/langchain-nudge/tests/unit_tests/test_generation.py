@@ -113,6 +113,7 @@ def test_generate_with_fake_list_chat_model_counts_failures() -> None:
         "n_unparseable": 3,
         "n_empty": 1,
         "n_skipped": 0,
+        "n_resumed": 0,
         "n_questions": 9,
         "failures": result.failures,
     }
