@@ -298,10 +298,11 @@ def _finetune_store_locked(
     base = result.report
     report = StoreFinetuneReport(**{k: v for k, v in base.to_dict().items()})
     fit_fetch, fit_search = corpus.stats["fetch_seconds"], corpus.stats["search_seconds"]
+    questions_s = sum(float(report.seconds.get(k, 0.0)) for k in ("load_model", "embed_questions"))
     report.seconds.update(
         fetch=round(fetch_s + fit_fetch, 4),
         search=round(fit_search, 4),
-        solve=round(fit_s - fit_fetch - fit_search, 4),
+        solve=round(max(0.0, fit_s - fit_fetch - fit_search - questions_s), 4),
         fit=round(fit_s, 4),
         write=round(write_s, 4),
     )

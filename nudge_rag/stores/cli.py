@@ -141,8 +141,8 @@ def route(argv: Sequence[str] | None) -> int | None:
 
 
 # ---------------------------------------------------------------------------------------------- pairs
-def _read_pairs(files: list[str]) -> tuple[Questions, Questions | None, dict[str, str] | None]:
-    """(train, dev or None, query id -> text or None) from pairs files naming store ids."""
+def _read_pairs(files: list[str]) -> tuple[Questions, Questions | None, dict[str, str] | None, int]:
+    """(train, dev or None, query id -> text or None, number of test pairs) from pairs files naming store ids."""
     from ..data import load_pairs
     from ..data.pairs import _rows
 
@@ -170,7 +170,7 @@ def _read_pairs(files: list[str]) -> tuple[Questions, Questions | None, dict[str
     train = questions("train")
     if train is None:
         raise ValueError(f"no training pairs in {', '.join(files)}")
-    return train, questions("dev"), texts
+    return train, questions("dev"), texts, len(ds.qrels.get("test") or [])
 
 
 def _query_vectors(
@@ -212,7 +212,13 @@ def cmd_store_finetune(args: argparse.Namespace) -> int:
     from ._finetune import finetune_store
     from ._registry import open_store, parse_uri
 
-    train, dev, texts = _read_pairs(args.pairs)
+    train, dev, texts, n_test = _read_pairs(args.pairs)
+    if n_test:
+        print(
+            f"{PROG} finetune: note: {n_test} pairs with split 'test' are not used: a store fine-tune trains on "
+            "'train' and validates on 'dev' pairs; score the test pairs with your app's own retrieval afterwards",
+            file=sys.stderr,
+        )
     embed = _query_vectors(args, texts, list(train.ids))
     uri = parse_uri(args.store)
     store = open_store(args.store)
@@ -250,12 +256,21 @@ def cmd_store_finetune(args: argparse.Namespace) -> int:
         f"queries in {report.search.get('search_calls', 0)} calls "
         f"({report.search_strategy}, k <= {report.search.get('search_k_max', 0)})"
     )
-    print(
-        f"{report.variant}: gamma = {report.gamma:.4g}{' (fixed)' if report.gamma_fixed else ''}, "
-        f"validation {report.val_metric}: {100 * (report.val_base_score or 0):.1f} -> "
-        f"{100 * (report.val_score or 0):.1f}; {report.n_moved} documents moved"
-    )
-    print("seconds: " + ", ".join(f"{k} {v:.2f}" for k, v in sec.items() if k in ("fetch", "search", "solve", "write")))
+    from ..finetune import validation_notes
+
+    if report.val_score is None:
+        print(f"{report.variant}: gamma = {report.gamma:.4g} (fixed); {report.n_moved} documents moved")
+    else:
+        print(
+            f"{report.variant}: gamma = {report.gamma:.4g}{' (fixed)' if report.gamma_fixed else ''}, "
+            f"validation {report.val_metric}: {100 * (report.val_base_score or 0):.1f} -> "
+            f"{100 * (report.val_score or 0):.1f} on {report.n_val_questions} questions; "
+            f"{report.n_moved} documents moved"
+        )
+    for note in validation_notes(report):
+        print(f"{PROG} finetune: {note}" if note.startswith("warning") else note, file=sys.stderr)
+    phases = ("load_model", "embed_questions", "fetch", "search", "solve", "write")
+    print("seconds: " + ", ".join(f"{k.replace('_', ' ')} {sec[k]:.2f}" for k in phases if k in sec))
     if args.dry_run:
         print("dry run: nothing written")
         return 0

@@ -116,3 +116,26 @@ def test_cli_store_errors(tmp_path, scifact_ids):
     )
     assert r.returncode == 1 and "NUDGE-M" in r.stderr and "ranks by l2" in r.stderr
     assert (tmp_path / "l2.faiss").read_bytes() == before
+
+
+def test_cli_fixed_gamma_prints_no_unmeasured_score_and_names_ignored_test_pairs(tmp_path, scifact_ids):
+    """A fixed gamma with no dev pairs measures nothing, so no validation score is printed; pairs with split
+    'test' are named as not used, never silently dropped."""
+    s = scifact_ids
+    lines = [
+        json.dumps({"query_id": qid, "doc_id": d, "split": split})
+        for split, q in (("train", s.train_q), ("test", s.val_q))
+        for qid, answers in zip(q.ids, q.answers)
+        for d in answers
+    ]
+    (tmp_path / "pairs.jsonl").write_text("\n".join(lines) + "\n")
+    ids = list(s.vectors)
+    np.savez(tmp_path / "queries.npz", ids=np.array(ids), vectors=np.stack([s.vectors[i] for i in ids]))
+    uri = _faiss_uri(tmp_path, s)
+    r = _nudge_rag("finetune", "--store", uri, "--pairs", str(tmp_path / "pairs.jsonl"), "--query-vectors",
+                   str(tmp_path / "queries.npz"), "--gamma", "0.1", "--no-progress")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "gamma = 0.1 (fixed); " in r.stdout and "validation recall" not in r.stdout and "->" not in r.stdout
+    n_test = sum(len(a) for a in s.val_q.answers)
+    assert f"note: {n_test} pairs with split 'test' are not used" in r.stderr
+    assert "no validation score was measured" in r.stderr
