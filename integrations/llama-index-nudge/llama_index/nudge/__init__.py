@@ -18,11 +18,13 @@ from llama_index.nudge.generate import (
     QuestionGenerationError,
     generate_question_pairs,
 )
-from llama_index.nudge.report import NudgeFinetuneReport
+from llama_index.nudge.report import NudgeFinetuneEndEvent, NudgeFinetuneReport, NudgeFinetuneStartEvent
 
 __all__ = [
     "NudgeFinetuneEngine",
     "NudgeFinetuneReport",
+    "NudgeFinetuneStartEvent",
+    "NudgeFinetuneEndEvent",
     "EmbeddingQAFinetuneDataset",
     "generate_question_pairs",
     "GeneratedQuestions",
