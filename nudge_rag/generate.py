@@ -64,6 +64,7 @@ __all__ = [
     "cut_completion",
     "clean_question",
     "parse_questions",
+    "copies_passage",
     "default_model_path",
     "model_cache_dir",
     "generate_pairs",
@@ -188,7 +189,7 @@ def _question_lines(text: str) -> list[str]:
 
 
 def parse_questions(
-    output: Any, limit: int | None = None, *, min_words: int = 3, max_chars: int = 500
+    output: Any, limit: int | None = None, *, min_words: int = 3, max_chars: int = 500, passage: str | None = None
 ) -> list[str] | None:
     """The questions in an LLM's answer, or ``None`` when nothing in it can be parsed. The one parser of every
     generation path (both framework adapters hand their LLM's answer here).
@@ -198,8 +199,8 @@ def parse_questions(
     it ends with ``?`` or opens with a question word or task verb such as "Describe"); a dict or list of the same
     shapes; an object with ``content`` (a chat message, its content blocks joined) or ``model_dump()`` (a pydantic
     model). A question needs ``min_words`` words and at most ``max_chars`` characters, preambles ending with ``:``
-    and repeats (case-insensitive) are dropped; at most ``limit`` are returned. ``[]``: the answer parsed but held
-    no usable question.
+    and repeats (case-insensitive) are dropped, and so are copies of ``passage`` when it is given
+    (:func:`copies_passage`); at most ``limit`` are returned. ``[]``: the answer parsed but held no usable question.
     """
     if not isinstance(output, (str, dict, list)):
         if hasattr(output, "content"):  # a chat message (checked first: messages are pydantic models too)
@@ -234,7 +235,7 @@ def parse_questions(
     seen: set[str] = set()
     for item in items:
         question = _question_text(item, min_words, max_chars)
-        if question is None or question.casefold() in seen:
+        if question is None or question.casefold() in seen or (passage and copies_passage(question, passage)):
             continue
         seen.add(question.casefold())
         out.append(question)
@@ -285,15 +286,23 @@ def clean_question(completion: str, passage: str, *, max_words: int = 40, min_wo
     words = _WORD.findall(q.lower())
     if not min_words <= len(words) <= max_words:
         return None
+    return None if copies_passage(q, passage) else q
+
+
+def copies_passage(question: str, passage: str) -> bool:
+    """Whether ``question`` is not about ``passage`` but copied: a verbatim copy of passage text or of one of the
+    few-shot prompt's example questions, or (from 6 words) >= 90% of its word 3-grams found in the passage.
+    Both :func:`clean_question` and :func:`parse_questions` (given ``passage=``) drop such questions."""
+    q = " ".join(question.split())
     if q.rstrip("?").strip().lower() in " ".join(passage.split()).lower() or q.lower() in _SHOT_QUESTIONS:
-        return None
+        return True
+    words = _WORD.findall(q.lower())
+    if len(words) < 6:
+        return False
     p_words = _WORD.findall(passage.lower())
-    if len(words) >= 6:
-        grams = {tuple(p_words[i : i + 3]) for i in range(len(p_words) - 2)}
-        q_grams = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
-        if sum(g in grams for g in q_grams) >= 0.9 * len(q_grams):
-            return None
-    return q
+    grams = {tuple(p_words[i : i + 3]) for i in range(len(p_words) - 2)}
+    q_grams = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
+    return sum(g in grams for g in q_grams) >= 0.9 * len(q_grams)
 
 
 def _clean_all(completions: Sequence[str], passage: str) -> list[str]:

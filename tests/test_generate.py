@@ -321,3 +321,13 @@ def test_the_model_cache_location_is_an_env_var_or_an_argument(tmp_path, monkeyp
     for cls in (LlamaIndexLocal, LangChainLocal):
         assert cls(cache_dir=str(arg_dir))._generator().cache_dir == str(arg_dir)
         assert cls()._generator().cache_dir is None  # None: $NUDGE_RAG_MODEL_DIR, else the user cache
+
+
+def test_the_parser_drops_copies_of_the_passage_like_clean_question():
+    from nudge_rag.generate import copies_passage, parse_questions
+
+    copied = "Vitamin D deficiency is common in elderly people?"
+    answer = f"1. {copied}\n2. What does vitamin D supplementation do to hip fractures?"
+    assert parse_questions(answer, passage=PASSAGE) == ["What does vitamin D supplementation do to hip fractures?"]
+    assert parse_questions(answer) == [copied, "What does vitamin D supplementation do to hip fractures?"]
+    assert copies_passage(copied, PASSAGE) and clean_question(" " + copied, PASSAGE) is None

@@ -185,14 +185,14 @@ def _setup(documents, llm, questions_per_document, prompt, batch_size, max_concu
     return chain, result, todo, config
 
 
-def _record(result: GeneratedQuestions, ref: DocumentRef, output: Any, n_q: int) -> None:
+def _record(result: GeneratedQuestions, ref: DocumentRef, output: Any, n_q: int, passage: str | None = None) -> None:
     if isinstance(output, OutputParserException):
         result._fail(ref, "n_unparseable", f"{type(output).__name__}: {output}")
         return
     if isinstance(output, BaseException):
         result._fail(ref, "n_errors", f"{type(output).__name__}: {output}")
         return
-    questions = parse_questions(output, n_q)
+    questions = parse_questions(output, n_q, passage=passage)
     if questions is None:
         result._fail(ref, "n_unparseable", f"nothing parseable in the answer: {str(output)[:120]!r}")
     elif not questions:
@@ -207,8 +207,8 @@ def _record(result: GeneratedQuestions, ref: DocumentRef, output: Any, n_q: int)
 def _after_batch(result, batch, outputs, n_q, path, bar) -> None:
     """Record a completed batch, append its pairs to ``path`` (flushed: a kill loses at most the next batch)."""
     start = len(result.pairs)
-    for (ref, _), out in zip(batch, outputs):
-        _record(result, ref, out, n_q)
+    for (ref, inputs), out in zip(batch, outputs):
+        _record(result, ref, out, n_q, inputs["document"])
     if path is not None:
         append_pairs(path, [(q, str(ref)) for q, ref in result.pairs[start:]])
     if bar is not None:

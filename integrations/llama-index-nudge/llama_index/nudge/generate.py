@@ -167,7 +167,7 @@ def generate_question_pairs(
                     reason = "empty chunk text" if answer is None else f"{type(answer).__name__}: {answer}"
                     questions: list[str] | None = None
                 else:
-                    questions = parse_questions(answer, n_q)
+                    questions = parse_questions(answer, n_q, passage=text)
                     reason = "no usable question in the LLM answer"
                 if not questions:
                     result.n_failed += 1
