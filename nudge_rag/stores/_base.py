@@ -30,7 +30,7 @@ import contextlib
 import time
 import warnings
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -318,8 +318,11 @@ class BaseStore:
         inside :meth:`_atomic`, lock the rows until it ends (stores with transactions)."""
         raise NotImplementedError
 
-    def _put(self, ids: list[str], vectors: np.ndarray) -> None:
-        """Overwrite the vectors of one batch of existing ids (other fields untouched; never an insert)."""
+    def _put(self, ids: list[str], vectors: np.ndarray) -> Collection[str] | None:
+        """Overwrite the vectors of one batch of existing ids (other fields untouched; never an insert).
+
+        Returns the ids the database reported as no longer there (deleted since they were read), where it tells;
+        None when every row was written."""
         raise NotImplementedError
 
     def _scan(self, batch: int) -> Iterator[tuple[list[str], np.ndarray]]:
@@ -607,8 +610,13 @@ class BaseStore:
             undo.append((keep, cur_keep, prev))
         with self.ledger.transaction():  # committed before the rows change: a kill leaves the ledger ahead
             self.ledger.put(records)
-        self._put(keep, new)
-        result.written.extend(keep)
+        gone = set(self._put(keep, new) or ())
+        if gone:  # deleted between the re-read and the write, and the database said so: not ours to record
+            with self.ledger.transaction():
+                self.ledger.delete([i for i in keep if i in gone])
+                self.ledger.put([p for i, p in prev.items() if i in gone])
+            result.missing.extend(i for i in keep if i in gone)
+        result.written.extend(i for i in keep if i not in gone)
 
     def _undo(self, undo: list[tuple[list[str], np.ndarray, dict[str, LedgerRecord]]]) -> None:
         """Put back what a failed write changed (rows, then their ledger records), newest batch first."""

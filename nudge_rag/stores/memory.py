@@ -30,7 +30,8 @@ class MemoryStore(BaseStore):
         records: the framework's own mapping, changed in place.
         similarity: how the framework searches it (``"cosine"`` for both frameworks' defaults).
         field: the key of the vector inside each record (None: the values are the vectors).
-        owner: the framework object the mapping belongs to: keys the shared in-memory ledger (default: ``records``).
+        owner: the framework object the mapping belongs to: keys the shared in-memory ledger (default: none, the
+            ledger lives with this store object).
         name: how messages name the store.
     """
 
@@ -52,7 +53,7 @@ class MemoryStore(BaseStore):
         self.field = field
         self.similarity = similarity
         self.batch_size = batch_size
-        self.ledger_owner = owner if owner is not None else records
+        self.ledger_owner = owner  # None: this store object keeps its own in-memory ledger
         self.name = name
         first = next(iter(records.values()), None)
         if first is None:
@@ -90,12 +91,17 @@ class MemoryStore(BaseStore):
             out[i] = vec
         return out
 
-    def _put(self, ids: list[str], vectors: np.ndarray) -> None:
-        for k, v in zip(self._keys(ids), np.asarray(vectors, dtype=np.float64).tolist()):
+    def _put(self, ids: list[str], vectors: np.ndarray) -> list[str]:
+        gone = []
+        for i, k, v in zip(ids, self._keys(ids), np.asarray(vectors, dtype=np.float64).tolist()):
+            if k not in self.records:  # removed since it was read: never re-created
+                gone.append(i)
+                continue
             if self.field is not None:
                 self.records[k][self.field] = v
             else:
                 self.records[k] = v
+        return gone
 
     def _scan(self, batch: int) -> Iterator[tuple[list[str], np.ndarray]]:
         ids = [str(k) for k in self.records]

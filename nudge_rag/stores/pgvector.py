@@ -200,7 +200,7 @@ class PgVectorStore(BaseStore):
     def _done(self) -> None:
         """End the implicit transaction of a read, unless inside :meth:`_atomic` (or autocommit)."""
         if self._tx_depth == 0 and not self.conn.autocommit:
-            self._done()
+            self.conn.commit()
 
     def describe(self) -> str:
         coll = f", collection {self.collection!r}" if self.collection else ""

@@ -168,7 +168,7 @@ class TypesenseStore(BaseStore):
             raise StoreError(f"document {doc['id']!r} holds a vector of shape {v.shape}, not ({self.dim},)")
         return v
 
-    def _put(self, ids: list[str], vectors: np.ndarray) -> None:
+    def _put(self, ids: list[str], vectors: np.ndarray) -> list[str]:
         docs = [{"id": i, self.vector_field: v.tolist()} for i, v in zip(ids, vectors)]
         results = self._docs.import_(docs, {"action": "update"})
         failed = [(i, r) for i, r in zip(ids, results) if not r.get("success") and int(r.get("code", 0) or 0) != 404]
@@ -176,6 +176,7 @@ class TypesenseStore(BaseStore):
         if failed:
             i, r = failed[0]
             raise StoreError(f"{len(failed)} update(s) refused by Typesense (first: {i!r}: {r.get('error')})")
+        return [i for i, r in zip(ids, results) if not r.get("success")]  # the 404s: deleted since read
 
     def _scan(self, batch: int) -> Iterator[tuple[list[str], np.ndarray]]:
         """Every document's id and vector from one streamed ``documents/export`` (memory O(batch d))."""

@@ -172,3 +172,22 @@ def test_pgvector_ann_competitors(pg, scifact_ids):
     conn.execute("RESET enable_seqscan")
     store.close()
     conn.close()
+
+
+def test_pgvector_on_a_connection_without_autocommit(pg, scifact_ids, reference_fit):
+    """psycopg's default connection (autocommit off), as an application hands it over: write, status, revert."""
+    s = scifact_ids
+    setup = _conn(pg)
+    _load(setup, "plain_tx", s.ids, s.docs)
+    setup.close()
+    conn = psycopg.connect(pg.get_uri())  # autocommit off
+    register_vector(conn)
+    _, moved = reference_fit
+    ids = list(moved)[:50]
+    store = PgVectorStore(conn, table="plain_tx")
+    assert len(store.write(ids, np.stack([moved[i] for i in ids])).written) == 50
+    assert store.status().nudged == 50
+    assert store.revert() == 50
+    pos = {d: j for j, d in enumerate(s.ids)}
+    np.testing.assert_array_equal(store.fetch(ids), s.docs[[pos[i] for i in ids]])
+    conn.close()

@@ -86,3 +86,24 @@ def test_write_validates_before_changing_anything():
     store.write(["b"], x[2:3])  # the original of b is kept from the first write only
     assert store.revert() == 1
     np.testing.assert_array_equal(store.fetch(["b"]), x[1:2])
+
+
+def test_a_row_deleted_between_the_re_read_and_the_write_is_reported_missing_not_recreated():
+    """The last race window of a store without transactions: another client deletes a row right after the
+    compare-and-set re-read. The row is not re-created, counted missing, and left out of the ledger."""
+    from nudge_rag.stores import MemoryStore
+
+    records = {f"d{i}": np.eye(4)[i % 4].tolist() for i in range(6)}
+
+    class RacingStore(MemoryStore):
+        def _get(self, ids, *, lock=False):
+            got = super()._get(ids, lock=lock)
+            records.pop("d2", None)  # another client deletes d2 just after our read
+            return got
+
+    store = RacingStore(records, name="racing")
+    result = store.write(["d1", "d2", "d3"], np.full((3, 4), 0.5, dtype=np.float32))
+    assert result.written == ["d1", "d3"] and result.missing == ["d2"]
+    assert "d2" not in records and records["d1"] == [0.5] * 4
+    assert set(store.ledger.records(["d1", "d2", "d3"])) == {"d1", "d3"}
+    assert store.revert() == 2 and records["d1"] == np.eye(4)[1].tolist()
