@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -39,6 +37,7 @@ from langchain_nudge.vectorstores._core import (
 )
 from langchain_nudge.vectorstores.adapters import get_adapter, read_source
 from nudge_rag import NotFittedError, NudgeM, NudgeN
+from nudge_rag.concurrent import gather_in_batches
 from nudge_rag.finetune import DEFAULT_VAL_FRACTION, canonical_variant, finetune_pairs, make_model
 
 __all__ = ["NudgeEmbeddings", "QUERY_BATCH_SIZE", "queries_embed_like_documents", "embed_questions"]
@@ -77,25 +76,6 @@ def queries_embed_like_documents(emb: Embeddings) -> bool:
     return False
 
 
-def _run(coro: Any) -> Any:
-    """Run ``coro`` to completion, also when this thread already runs an event loop (Jupyter)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()
-
-
-async def _concurrent_queries(emb: Embeddings, texts: list[str], batch: int, bar: Any) -> list[Any]:
-    out: list[Any] = []
-    for i in range(0, len(texts), batch):
-        chunk = texts[i : i + batch]
-        out += await asyncio.gather(*(emb.aembed_query(t) for t in chunk))
-        bar.update(len(chunk))
-    return out
-
-
 def embed_questions(
     emb: Embeddings, texts: list[str], *, show_progress: bool = False, batch_size: int = QUERY_BATCH_SIZE
 ) -> list[list[float]]:
@@ -110,7 +90,7 @@ def embed_questions(
                 out += emb.embed_documents(texts[i : i + batch_size])
                 bar.update(min(batch_size, len(texts) - i))
         else:
-            out = _run(_concurrent_queries(emb, texts, batch_size, bar))
+            out = gather_in_batches(emb.aembed_query, texts, batch=batch_size, done=bar.update)
     return [as_float_list(v) for v in out]
 
 

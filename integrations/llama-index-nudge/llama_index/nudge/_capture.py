@@ -3,9 +3,7 @@ embedded with the base model in batches), and which of them a fit must rewrite."
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +12,8 @@ from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.schema import BaseNode, MetadataMode
 from llama_index.nudge._stores import COSINE
 from tqdm.auto import tqdm
+
+from nudge_rag.concurrent import gather_in_batches
 
 __all__ = [
     "Captured",
@@ -217,25 +217,6 @@ def batched_query_method(embed_model: BaseEmbedding) -> Callable[[list[str]], li
     return None
 
 
-def _run(coro: Any) -> Any:
-    """Run ``coro`` to completion, also when this thread already runs an event loop (Jupyter)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()
-
-
-async def _concurrent_queries(embed_model: BaseEmbedding, texts: list[str], batch: int, bar: Any) -> list[Any]:
-    out: list[Any] = []
-    for i in range(0, len(texts), batch):
-        chunk = texts[i : i + batch]
-        out += await asyncio.gather(*(embed_model.aget_query_embedding(t) for t in chunk))
-        bar.update(len(chunk))
-    return out
-
-
 def embed_queries(
     embed_model: BaseEmbedding,
     texts: list[str],
@@ -265,7 +246,7 @@ def embed_queries(
                     fresh += batched(pending[i : i + batch_size])
                     bar.update(min(batch_size, len(pending) - i))
             else:
-                fresh = _run(_concurrent_queries(embed_model, pending, batch_size, bar))
+                fresh = gather_in_batches(embed_model.aget_query_embedding, pending, batch=batch_size, done=bar.update)
         for i, v in zip(todo, fresh):
             vecs[i] = v
     given = sorted({len(known[t]) for t in texts if t in known} - {dim})
