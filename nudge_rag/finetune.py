@@ -38,6 +38,7 @@ from .evaluation import DEFAULT_METRICS, evaluate
 from .queries import QueryAnswers
 
 __all__ = [
+    "check_question_vectors",
     "DEFAULT_VAL_FRACTION",
     "VARIANTS",
     "VAL_SOURCES",
@@ -548,3 +549,24 @@ def validation_notes(report: FinetuneReport) -> list[str]:
             f"({report.val_metric} {100 * base:.1f} -> {100 * report.val_score:.1f}): the gain may be noise"
         )
     return notes
+
+
+def check_question_vectors(question_vectors: Mapping[str, Any] | None) -> dict[str, np.ndarray]:
+    """Precomputed question vectors (text -> (d,) vector) checked and copied as float64 arrays; ``{}`` for None.
+
+    Raises ``TypeError`` for anything but a mapping and ``ValueError`` naming the first question whose vector is
+    not a finite 1-d vector."""
+    if question_vectors is None:
+        return {}
+    if not isinstance(question_vectors, Mapping):
+        raise TypeError(
+            "question_vectors must map question text -> vector (e.g. dict(zip(texts, array))), got "
+            f"{type(question_vectors).__name__}"
+        )
+    out = {}
+    for text, vec in question_vectors.items():
+        v = np.array(vec, dtype=np.float64)
+        if v.ndim != 1 or not np.isfinite(v).all():
+            raise ValueError(f"question_vectors[{text!r}] must be a finite 1-d vector, got shape {v.shape}")
+        out[str(text)] = v
+    return out

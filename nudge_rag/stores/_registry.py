@@ -63,6 +63,10 @@ class StoreURI:
             raise ValueError(f"store URI {self.redacted()!r} needs ?{name}=...")
         return value
 
+    def options(self, *names: str) -> dict[str, str]:
+        """The query parameters among ``names`` that the URI gives (keyword arguments for a backend)."""
+        return {k: self.params[k] for k in names if k in self.params}
+
     def secrets(self) -> tuple[str, ...]:
         """Every credential the URI carries (userinfo password, secret query parameters), raw and URL-encoded."""
         values = [self.password or ""] + [v for k, v in self.params.items() if is_secret_param(k)]

@@ -182,9 +182,7 @@ class DuckDBStore(BaseStore):
         table = str(uri.param("table", required=True))
         if not Path(uri.path).exists():
             raise StoreError(f"DuckDB database {uri.path} does not exist")
-        opts: dict[str, Any] = {
-            k: uri.params[k] for k in ("id_column", "vector_column", "similarity") if k in uri.params
-        }
+        opts: dict[str, Any] = uri.options("id_column", "vector_column", "similarity")
         return cls(uri.path, table, **opts, **kwargs)
 
     @property

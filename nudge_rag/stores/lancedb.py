@@ -94,9 +94,7 @@ class LanceDBStore(BaseStore):
             table = db.open_table(name)
         except (ValueError, FileNotFoundError) as exc:
             raise StoreError(f"LanceDB at {uri.path} has no table {name!r} ({exc})") from None
-        opts: dict[str, Any] = {
-            k: uri.params[k] for k in ("id_column", "vector_column", "similarity") if k in uri.params
-        }
+        opts: dict[str, Any] = uri.options("id_column", "vector_column", "similarity")
         return cls(table, db=db, **opts, **kwargs)
 
     @property

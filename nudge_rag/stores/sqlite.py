@@ -137,9 +137,7 @@ class SQLiteStore(BaseStore):
     def from_uri(cls, uri: StoreURI, **kwargs: Any) -> SQLiteStore:
         """``sqlite:///path/file.db?table=T[&id_column=..&vector_column=..&similarity=..]``."""
         table = str(uri.param("table", required=True))
-        opts: dict[str, Any] = {
-            k: uri.params[k] for k in ("id_column", "vector_column", "similarity") if k in uri.params
-        }
+        opts: dict[str, Any] = uri.options("id_column", "vector_column", "similarity")
         return cls(uri.path, table, **opts, **kwargs)
 
     @property

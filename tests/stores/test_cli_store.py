@@ -23,6 +23,24 @@ def _nudge_rag(*args):
     )
 
 
+def finetune_cli(uri, tmp_path, *extra):
+    """``nudge-rag finetune --store URI`` on the pairs and query vectors of :func:`_pairs`, reporting to
+    ``tmp_path / "report.json"`` (a subprocess, as a user runs it)."""
+    return _nudge_rag(
+        "finetune",
+        "--store",
+        uri,
+        "--pairs",
+        str(tmp_path / "pairs.jsonl"),
+        "--query-vectors",
+        str(tmp_path / "queries.npz"),
+        "--report",
+        str(tmp_path / "report.json"),
+        "--no-progress",
+        *extra,
+    )
+
+
 def _pairs(tmp_path, s):
     lines = []
     for split, q in (("train", s.train_q), ("dev", s.val_q)):
@@ -61,18 +79,7 @@ def test_cli_finetune_and_revert(tmp_path, scifact_ids, reference_fit, make_uri)
     model_ref, moved_ref = reference_fit
     _pairs(tmp_path, s)
     uri = make_uri(tmp_path, s)
-    r = _nudge_rag(
-        "finetune",
-        "--store",
-        uri,
-        "--pairs",
-        str(tmp_path / "pairs.jsonl"),
-        "--query-vectors",
-        str(tmp_path / "queries.npz"),
-        "--report",
-        str(tmp_path / "report.json"),
-        "--no-progress",
-    )
+    r = finetune_cli(uri, tmp_path)
     assert r.returncode == 0, r.stderr
     assert f"wrote: {len(moved_ref)} vectors" in r.stdout and "to revert: nudge-rag revert --store" in r.stdout
     store = open_store(uri)

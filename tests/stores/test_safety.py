@@ -361,29 +361,14 @@ def test_bad_uris_are_never_echoed():
 def test_cli_never_prints_or_saves_a_secret(tmp_path, scifact_ids, pg):
     """A real fine-tune whose URI carries secrets: stdout, stderr and report.json hold none; a server that refuses
     the password and a mistyped scheme give one line without it."""
-    from tests.stores.test_cli_store import _pairs
+    from tests.stores.test_cli_store import _nudge_rag as run
+    from tests.stores.test_cli_store import _pairs, finetune_cli
 
     s = scifact_ids
     _pairs(tmp_path, s)
     uri = _faiss(tmp_path, s) + "?token=S3cr3t-tok&api_key=S3cr3t-key"
 
-    def run(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "nudge_rag.cli", *args], capture_output=True, text=True, env=ENV, timeout=300
-        )
-
-    fit = run(
-        "finetune",
-        "--store",
-        uri,
-        "--pairs",
-        str(tmp_path / "pairs.jsonl"),
-        "--query-vectors",
-        str(tmp_path / "queries.npz"),
-        "--report",
-        str(tmp_path / "report.json"),
-        "--no-progress",
-    )
+    fit = finetune_cli(uri, tmp_path)
     assert fit.returncode == 0, fit.stderr[-2000:]
     for text in (fit.stdout, fit.stderr, (tmp_path / "report.json").read_text()):
         assert "S3cr3t" not in text

@@ -202,25 +202,14 @@ def test_typesense_ann_competitors(ts, scifact_ids):
 def test_typesense_cli_finetune_status_revert_never_print_the_key(ts, tmp_path, scifact_ids, reference_fit):
     """``nudge-rag finetune / status / revert --store typesense://...`` as a user runs them: the same gamma and
     rows as the in-memory fit, revert restores every original bit for bit, and the API key is in no output."""
-    from tests.stores.test_cli_store import _nudge_rag, _pairs
+    from tests.stores.test_cli_store import _nudge_rag, _pairs, finetune_cli
 
     s = scifact_ids
     model_ref, moved_ref = reference_fit
     load_scifact(ts, "scifact_cli", s.ids, s.docs)
     _pairs(tmp_path, s)
     uri = ts.uri("scifact_cli", tmp_path / "ledger.sqlite")
-    fit = _nudge_rag(
-        "finetune",
-        "--store",
-        uri,
-        "--pairs",
-        str(tmp_path / "pairs.jsonl"),
-        "--query-vectors",
-        str(tmp_path / "queries.npz"),
-        "--report",
-        str(tmp_path / "report.json"),
-        "--no-progress",
-    )
+    fit = finetune_cli(uri, tmp_path)
     assert fit.returncode == 0, fit.stderr[-2000:]
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["gamma"] == pytest.approx(model_ref.gamma_, abs=1e-12) and report["written"] == len(moved_ref)

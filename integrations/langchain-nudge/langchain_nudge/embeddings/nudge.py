@@ -38,7 +38,13 @@ from langchain_nudge.vectorstores._core import (
 from langchain_nudge.vectorstores.adapters import get_adapter, read_source
 from nudge_rag import NotFittedError, NudgeM, NudgeN
 from nudge_rag.concurrent import gather_in_batches
-from nudge_rag.finetune import DEFAULT_VAL_FRACTION, canonical_variant, finetune_pairs, make_model
+from nudge_rag.finetune import (
+    DEFAULT_VAL_FRACTION,
+    canonical_variant,
+    check_question_vectors,
+    finetune_pairs,
+    make_model,
+)
 
 __all__ = ["NudgeEmbeddings", "QUERY_BATCH_SIZE", "queries_embed_like_documents", "embed_questions"]
 
@@ -95,20 +101,7 @@ def embed_questions(
 
 
 def _question_vector_map(question_vectors: Mapping[str, Any] | None) -> dict[str, list[float]]:
-    if question_vectors is None:
-        return {}
-    if not isinstance(question_vectors, Mapping):
-        raise TypeError(
-            "question_vectors must map question text -> vector (e.g. dict(zip(texts, array))), got "
-            f"{type(question_vectors).__name__}"
-        )
-    out = {}
-    for text, vec in question_vectors.items():
-        v = np.asarray(vec, dtype=np.float64)
-        if v.ndim != 1 or not np.isfinite(v).all():
-            raise ValueError(f"question_vectors[{text!r}] must be a finite 1-d vector, got shape {v.shape}")
-        out[str(text)] = v.tolist()
-    return out
+    return {t: v.tolist() for t, v in check_question_vectors(question_vectors).items()}
 
 
 def _dispatch(name: str, data: dict[str, Any]) -> None:

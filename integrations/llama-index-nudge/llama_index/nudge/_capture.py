@@ -14,6 +14,7 @@ from llama_index.nudge._stores import COSINE
 from tqdm.auto import tqdm
 
 from nudge_rag.concurrent import gather_in_batches
+from nudge_rag.finetune import check_question_vectors
 
 __all__ = [
     "Captured",
@@ -264,21 +265,8 @@ def embed_queries(
 
 
 def question_vector_map(question_vectors: Mapping[str, Any] | None) -> dict[str, np.ndarray]:
-    """Precomputed question vectors (text -> vector) checked and copied; ``{}`` for ``None``."""
-    if question_vectors is None:
-        return {}
-    if not isinstance(question_vectors, Mapping):
-        raise TypeError(
-            "question_vectors must map question text -> vector (e.g. dict(zip(texts, array))), got "
-            f"{type(question_vectors).__name__}"
-        )
-    out = {}
-    for text, vec in question_vectors.items():
-        v = np.asarray(vec, dtype=np.float32)
-        if v.ndim != 1 or not np.isfinite(v).all():
-            raise ValueError(f"question_vectors[{text!r}] must be a finite 1-d vector, got shape {v.shape}")
-        out[str(text)] = v
-    return out
+    """Precomputed question vectors (text -> vector) checked and copied as float32; ``{}`` for ``None``."""
+    return {t: v.astype(np.float32) for t, v in check_question_vectors(question_vectors).items()}
 
 
 @dataclass
