@@ -135,6 +135,31 @@ class Questions:
         train = self.subset(rest)
         return Questions(train.texts, train.answers, train.relevance, train.ids, self.n_dropped), self.subset(val)
 
+    def by_document(self, chunks_of: Mapping[Hashable, Sequence[Hashable]]) -> Questions:
+        """These questions with every answer that names a *document* replaced by that document's chunks.
+
+        ``chunks_of`` maps a document id (e.g. a LlamaIndex ``ref_doc_id``, or a store's document metadata
+        field) to the ids of its current chunks; it is read at fit time, so edited documents keep their pairs.
+        An answer not in ``chunks_of`` is kept as it is (it already names a chunk). Each chunk inherits the
+        document's relevance (the highest, when named twice). A document mapped to no chunk (deleted) gives no
+        answer; questions left without one are dropped and added to ``n_dropped``.
+        """
+        texts, answers, relevance, ids = [], [], [], []
+        dropped = self.n_dropped
+        for text, refs, rels, qid in zip(self.texts, self.answers, self.relevance, self.ids):
+            merged: dict[Hashable, float] = {}
+            for ref, rel in zip(refs, rels):
+                for chunk in chunks_of[ref] if ref in chunks_of else (ref,):
+                    merged[chunk] = max(rel, merged.get(chunk, 0.0))
+            if not merged:
+                dropped += 1
+                continue
+            texts.append(text)
+            answers.append(tuple(merged))
+            relevance.append(tuple(merged.values()))
+            ids.append(qid)
+        return Questions(tuple(texts), tuple(answers), tuple(relevance), tuple(ids), dropped)
+
     def query_answers(self, vectors: np.ndarray, row_of: Mapping[Hashable, int]) -> QueryAnswers:
         """:class:`QueryAnswers` of these questions: ``vectors`` (len, d) their embeddings, ``row_of`` maps a
         document reference to its corpus row (``ValueError`` naming the references it does not know)."""

@@ -122,3 +122,16 @@ def test_finetune_pairs_carves_embeds_and_fits_like_the_estimator(small_problem)
             embed_queries=lambda ts: np.ones((len(ts), docs.shape[1])),
         )
     assert isinstance(result.train, QueryAnswers)
+
+
+def test_by_document_expands_documents_to_their_current_chunks():
+    """Pairs by document: a document id stands for all its chunks, read at fit time (issue 20, item 3)."""
+    q = group_pairs([("a", "D1"), ("a", "n9", 2.0), ("b", "D2"), ("c", ["D1", "n1"], 3.0)])
+    e = q.by_document({"D1": ["n1", "n2"], "D2": []})  # D2 was deleted: no chunks left
+    assert e.texts == ("a", "c") and e.ids == ("q0", "q2")
+    assert e.answers == (("n1", "n2", "n9"), ("n1", "n2"))
+    assert e.relevance == ((1.0, 1.0, 2.0), (3.0, 3.0))  # a chunk named twice keeps the highest relevance
+    assert e.n_dropped == q.n_dropped + 1
+    assert q.answers[0] == ("D1", "n9")  # not mutated
+    # an edit re-chunks the document: the same pairs follow the new chunks
+    assert q.by_document({"D1": ["n7"], "D2": ["n8"]}).answers == (("n7", "n9"), ("n8",), ("n7", "n1"))
