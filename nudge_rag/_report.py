@@ -17,6 +17,7 @@ __all__ = [
     "SHORT_NAMES",
     "format_table",
     "write_json",
+    "finetune_report_json",
     "curve_of",
     "plot_demo",
     "require_matplotlib",
@@ -80,6 +81,17 @@ def write_json(path: str | os.PathLike, data: dict) -> None:
     """Write ``data`` as indented JSON, atomically (NaN/inf become null)."""
     text = json.dumps(_jsonable(data), indent=2, ensure_ascii=False) + "\n"
     atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
+def finetune_report_json(report: Any, engine: str, **sections: Any) -> dict[str, Any]:
+    """The JSON report of every ``nudge-rag finetune`` (``engine``: ``"memory"``, ``"dask"`` or ``"store"``).
+
+    ``report`` is the core :class:`~nudge_rag.finetune.FinetuneReport` (or a subclass): its fields come first,
+    then the command, engine and nudge-rag version, then the source's own ``sections`` (dataset, split, outputs).
+    """
+    from . import __version__
+
+    return {**report.to_dict(), "command": "finetune", "engine": engine, "nudge_rag_version": __version__, **sections}
 
 
 def curve_of(model: Any) -> dict[str, list[float]] | None:

@@ -1,4 +1,10 @@
-"""The ``nudge-rag`` command line: ``finetune``, ``evaluate`` and ``demo``.
+"""The ``nudge-rag`` command line, one argument parser: ``finetune``, ``evaluate``, ``demo``, ``generate``, and
+the store commands ``revert``, ``status`` and ``reapply``.
+
+``finetune`` reads one of three sources, each fitted through :mod:`nudge_rag.finetune` and reported by
+:func:`nudge_rag._report.finetune_report_json`: a dataset or your own files in memory (default), a corpus in files
+on a Dask cluster (``--engine dask``, :mod:`nudge_rag.distributed.cli`), or the vectors inside a vector database
+(``--store URI``, :mod:`nudge_rag.stores.cli`).
 
 Exit status: 0 on success, 1 on bad input (missing file, malformed line, unknown id, empty split, missing
 optional dependency), 2 on a usage error. Errors are one line on stderr; outputs are written atomically.
@@ -19,10 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from ._files import atomic_write
-from ._report import curve_of, format_table, plot_demo, require_matplotlib, write_json
+from ._report import curve_of, finetune_report_json, format_table, plot_demo, require_matplotlib, write_json
 from .data import DataError
 from .evaluation import DEFAULT_METRICS, evaluate
+from .files import atomic_write
 from .finetune import VARIANTS, FinetuneResult, baseline, finetune_queries, validation_notes
 from .metrics import metric_names
 from .prepare import DataSource, Prepared, VectorSource, load_source, prepare
@@ -89,7 +95,11 @@ def _add_data_args(p: argparse.ArgumentParser, *, default_dataset: str | None = 
     v.add_argument("--doc-embeddings", metavar="PATH", help="(N, d) .npy document vectors, or a finetune output folder")
     v.add_argument("--doc-ids", metavar="FILE", help="document ids, one per row of --doc-embeddings")
     v.add_argument("--query-embeddings", metavar="PATH", help="(Q, d) .npy query vectors")
-    v.add_argument("--query-ids", metavar="FILE", help="query ids, one per row of --query-embeddings")
+    v.add_argument(
+        "--query-ids",
+        metavar="FILE",
+        help="query ids, one per row of --query-embeddings (or of a .npy --query-vectors)",
+    )
     v.add_argument(
         "--model", metavar="NAME_OR_PATH", help="sentence-transformers model (default: all-MiniLM-L6-v2, offline)"
     )
@@ -115,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
             "  nudge-rag finetune --dataset scifact --out nudged/ --method nudge-n\n"
             "  nudge-rag evaluate --dataset scifact --doc-embeddings nudged/ --metric hit@5\n"
             "  nudge-rag finetune --data my_data/ --out nudged/   # my_data: corpus.jsonl + pairs.jsonl\n"
+            "  nudge-rag finetune --store 'postgresql://me@db/app?table=docs' --pairs pairs.jsonl\n"
+            "  nudge-rag status --store 'postgresql://me@db/app?table=docs'\n"
+            "  nudge-rag revert --store 'postgresql://me@db/app?table=docs'\n"
             "  nudge-rag demo --data my_data/                     # held-out test: the paper's split\n"
             "\nexit status: 0 ok, 1 bad input (one-line error on stderr), 2 usage error"
         ),
@@ -124,13 +137,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "finetune",
-        help="nudge document embeddings and save them with a report",
+        help="nudge document embeddings: from a dataset or your files (--out DIR), or inside a store (--store URI)",
+        description=(
+            "Fit NUDGE on one source and write the nudged vectors:\n"
+            "  a BEIR dataset (--dataset) or your own files (--data, or --corpus with --pairs), saved to --out;\n"
+            "  a corpus of vector files on a Dask cluster (--engine dask --corpus --pairs --out);\n"
+            "  the vectors inside a vector database (--store URI --pairs), written back in place."
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=OWN_DATA_HELP,
     )
     _add_data_args(p)
     p.add_argument(
-        "--out", required=True, metavar="DIR", help="output folder: embeddings.npy, doc_ids.txt, model.npz, report.json"
+        "--out",
+        metavar="DIR",
+        help="output folder: embeddings.npy, doc_ids.txt, model.npz, report.json (required unless --store)",
     )
     p.add_argument("--method", choices=VARIANTS, default="nudge-n", help="NUDGE variant (default nudge-n)")
     p.add_argument("--gamma", type=float, help="fixed step size (default: chosen on validation queries)")
@@ -138,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .distributed.cli import add_engine_args  # --engine dask (NumPy-only import)
 
     add_engine_args(p)
+    from .stores.cli import add_store_commands, add_store_finetune_args  # NumPy-only import
+
+    add_store_finetune_args(p)
     p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("evaluate", help="retrieval metrics of a set of embeddings on a split")
@@ -163,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .generate import add_generate_command  # issue 11: `nudge-rag generate` lives in nudge_rag/generate.py
 
     add_generate_command(sub)
+    add_store_commands(sub)  # revert, status, reapply
     return parser
 
 
@@ -313,6 +338,45 @@ def _validation_json(r: FinetuneResult) -> dict:
     }
 
 
+#: ``finetune`` options that only the file sources (memory, dask) read: (dest, flag).
+_FILE_ONLY_OPTIONS = (
+    ("dataset", "--dataset"),
+    ("data", "--data"),
+    ("corpus", "--corpus"),
+    ("out", "--out"),
+    ("doc_embeddings", "--doc-embeddings"),
+    ("doc_ids", "--doc-ids"),
+    ("query_embeddings", "--query-embeddings"),
+)
+
+
+class UsageError(ValueError):
+    """Options that do not go together (exit status 2, like an argparse usage error)."""
+
+
+def _finetune_source(args: argparse.Namespace) -> str:
+    """``"store"``, ``"dask"`` or ``"memory"``; :class:`UsageError` for an option the chosen source does not read
+    or a missing ``--out``."""
+    from .stores.cli import STORE_ONLY_OPTIONS
+
+    def given(dest: str) -> bool:
+        return getattr(args, dest, None) not in (None, [])
+
+    if args.store:
+        wrong = [flag for dest, flag in _FILE_ONLY_OPTIONS if given(dest)]
+        if args.engine != "memory":
+            wrong.append("--engine")
+        if wrong:
+            raise UsageError(f"--store fine-tunes the vectors in the store; {', '.join(wrong)} are for file sources")
+        return "store"
+    wrong = [flag for dest, flag in STORE_ONLY_OPTIONS if given(dest)]
+    if wrong:
+        raise UsageError(f"{', '.join(wrong)} need --store URI")
+    if not args.out:
+        raise UsageError("finetune needs --out DIR (or --store URI to fine-tune inside a vector database)")
+    return args.engine
+
+
 def _metric_list(extra: Sequence[str]) -> tuple[str, ...]:
     names = tuple(dict.fromkeys((*DEFAULT_METRICS, *extra)))
     metric_names(names)  # validates, raising ValueError with the offending name
@@ -321,8 +385,13 @@ def _metric_list(extra: Sequence[str]) -> tuple[str, ...]:
 
 # ---------------------------------------------------------------------------------------------- commands
 def cmd_finetune(args: argparse.Namespace) -> int:
-    """``nudge-rag finetune``: fit one NUDGE variant and save vectors, ids, model and report."""
-    if getattr(args, "engine", "memory") == "dask":  # corpus in files, scanned on a Dask cluster
+    """``nudge-rag finetune``: fit one NUDGE variant on the chosen source and write the nudged vectors."""
+    source = _finetune_source(args)
+    if source == "store":  # the vectors inside a vector database, written back in place
+        from .stores.cli import cmd_store_finetune
+
+        return cmd_store_finetune(args)
+    if source == "dask":  # corpus in files, scanned on a Dask cluster
         from .distributed.cli import cmd_finetune_dask
 
         return cmd_finetune_dask(args)
@@ -333,33 +402,28 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     p = _load(args, need_test=False)
     base = _baseline(p, metrics)
     r = _fit(p, args.method, gamma=args.gamma, metric=args.metric, metrics=metrics)
-    report = {
-        **r.report.to_dict(),
-        "command": "finetune",
-        "nudge_rag_version": __version__,
-        "dataset": {"name": p.dataset.name, "source": p.dataset.source, "n_documents": len(p.dataset.doc_ids)},
-        "split": _split_info(p, args, ids=True),
-        "vectors": {"source": p.vectors, "dimension": int(p.docs.shape[1])},
-        "method": r.method,
-        "gamma": r.fitted.gamma_,
-        "gamma_fixed": args.gamma is not None,
-        "n_moved": r.fitted.n_moved_,
-        "fit_seconds": r.fit_seconds,
-        "seconds": _timings(p, r),
-        "similarity": r.similarity,
-        "validation": _validation_json(r),
-        "notes": validation_notes(r.report),
-        "metrics": {
+    r.report.seconds = {**_timings(p, r), **r.report.seconds}
+    report = finetune_report_json(
+        r.report,
+        "memory",
+        dataset={"name": p.dataset.name, "source": p.dataset.source, "n_documents": len(p.dataset.doc_ids)},
+        split=_split_info(p, args, ids=True),
+        vectors={"source": p.vectors, "dimension": int(p.docs.shape[1])},
+        method=r.method,
+        fit_seconds=r.fit_seconds,
+        validation=_validation_json(r),
+        notes=validation_notes(r.report),
+        metrics={
             "val": {"before": base.val_metrics, "after": r.val_metrics},
             "test": None if p.test is None else {"before": base.test_metrics, "after": r.test_metrics},
         },
-        "outputs": {
+        outputs={
             "embeddings": "embeddings.npy",
             "doc_ids": "doc_ids.txt",
             "model": "model.npz",
             "search_with": "inner_product" if r.similarity == "inner_product" else "cosine (or inner product)",
         },
-    }
+    )
     ids_text = "".join(f"{d}\n" for d in p.dataset.doc_ids)
     if any("\n" in d or "\r" in d for d in p.dataset.doc_ids):
         raise DataError("a document id contains a line break; cannot write doc_ids.txt")
@@ -376,17 +440,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         print(line)
     rep = r.report
     measured = rep.val_score is not None
-    validation = "no validation score (none measured)"
-    if rep.val_score is not None:
-        validation = (
-            f"validation {rep.val_metric} on {rep.n_val_questions} questions: "
-            f"{100 * (rep.val_base_score or 0):.1f} -> {100 * rep.val_score:.1f}"
-        )
-    print(
-        f"{r.label}: gamma = {r.fitted.gamma_:.4g}{' (fixed)' if args.gamma is not None else ''}, "
-        f"{r.fitted.n_moved_} documents moved; {validation}"
-    )
-    print("seconds: " + ", ".join(f"{k.replace('_', ' ')} {v:.2f}" for k, v in _timings(p, r).items()))
+    print(rep)
     for note in validation_notes(rep):
         if note.startswith("warning: "):
             print(f"{PROG} finetune: {note}", file=sys.stderr)
@@ -507,19 +561,27 @@ def _one_line(exc: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``nudge-rag`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
-    from .stores.cli import route  # ``finetune --store URI`` and ``revert --store URI`` (vector databases)
+    from .stores.cli import redact, store_errors
 
-    if (code := route(argv)) is not None:
-        return code
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        if args.command == "finetune":
+            _finetune_source(args)
     except SystemExit as exc:  # --help / --version (0) or a usage error (2)
         return int(exc.code or 0)
+    except UsageError as exc:
+        print(f"{PROG} {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    store_arg = getattr(args, "store", None)
+    errors: tuple[type[BaseException], ...] = (DataError, ValueError, TypeError, IndexError, OSError, ImportError)
+    if store_arg:  # a store command: its errors too, and never a credential in the message
+        errors += store_errors()
     try:
-        return args.func(args)
-    except (DataError, ValueError, TypeError, IndexError, OSError, ImportError) as exc:
-        print(f"{PROG} {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return int(args.func(args))
+    except errors as exc:
+        msg = _one_line(exc)
+        print(f"{PROG} {args.command}: error: {redact(msg, store_arg) if store_arg else msg}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

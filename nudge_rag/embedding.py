@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from ._files import atomic_write
 from .data.locate import user_cache_dir
+from .files import atomic_write
 
 __all__ = [
     "DEFAULT_MODEL",

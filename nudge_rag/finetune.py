@@ -31,10 +31,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ._files import atomic_write_text
 from .corpus import Corpus
 from .estimators import NudgeM, NudgeN
 from .evaluation import DEFAULT_METRICS, evaluate
+from .files import atomic_write_text
 from .queries import QueryAnswers
 
 __all__ = [
@@ -319,6 +319,29 @@ class FinetuneReport:
         self.val_score, self.val_base_score = model.val_score_, model.val_base_score_
         if model.val_scores_ is not None:
             self.gammas, self.val_scores = _floats(model.gammas_), _floats(model.val_scores_)
+
+    def __str__(self) -> str:
+        """A few lines: variant and gamma, validation before -> after, documents moved, (store) rows written,
+        seconds by phase. The validation curve is not printed (it stays in ``gammas`` / ``val_scores``)."""
+        gamma = "not fitted" if self.gamma is None else f"{self.gamma:.4g}"
+        lines = [
+            f"{self.variant}: gamma = {gamma}{' (fixed)' if self.gamma_fixed else ''}; "
+            f"{self.n_moved} of {self.n_documents} documents moved"
+        ]
+        if self.val_score is None or not self.n_val_questions:
+            lines.append("validation: no validation measured")
+        else:
+            lines.append(
+                f"validation {self.val_metric} on {self.n_val_questions} questions: "
+                f"{100 * (self.val_base_score or 0.0):.1f} -> {100 * self.val_score:.1f}"
+            )
+        written = getattr(self, "written", None)  # a store fit's report (StoreFinetuneReport)
+        if written is not None:
+            changed, missing = getattr(self, "skipped_changed", 0), getattr(self, "skipped_missing", 0)
+            lines.append(f"rows written: {written}; skipped: {changed} changed, {missing} deleted by another client")
+        if self.seconds:
+            lines.append("seconds: " + ", ".join(f"{k.replace('_', ' ')} {v:.2f}" for k, v in self.seconds.items()))
+        return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (plain Python types)."""

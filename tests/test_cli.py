@@ -118,6 +118,11 @@ def test_finetune_outputs_and_evaluate_agree(subset, tmp_path, capsys):
     assert report["validation"]["metric"] == "hit@1" and report["similarity"] == "inner_product"
     assert report["metrics"]["val"]["after"]["recall@1"] >= report["metrics"]["val"]["before"]["recall@1"]
     assert f"gamma = {model.gamma_:.4g}" in stdout
+    assert report["command"] == "finetune" and report["engine"] == "memory" and "nudge_rag_version" in report
+    assert set(report["seconds"]) >= {"load_data", "embed", "fit"}
+    assert f"{model.n_moved_} of {len(subset['doc_ids'])} documents moved" in stdout
+    n_val = report["n_val_questions"]
+    assert f"validation hit@1 on {n_val} questions: " in stdout and "documents moved" in stdout
 
     rc, _, err = _run(
         capsys,
@@ -275,6 +280,100 @@ def test_usage_errors_and_help(capsys):
     assert main(["demo", "--split", "random"]) == 2
     assert main(["--version"]) == 0
     capsys.readouterr()
+
+
+COMMANDS = ("finetune", "evaluate", "demo", "generate", "revert", "status", "reapply")
+
+
+def test_one_parser_lists_every_command(capsys):
+    """Issue 17 item 5: one argument parser; ``nudge-rag --help`` names every command, each has its own help."""
+    rc, out, _ = _run(capsys, "--help")
+    assert rc == 0
+    listed = [line.split()[0] for line in out.splitlines() if line.startswith("    ") and line.split()]
+    assert tuple(c for c in listed if c in COMMANDS) == COMMANDS
+    for command in COMMANDS:
+        rc, out, _ = _run(capsys, command, "--help")
+        assert rc == 0 and out.startswith(f"usage: nudge-rag {command}")
+    for command in ("revert", "status", "reapply"):
+        rc, _, err = _run(capsys, command)  # --store is required
+        assert rc == 2 and "--store" in err
+
+
+def test_finetune_help_shows_every_source(capsys):
+    rc, out, _ = _run(capsys, "finetune", "--help")
+    assert rc == 0
+    for option in ("--dataset", "--data", "--corpus", "--pairs", "--out", "--store URI", "--query-vectors",
+                   "--scan", "--per-query", "--ann", "--strict", "--dry-run", "--engine {memory,dask}",
+                   "--scheduler", "sqlite:///", "duckdb:///", "typesense://"):  # fmt: skip
+        assert option in out, option
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["finetune", "--dataset", "scifact", "--out", "o", "--strict"], "--strict need --store URI"),
+        (["finetune", "--data", "d", "--out", "o", "--per-query"], "--scan / --per-query need --store URI"),
+        (["finetune", "--store", "faiss:///i.faiss", "--pairs", "p", "--out", "o"], "--out are for file sources"),
+        (["finetune", "--store", "faiss:///i.faiss", "--engine", "dask"], "--engine are for file sources"),
+        (["finetune", "--pairs", "p.jsonl", "--corpus", "c.jsonl"], "finetune needs --out DIR (or --store URI"),
+    ],
+)
+def test_options_of_another_source_are_usage_errors(argv, message, capsys):
+    rc, out, err = _run(capsys, *argv)
+    assert rc == 2 and out == "" and err.count("\n") == 1 and message in err, err
+
+
+def test_store_errors_are_one_line_and_never_show_a_password(tmp_path, capsys):
+    (tmp_path / "p.jsonl").write_text('{"query_id": "q", "query": "x", "doc_id": "d"}\n')
+    rc, _, err = _run(capsys, "status", "--store", "nosuch://me:s3cret@host/db")
+    assert rc == 1 and "unknown store scheme 'nosuch'" in err and "s3cret" not in err and err.count("\n") == 1
+    uri = "postgresql://me:s3cret@127.0.0.1:1/db?table=t&connect_timeout=1"
+    rc, _, err = _run(capsys, "finetune", "--store", uri, "--pairs", tmp_path / "p.jsonl", "--query-vectors",
+                      tmp_path / "missing.npz")  # fmt: skip
+    assert rc == 1 and err.startswith("nudge-rag finetune: error: ") and "s3cret" not in err
+
+
+def test_the_three_finetune_sources_build_their_report_in_one_function():
+    """Memory, Dask and store fine-tunes each write their JSON report through ``finetune_report_json`` and print
+    the core report's ``__str__``; none assembles the shared fields itself."""
+    import ast
+    import inspect
+
+    from nudge_rag import cli
+    from nudge_rag.distributed import cli as dask_cli
+    from nudge_rag.stores import cli as store_cli
+
+    for fn in (cli.cmd_finetune, dask_cli._finetune, store_cli.cmd_store_finetune):
+        tree = ast.parse(inspect.cleandoc("\n" + inspect.getsource(fn)))
+        called = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+        strings = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+        assert "finetune_report_json" in called, fn.__qualname__
+        assert not strings & {"nudge_rag_version", "command", "gamma_fixed"}, fn.__qualname__
+        assert not any("gamma = " in t for t in strings), fn.__qualname__  # the gamma line is the report's
+
+
+def test_report_str_is_a_few_lines_without_the_curve():
+    from nudge_rag.finetune import FinetuneReport
+    from nudge_rag.stores._finetune import StoreFinetuneReport
+
+    curve = [i / 100 for i in range(193)]
+    r = FinetuneReport(variant="nudge-n", gamma=0.0512, val_metric="recall@1", gammas=curve, val_scores=curve,
+                       val_score=0.62, val_base_score=0.5, n_documents=5183, n_moved=412, n_val_questions=81,
+                       seconds={"fit": 1.234})  # fmt: skip
+    text = str(r)
+    assert text.splitlines() == [
+        "nudge-n: gamma = 0.0512; 412 of 5183 documents moved",
+        "validation recall@1 on 81 questions: 50.0 -> 62.0",
+        "seconds: fit 1.23",
+    ]
+    fixed = FinetuneReport(variant="nudge-m", gamma=0.1, gamma_fixed=True, n_documents=10, n_moved=3)
+    assert str(fixed).splitlines() == ["nudge-m: gamma = 0.1 (fixed); 3 of 10 documents moved",
+                                       "validation: no validation measured"]  # fmt: skip
+    store = StoreFinetuneReport(**r.to_dict(), written=410, skipped_changed=1, skipped_missing=1)
+    lines = str(store).splitlines()
+    assert len(lines) <= 8 and "rows written: 410; skipped: 1 changed, 1 deleted by another client" in lines
+    assert "0.93" not in str(store) and len(str(store)) < 400  # the curve stays an attribute
+    assert store.gammas == curve
 
 
 @pytest.mark.integration  # embeds with the real model

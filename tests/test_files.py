@@ -143,10 +143,12 @@ def test_failed_write_leaves_the_file_and_its_mode(tmp_path, writer_path, umask_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
 
 
-def test_old_private_name_still_works():
-    from nudge_rag import _files
+def test_the_private_module_is_gone():
+    """Issue 17 item 7: every user imports the public ``nudge_rag.files``; ``nudge_rag._files`` no longer exists."""
+    import importlib
 
-    assert _files.atomic_write is atomic_write and _files.atomic_write_text is atomic_write_text
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("nudge_rag._files")
 
 
 def test_file_mode_for_other_writers(tmp_path, umask_022):

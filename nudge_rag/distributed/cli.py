@@ -91,7 +91,7 @@ def cmd_finetune_dask(args: Any) -> int:
 
 
 def _finetune(args: Any, client: Any, out: Path) -> int:
-    from .. import __version__
+    from .._report import finetune_report_json, write_json
     from ..data import DataError, load_pairs, make_splits
     from ..data._io import read_id_list
     from ..finetune import finetune_queries
@@ -132,39 +132,35 @@ def _finetune(args: Any, client: Any, out: Path) -> int:
         else None
     )
     out.mkdir(parents=True, exist_ok=True)
-    report = {
-        **r.report.to_dict(),
-        "command": "finetune",
-        "engine": "dask",
-        "nudge_rag_version": __version__,
-        "dataset": {"name": ds.name, "source": str(args.corpus), "n_documents": corpus.n_docs},
-        "split": {"policy": splits.policy, "note": splits.note, "queries": splits.counts()},
-        "vectors": {"source": f"{corpus!r}; {described}", "dimension": corpus.dim},
-        "method": r.method,
-        "gamma_fixed": args.gamma is not None,
-        "fit_seconds": r.fit_seconds,
-        "prepare_seconds": prep_s,
-        "validation": {
+    r.report.seconds = {"prepare": prep_s, **r.report.seconds}
+    report = finetune_report_json(
+        r.report,
+        "dask",
+        dataset={"name": ds.name, "source": str(args.corpus), "n_documents": corpus.n_docs},
+        split={"policy": splits.policy, "note": splits.note, "queries": splits.counts()},
+        vectors={"source": f"{corpus!r}; {described}", "dimension": corpus.dim},
+        method=r.method,
+        fit_seconds=r.fit_seconds,
+        prepare_seconds=prep_s,
+        validation={
             "metric": r.report.val_metric,
             "score_at_gamma_0": model.val_base_score_,
             "score": model.val_score_,
         },
-        "outputs": {
+        outputs={
             "embeddings": "embeddings/ (.npy shards, one per input chunk, unit rows with the patch applied)",
             "patch": "patch.npz (rows, new, old)",
             "doc_ids": "doc_ids.txt",
             "model": "model.npz (gamma, validation curve, patch; no N x d matrix: nudge_rag.load)",
             "search_with": "inner_product" if r.similarity == "inner_product" else "cosine (or inner product)",
         },
-    }
+    )
     with tempfile.TemporaryDirectory(prefix=".nudge-rag-", dir=out) as tmp:
         t = Path(tmp)
         p = model.patch_
         atomic_write(t / "patch.npz", lambda fh: np.savez(fh, rows=p.rows, new=p.new, old=p.old))
         model.save(t / "model.npz")
         atomic_write_text(t / "doc_ids.txt", "".join(f"{d}\n" for d in doc_ids))
-        from .._report import write_json
-
         write_json(t / "report.json", report)
         print("writing the nudged shards ...")
         write_npy_shards(nudged, out / "embeddings", names=names, client=client, progress=True)
@@ -172,12 +168,7 @@ def _finetune(args: Any, client: Any, out: Path) -> int:
             os.replace(t / name, out / name)
     print(f"\ndata: {corpus!r}; {described}")
     print(f"split: {splits.policy}: {len(train)} train / {len(val)} val queries")
-    vm = r.report.val_metric
-    print(
-        f"{r.label}: gamma = {model.gamma_:.4g}{' (fixed)' if args.gamma is not None else ''}, "
-        f"{model.n_moved_} documents moved, fit {r.fit_seconds:.2f} s; validation {vm}: "
-        f"{100 * (model.val_base_score_ or 0):.1f} -> {100 * (model.val_score_ or 0):.1f}"
-    )
+    print(r.report)
     print(
         f"saved {out / 'embeddings'} ({corpus.n_docs} x {corpus.dim} float32, "
         f"{len(nudged.chunks[0])} shards), patch.npz, model.npz, doc_ids.txt and report.json in {out}"

@@ -1,7 +1,8 @@
-"""``nudge-rag finetune --store URI --pairs FILE``, ``revert``, ``status`` and ``reapply --store URI``.
+"""The store commands of ``nudge-rag``: ``finetune --store URI``, ``revert``, ``status`` and ``reapply``.
 
-:func:`route` is the hook :mod:`nudge_rag.cli` calls first: it handles ``revert``, ``status``, ``reapply`` and any
-``finetune`` given ``--store``, and returns None for everything else. Pairs files use the library's pairs format
+:mod:`nudge_rag.cli` builds the one argument parser: it adds the store options to ``finetune``
+(:func:`add_store_finetune_args`) and the three store commands (:func:`add_store_commands`), and dispatches a
+``finetune`` given ``--store`` to :func:`cmd_store_finetune`. Pairs files use the library's pairs format
 (:mod:`nudge_rag.data.pairs`) with the store's document ids; rows with ``"split": "dev"`` are validation
 (otherwise validation is carved from train by the library's rule).
 """
@@ -10,63 +11,60 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from ..finetune import DEFAULT_VAL_FRACTION, VARIANTS, Questions
+from ..finetune import Questions
 
-__all__ = ["route", "build_store_parser", "cmd_store_finetune", "cmd_revert", "cmd_status", "cmd_reapply"]
-STORE_COMMANDS = ("revert", "status", "reapply")
+__all__ = [
+    "add_store_finetune_args",
+    "add_store_commands",
+    "STORE_ONLY_OPTIONS",
+    "store_errors",
+    "redact",
+    "cmd_store_finetune",
+    "cmd_revert",
+    "cmd_status",
+    "cmd_reapply",
+]
 
 PROG = "nudge-rag"
-_URI_HELP = (
+URI_HELP = (
     "store URI: postgresql://user@host:5432/db?table=T, qdrant:///path?collection=C, "
     "qdrant://host:6333?collection=C, chroma:///path?collection=C, milvus:///file.db?collection=C, "
-    "lancedb:///path?table=T, faiss:///index.faiss (tables: &id_column=...&vector_column=...)"
+    "lancedb:///path?table=T, faiss:///index.faiss, sqlite:///file.db?table=T, duckdb:///file.duckdb?table=T, "
+    "typesense://host:8108?collection=C (tables: &id_column=...&vector_column=...)"
+)
+#: ``finetune`` options that only a store fine-tune reads: (dest, flag as the user writes it); each defaults to
+#: None, so that any value means the user gave it.
+STORE_ONLY_OPTIONS = (
+    ("query_vectors", "--query-vectors"),
+    ("ann", "--ann"),
+    ("scan", "--scan / --per-query"),
+    ("dry_run", "--dry-run"),
+    ("strict", "--strict"),
+    ("report", "--report"),
 )
 
 
-def build_store_parser() -> argparse.ArgumentParser:
-    """The parser of the store-backed ``finetune`` and of ``revert``."""
-    parser = argparse.ArgumentParser(prog=PROG, description="Fine-tune the vectors inside a vector database.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    p = sub.add_parser("finetune", help="nudge the vectors stored in a vector database (only the moved rows)")
-    p.add_argument("--store", required=True, metavar="URI", help=_URI_HELP)
-    p.add_argument(
-        "--pairs",
-        required=True,
-        action="append",
-        metavar="FILE",
-        help="pairs file (.jsonl / .csv) naming the store's document ids (repeatable)",
+def add_store_finetune_args(p: argparse.ArgumentParser) -> None:
+    """The ``--store`` source of ``nudge-rag finetune`` and the options only it reads."""
+    g = p.add_argument_group(
+        "store (--store URI --pairs FILE: fit inside a vector database, write back only the moved rows)"
     )
-    q = p.add_mutually_exclusive_group()
-    q.add_argument(
-        "--model",
-        metavar="NAME_OR_PATH",
-        help="embed the questions with this sentence-transformers model (default: all-MiniLM-L6-v2)",
-    )
-    q.add_argument(
+    g.add_argument("--store", metavar="URI", help=URI_HELP)
+    g.add_argument(
         "--query-vectors",
         metavar="FILE",
-        help="question vectors: .npz with 'ids' and 'vectors', or .npy with --query-ids",
+        help="question vectors: .npz with 'ids' and 'vectors', or .npy with --query-ids (default: embed with --model)",
     )
-    p.add_argument("--query-ids", metavar="FILE", help="query ids, one per row of a .npy --query-vectors")
-    p.add_argument("--method", choices=VARIANTS, default="nudge-n", help="NUDGE variant (default nudge-n)")
-    p.add_argument("--gamma", type=float, help="fixed step size (default: chosen on validation questions)")
-    p.add_argument("--metric", help="nudge-n validation metric (default recall@1)")
-    p.add_argument(
-        "--val-fraction",
-        type=float,
-        default=DEFAULT_VAL_FRACTION,
-        help="share of training questions carved as validation when no dev pairs (default 0.1)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed of the validation carve (default 0)")
-    s = p.add_mutually_exclusive_group()
+    s = g.add_mutually_exclusive_group()
     s.add_argument(
         "--ann",
         action="store_true",
+        default=None,
         help="competitor search through the store's ANN index (default: exact, equal to in-memory)",
     )
     s.add_argument(
@@ -81,63 +79,53 @@ def build_store_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="exact competitor search by the store's own exact search, one query at a time",
     )
-    p.add_argument("--dry-run", action="store_true", help="fit and report, write nothing")
-    p.add_argument(
+    g.add_argument("--dry-run", action="store_true", default=None, help="fit and report, write nothing")
+    g.add_argument(
         "--strict",
         action="store_true",
+        default=None,
         help="exit 3 when rows were skipped because another client changed or deleted them during the fine-tune",
     )
-    p.add_argument("--report", metavar="FILE", help="also write the report as JSON")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_store_finetune)
+    g.add_argument("--report", metavar="FILE", help="also write the report as JSON")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    # Reserved for the feedback / re-tune work (issue 20), wired by the lead: ``--feedback LOG`` (questions from a
+    # FeedbackLog) and ``--doc-field FIELD`` (the payload field naming a chunk's document). Add them to this
+    # group, and their dests to STORE_ONLY_OPTIONS.
+
+
+def add_store_commands(sub: argparse._SubParsersAction) -> None:
+    """The ``revert``, ``status`` and ``reapply`` commands (each on one ``--store URI``)."""
     r = sub.add_parser("revert", help="restore the original vectors of every row a store fine-tune wrote")
-    r.add_argument("--store", required=True, metavar="URI", help=_URI_HELP)
+    r.add_argument("--store", required=True, metavar="URI", help=URI_HELP)
     r.add_argument("--strict", action="store_true", help="exit 3 when rows changed or deleted since were skipped")
     r.set_defaults(func=cmd_revert)
-    st = sub.add_parser("status", help="how the store stands against the ledger of nudge-rag's writes")
-    st.add_argument("--store", required=True, metavar="URI", help=_URI_HELP)
+    st = sub.add_parser("status", help="how a store stands against the ledger of nudge-rag's writes")
+    st.add_argument("--store", required=True, metavar="URI", help=URI_HELP)
     st.add_argument("--json", action="store_true", help="print one JSON object")
     st.set_defaults(func=cmd_status)
     ra = sub.add_parser("reapply", help="write the nudge again on rows a re-index put back to their original vector")
-    ra.add_argument("--store", required=True, metavar="URI", help=_URI_HELP)
+    ra.add_argument("--store", required=True, metavar="URI", help=URI_HELP)
     ra.set_defaults(func=cmd_reapply)
-    return parser
 
 
-def route(argv: Sequence[str] | None) -> int | None:
-    """Run ``revert`` or a store-backed ``finetune``; None when ``argv`` is another command."""
-    args_list = list(sys.argv[1:] if argv is None else argv)
-    if not args_list:
-        return None
-    store_given = any(a == "--store" or a.startswith("--store=") for a in args_list)
-    if not (args_list[0] in STORE_COMMANDS or (args_list[0] == "finetune" and store_given)):
-        return None
-    from ..data import DataError
+def store_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions a store command reports as a one-line error with exit status 1."""
     from ._base import StoreError
 
-    parser = build_store_parser()
-    try:
-        args = parser.parse_args(args_list)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    try:
-        return int(args.func(args))
-    except (StoreError, DataError, ValueError, TypeError, KeyError, OSError, ImportError, RuntimeError) as exc:
-        msg = " ".join((str(exc) or type(exc).__name__).split())
-        store_arg = getattr(args, "store", None)
-        if store_arg:  # never print a credential, whatever raised
-            try:
-                from ._registry import parse_uri
+    return (StoreError, KeyError, RuntimeError)
 
-                for secret in parse_uri(store_arg).secrets():
-                    msg = msg.replace(secret, "***")
-            except ValueError:
-                msg = msg.replace(store_arg, "<store URI>")
-        print(f"{PROG} {args.command}: error: {msg}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+
+def redact(message: str, store_arg: str) -> str:
+    """``message`` with every credential of the store URI ``store_arg`` replaced by ``***`` (the whole URI by
+    ``<store URI>`` when it does not parse)."""
+    try:
+        from ._registry import parse_uri
+
+        for secret in parse_uri(store_arg).secrets():
+            message = message.replace(secret, "***")
+    except ValueError:
+        message = message.replace(store_arg, "<store URI>")
+    return message
 
 
 # ---------------------------------------------------------------------------------------------- pairs
@@ -209,9 +197,15 @@ def _need(table: dict[str, np.ndarray], qid: str, path: Path) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------- commands
 def cmd_store_finetune(args: argparse.Namespace) -> int:
     """``nudge-rag finetune --store URI --pairs FILE``: fit on the store, write the moved rows, report."""
+    from .._report import finetune_report_json, write_json
+    from ..finetune import validation_notes
     from ._finetune import finetune_store
     from ._registry import open_store, parse_uri
 
+    if not args.pairs:
+        raise ValueError("--store needs --pairs FILE (pairs naming the store's document ids)")
+    if args.query_vectors and args.model:
+        raise ValueError("--query-vectors and --model are alternatives: give one")
     train, dev, texts, n_test = _read_pairs(args.pairs)
     if n_test:
         print(
@@ -244,8 +238,7 @@ def cmd_store_finetune(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.report:
-        report.save(args.report)
-    sec = report.seconds
+        write_json(args.report, finetune_report_json(report, "store", dry_run=bool(args.dry_run)))
     print(f"store: {store_desc}")
     print(
         f"pairs: {report.n_train_questions} training questions ({report.n_train_pairs} pairs), "
@@ -256,21 +249,9 @@ def cmd_store_finetune(args: argparse.Namespace) -> int:
         f"queries in {report.search.get('search_calls', 0)} calls "
         f"({report.search_strategy}, k <= {report.search.get('search_k_max', 0)})"
     )
-    from ..finetune import validation_notes
-
-    if report.val_score is None:
-        print(f"{report.variant}: gamma = {report.gamma:.4g} (fixed); {report.n_moved} documents moved")
-    else:
-        print(
-            f"{report.variant}: gamma = {report.gamma:.4g}{' (fixed)' if report.gamma_fixed else ''}, "
-            f"validation {report.val_metric}: {100 * (report.val_base_score or 0):.1f} -> "
-            f"{100 * (report.val_score or 0):.1f} on {report.n_val_questions} questions; "
-            f"{report.n_moved} documents moved"
-        )
+    print(report)
     for note in validation_notes(report):
         print(f"{PROG} finetune: {note}" if note.startswith("warning") else note, file=sys.stderr)
-    phases = ("load_model", "embed_questions", "fetch", "search", "solve", "write")
-    print("seconds: " + ", ".join(f"{k.replace('_', ' ')} {sec[k]:.2f}" for k in phases if k in sec))
     if args.dry_run:
         print("dry run: nothing written")
         return 0
