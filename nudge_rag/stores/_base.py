@@ -726,6 +726,39 @@ class BaseStore:
                     self.ledger.finish(out.generation, out.reapplied)
         return out
 
+    # ------------------------------------------------------------------ documents
+    #: True when the backend implements :meth:`_chunks` (a chunk-to-document metadata field can be read).
+    supports_doc_field: bool = False
+
+    def chunks_of(self, doc_field: str, doc_ids: Iterable[object]) -> dict[str, list[str]]:
+        """Document id -> the store ids of its current chunks (sorted), read from the metadata field
+        ``doc_field`` of each chunk (values compared as strings). Documents without a chunk are left out.
+
+        Pairs and feedback name documents; a store holds chunks: this resolves one to the other at fit time, so
+        re-chunked documents keep their pairs. Backends without metadata filters raise ``NotImplementedError``.
+        """
+        if not self.supports_doc_field:
+            raise NotImplementedError(
+                f"{type(self).__name__} ({self.label}) cannot map document ids to chunks by a metadata field "
+                "(doc_field); supported: MemoryStore, ChromaStore, QdrantStore, LanceDBStore. Name chunk ids instead"
+            )
+        if not isinstance(doc_field, str) or not doc_field:
+            raise ValueError(f"doc_field must be a non-empty metadata field name, got {doc_field!r}")
+        wanted = list(dict.fromkeys(str(d) for d in doc_ids))
+        found: dict[str, set[str]] = {}
+        with self._translate("read document ids"):
+            for b0 in range(0, len(wanted), self.batch_size):
+                part = wanted[b0 : b0 + self.batch_size]
+                keep = set(part)
+                for chunk, doc in self._chunks(doc_field, part):
+                    if str(doc) in keep:
+                        found.setdefault(str(doc), set()).add(str(chunk))
+        return {d: sorted(found[d]) for d in wanted if d in found}
+
+    def _chunks(self, doc_field: str, doc_ids: list[str]) -> Iterable[tuple[str, object]]:
+        """(chunk id, document id) of every chunk whose ``doc_field`` is one of ``doc_ids`` (one batch)."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------------ misc
     def describe(self) -> str:
         """One line naming the store (for reports)."""

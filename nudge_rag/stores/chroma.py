@@ -10,7 +10,7 @@ server in the user's data folder unless ``?ledger=`` names one, and in memory fo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,7 @@ class ChromaStore(BaseStore):
 
     #: exact search here is one query at a time over every row (or a scan): one streamed scan is faster
     prefers_scan = True
+    supports_doc_field = True
 
     def __init__(self, collection: Any, *, client: Any = None, batch_size: int = 1000) -> None:
         self.collection = collection
@@ -146,3 +147,11 @@ class ChromaStore(BaseStore):
             d = np.asarray(d, dtype=np.float64)
             out_s[j, : d.size] = -d if self.similarity == "l2" else 1 - d
         return out_s, [list(r) for r in res["ids"]]
+
+    def _chunks(self, doc_field: str, doc_ids: list[str]) -> Iterable[tuple[str, object]]:
+        ints = [int(d) for d in doc_ids if d.isdigit()]  # a metadata value may be stored as a number
+        for values in (doc_ids, ints):
+            if values:
+                got = self.collection.get(where={doc_field: {"$in": values}}, include=["metadatas"])
+                for i, meta in zip(got["ids"], got["metadatas"] or []):
+                    yield str(i), (meta or {}).get(doc_field)

@@ -11,7 +11,7 @@ your application searches with.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ class LanceDBStore(BaseStore):
 
     #: exact search here is one query at a time over every row (or a scan): one streamed scan is faster
     prefers_scan = True
+    supports_doc_field = True
 
     def __init__(
         self,
@@ -146,6 +147,26 @@ class LanceDBStore(BaseStore):
         )
         vecs = _vectors(got.column(self.vector_column), self.dim)
         return dict(zip((str(i) for i in got.column(self.id_column).to_pylist()), vecs))
+
+    def _chunks(self, doc_field: str, doc_ids: list[str]) -> Iterable[tuple[str, object]]:
+        _, pa = _libs()
+        schema = self.table.schema
+        if doc_field not in schema.names:
+            raise StoreError(f"{self.label} has no column {doc_field!r} to read document ids from ({schema.names})")
+        if pa.types.is_integer(schema.field(doc_field).type):
+            cond = ", ".join(d for d in doc_ids if d.isdigit())
+        else:
+            cond = _quote(doc_ids)
+        if not cond:
+            return
+        got = (
+            self.table.search()
+            .where(f"{doc_field} IN ({cond})")
+            .select([self.id_column, doc_field])
+            .limit(max(1, self.count()))
+            .to_arrow()
+        )
+        yield from zip((str(i) for i in got.column(self.id_column).to_pylist()), got.column(doc_field).to_pylist())
 
     def _put(self, ids: list[str], vectors: np.ndarray) -> None:
         self.table.merge_insert(self.id_column).when_matched_update_all().execute(self._arrow(ids, vectors))

@@ -13,7 +13,7 @@ restores a Python-float vector bit for bit.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,9 @@ class MemoryStore(BaseStore):
         owner: the framework object the mapping belongs to: keys the shared in-memory ledger (default: none, the
             ledger lives with this store object).
         name: how messages name the store.
+        metadata: id -> metadata dict of each record, where :meth:`chunks_of` reads ``doc_field`` (a dotted
+            path such as ``"a.b"`` reaches nested dicts). Default: the records themselves, looking inside their
+            ``"metadata"`` dict too (LangChain's ``InMemoryVectorStore`` keeps ``{"vector", "text", "metadata"}``).
     """
 
     ledger_dtype = "<f8"
@@ -46,6 +49,7 @@ class MemoryStore(BaseStore):
         owner: Any = None,
         name: str = "in-memory store",
         batch_size: int = 4096,
+        metadata: Mapping[Any, Any] | None = None,
     ) -> None:
         if similarity not in SIMILARITIES:
             raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}")
@@ -55,11 +59,14 @@ class MemoryStore(BaseStore):
         self.batch_size = batch_size
         self.ledger_owner = owner  # None: this store object keeps its own in-memory ledger
         self.name = name
+        self.metadata = metadata
         first = next(iter(records.values()), None)
         if first is None:
             raise StoreError(f"the {name} holds no documents")
         self.dim = len(self._vector(first))
         self._key = {str(k): k for k in records}
+
+    supports_doc_field = True
 
     @property
     def label(self) -> str:
@@ -109,3 +116,22 @@ class MemoryStore(BaseStore):
             part = ids[b0 : b0 + batch]
             got = self._get(part)
             yield part, np.stack([got[i] for i in part]).astype(np.float32)
+
+    def _chunks(self, doc_field: str, doc_ids: list[str]) -> Iterable[tuple[str, object]]:
+        wanted = set(doc_ids)
+        source = self.metadata if self.metadata is not None else self.records
+        for key, meta in source.items():
+            value = _dotted(meta, doc_field)
+            if value is None and isinstance(meta, Mapping):  # a framework record's own metadata dict
+                value = _dotted(meta.get("metadata"), doc_field)
+            if value is not None and str(value) in wanted:
+                yield str(key), value
+
+
+def _dotted(record: Any, path: str) -> Any:
+    """``record[a][b]`` for ``path == "a.b"`` (None where a level is missing or not a mapping)."""
+    for part in path.split("."):
+        if not isinstance(record, Mapping) or part not in record:
+            return None
+        record = record[part]
+    return record

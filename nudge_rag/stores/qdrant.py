@@ -12,7 +12,7 @@ stored as computed; NUDGE-M is refused on such a collection (use DOT distance).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,12 @@ class QdrantStore(BaseStore):
         collection: collection name.
         vector_name: the named vector to use (default: the unnamed vector, or the only named one).
         own_client: close the client in :meth:`close` (True when built from a URI).
+
+    :meth:`chunks_of` reads a payload key; a dotted ``doc_field`` (``"metadata.doc_id"``, where LangChain keeps
+    metadata) reaches nested payload.
     """
+
+    supports_doc_field = True
 
     def __init__(
         self,
@@ -177,3 +182,23 @@ class QdrantStore(BaseStore):
                 out_s[v0 + j, : len(pts)] = scores
                 out_ids.append([str(p.id) for p in pts])
         return out_s, out_ids
+
+    def _chunks(self, doc_field: str, doc_ids: list[str]) -> Iterable[tuple[str, object]]:
+        models = _models()
+        ints = [int(d) for d in doc_ids if d.isdigit()]  # a payload value may be stored as a number
+        for values in (doc_ids, ints):
+            if not values:
+                continue
+            flt = models.Filter(must=[models.FieldCondition(key=doc_field, match=models.MatchAny(any=values))])
+            offset = None
+            while True:
+                recs, offset = self.client.scroll(
+                    self.collection, scroll_filter=flt, limit=self.batch_size, offset=offset, with_payload=True
+                )
+                for r in recs:
+                    value: Any = r.payload or {}
+                    for part in doc_field.split("."):
+                        value = value.get(part) if isinstance(value, dict) else None
+                    yield str(r.id), value
+                if offset is None:
+                    break
