@@ -4,9 +4,10 @@ The solver is NumPy-only; text loading, embedding models and framework adapters 
 """
 
 from .compat import NUDGEM, NUDGEN
-from .corpus import ArrayCorpus, Corpus
+from .corpus import ArrayCorpus, Corpus, register_corpus_adapter
 from .estimators import DEFAULT_GAMMAS_N, InvalidParameterError, NotFittedError, NudgeM, NudgeN
 from .evaluation import DEFAULT_METRICS, evaluate
+from .finetune import FinetuneReport, Questions
 from .metrics import hit_at_k, mrr_at_k, ndcg_at_k, recall_at_k
 from .patch import Patch
 from .persistence import load, save
@@ -23,7 +24,10 @@ __all__ = [
     "QueryAnswers",
     "Corpus",
     "ArrayCorpus",
+    "register_corpus_adapter",
     "Patch",
+    "Questions",
+    "FinetuneReport",
     "NotFittedError",
     "InvalidParameterError",
     "DEFAULT_GAMMAS_N",
