@@ -6,6 +6,13 @@ Two phases in separate processes, so that the fit process never held the corpus:
     nice -n 10 .venv/bin/python benchmarks/bench_store_scale.py load --store pgvector --n 1000000 --dir /tmp/scale
     nice -n 10 .venv/bin/python benchmarks/bench_store_scale.py fit --store pgvector --dir /tmp/scale
 
+Store fit against the in-memory fit of the same data, each in its own fresh process (ratio and peak RSS, one run):
+
+    nice -n 10 .venv/bin/python benchmarks/bench_store_scale.py compare --store pgvector --n 1000000 --dir /tmp/scale
+
+``compare`` runs ``memfit`` (regenerates the same data, times ``NudgeN().fit`` on it in RAM) and ``fit`` as two
+subprocesses and prints their JSON lines and one summary line: in-memory fit seconds, store fit seconds (open +
+fit + write, revert apart), their ratio, and each process's peak RSS (``VmHWM``).
 ``load`` builds synthetic clustered data (:func:`nudge_rag.synthetic.make_synthetic`, 384-d, 10k training and
 1k validation queries), streams the documents into the store and saves the queries; ``fit`` opens the store,
 runs :func:`nudge_rag.stores.finetune_store` (exact competitors), reverts, and prints one JSON line.
@@ -18,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -103,6 +111,72 @@ def load(args) -> None:
     )
 
 
+def _vm_hwm_mib() -> float:
+    """Peak resident set size of this process (MiB): ``VmHWM`` from /proc, else ``ru_maxrss``."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def memfit(args) -> None:
+    """The in-memory reference: the same synthetic data regenerated (not timed), ``NudgeN().fit`` timed."""
+    from nudge_rag import NudgeN
+    from nudge_rag.synthetic import make_synthetic
+
+    data = make_synthetic(args.n, n_train=args.train, n_val=args.val, n_test=10, dim=D, seed=0)
+    t0 = time.perf_counter()
+    model = NudgeN().fit(data.documents, data.train, data.val)
+    fit_s = time.perf_counter() - t0
+    print(
+        json.dumps(
+            {
+                "phase": "memfit",
+                "n": args.n,
+                "gamma": float(model.gamma_),
+                "moved": int(len(model.patch_.rows)),
+                "fit_s": round(fit_s, 2),
+                "peak_rss_mib": round(_vm_hwm_mib()),
+            }
+        )
+    )
+
+
+def compare(args) -> None:
+    """``memfit`` and ``fit`` in two fresh processes, then the ratio of their fit times."""
+    out = {}
+    for phase in ("memfit", "fit"):
+        cmd = [sys.executable, __file__, phase, "--store", args.store, "--n", str(args.n), "--dir", str(args.dir)]
+        cmd += ["--train", str(args.train), "--val", str(args.val)]
+        res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if res.returncode != 0:
+            raise SystemExit(f"{phase} failed:\n{res.stderr[-3000:]}")
+        line = [x for x in res.stdout.splitlines() if x.startswith("{")][-1]
+        print(line, flush=True)
+        out[phase] = json.loads(line)
+    mem, st = out["memfit"], out["fit"]
+    store_s = st["open_s"] + st["fit_s"]
+    print(
+        json.dumps(
+            {
+                "phase": "compare",
+                "store": args.store,
+                "n": st["n"],
+                "memory_fit_s": mem["fit_s"],
+                "store_fit_s": round(store_s, 2),
+                "ratio": round(store_s / mem["fit_s"], 3),
+                "same_gamma": mem["gamma"] == st["gamma"],
+                "same_moved": mem["moved"] == st["moved"],
+                "memory_peak_rss_mib": mem["peak_rss_mib"],
+                "store_peak_rss_mib": st["peak_rss_mib"],
+            }
+        )
+    )
+
+
 def fit(args) -> None:
     from nudge_rag.stores import finetune_store, open_store
 
@@ -122,6 +196,7 @@ def fit(args) -> None:
         store, train, val, embed_queries={**tv, **vv}, scan=args.store == "pgvector", show_progress=False
     )
     t1 = time.perf_counter()
+    fit_s = t1 - t0 - open_s
     reverted = store.revert()
     revert_s = time.perf_counter() - t1
     store.close()
@@ -139,11 +214,12 @@ def fit(args) -> None:
                 "vectors_read": report.vectors_read,
                 "val_score": [report.val_base_score, report.val_score],
                 "open_s": round(open_s, 2),
+                "fit_s": round(fit_s, 2),
                 "seconds": report.seconds,
                 "revert_s": round(revert_s, 2),
-                "reverted": reverted,
+                "reverted": int(reverted.restored),
                 "rss_before_open_mib": round(rss0),
-                "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+                "peak_rss_mib": round(_vm_hwm_mib()),
             }
         )
     )
@@ -151,7 +227,7 @@ def fit(args) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("phase", choices=("load", "fit", "stop"))
+    p.add_argument("phase", choices=("load", "fit", "memfit", "compare", "stop"))
     p.add_argument("--store", choices=("pgvector", "qdrant"), default="pgvector")
     p.add_argument("--n", type=int, default=1_000_000)
     p.add_argument("--train", type=int, default=10_000)
@@ -162,6 +238,10 @@ def main() -> None:
         load(args)
     elif args.phase == "fit":
         fit(args)
+    elif args.phase == "memfit":
+        memfit(args)
+    elif args.phase == "compare":
+        compare(args)
     else:
         _pg(args.dir, "stop").cleanup()
 

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import queue
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Generator, Iterator
 from typing import Any
 
 import numpy as np
@@ -39,6 +41,15 @@ __all__ = ["PgVectorStore"]
 _INSTALL = 'pgvector stores need psycopg and pgvector: pip install "nudge-rag[stores]" (or "psycopg[binary]" pgvector)'
 #: Bytes of a binary COPY parsed at once by :meth:`PgVectorStore._scan`.
 _COPY_CHUNK = 4 << 20
+#: Blocks the scan's COPY reader thread may fill ahead of the scorer.
+_READ_AHEAD = 2
+_END = object()
+
+
+class _Stopped(Exception):
+    """The scan's consumer stopped early: the reader thread leaves the COPY (cancelling it)."""
+
+
 #: pgvector's bounds on ``hnsw.ef_search``: its default and its maximum.
 EF_SEARCH_DEFAULT, EF_SEARCH_MAX = 40, 1000
 # pgvector operator (distance) and "distance -> higher-is-better score" per similarity
@@ -84,12 +95,6 @@ def _copy_record(dim: int, width: int) -> np.dtype:
             ("id", f"S{width}"),
         ]
     )
-
-
-def _decode(recs: np.ndarray, dim: int) -> tuple[list[str], np.ndarray]:
-    if recs.size and (recs["dim"] != dim).any():
-        raise StoreError(f"a stored vector does not have {dim} dimensions")
-    return np.char.decode(recs["id"], "utf-8").tolist(), recs["vec"].astype(np.float32)
 
 
 class PgVectorStore(BaseStore):
@@ -301,9 +306,55 @@ class PgVectorStore(BaseStore):
     prefers_scan = True
 
     def _scan(self, batch: int) -> Iterator[tuple[list[str], np.ndarray]]:
-        """Every row as (ids, (b, d) float32), streamed with one binary ``COPY ... TO STDOUT`` whose rows have a
-        fixed width (the vector, then the id zero-padded to the longest), parsed by NumPy in
-        blocks: no per-row Python."""
+        """Every row as (ids, (b, d) float32) blocks of ``batch`` rows (the last one shorter), streamed with one
+        binary ``COPY ... TO STDOUT`` by a reader thread that fills fixed-size NumPy blocks while the caller
+        scores the previous ones (at most ``_READ_AHEAD`` blocks wait in between, so memory is
+        O(batch x d) whatever the table's size). Rows come in the table's scan order; the blocks' contents do
+        not depend on ``batch`` or on how the bytes arrive."""
+        blocks: queue.Queue[Any] = queue.Queue(maxsize=_READ_AHEAD)
+        stop = threading.Event()
+
+        def hand_over(item: Any) -> bool:
+            while not stop.is_set():
+                try:
+                    blocks.put(item, timeout=0.05)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def reader() -> None:
+            gen = self._copy_blocks(batch, stop)
+            try:
+                for item in gen:
+                    if not hand_over(item):
+                        return
+                hand_over(_END)
+            except BaseException as exc:  # handed to the consumer, raised there
+                hand_over(exc)
+            finally:
+                gen.close()
+
+        thread = threading.Thread(target=reader, name="nudge-rag-pgvector-scan", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = blocks.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            thread.join()
+
+    def _copy_blocks(self, batch: int, stop: threading.Event) -> Generator[tuple[list[str], np.ndarray], None, None]:
+        """The rows of one binary ``COPY``, whose rows have a fixed width (the vector, then the id zero-padded to
+        the longest), parsed by NumPy every ``_COPY_CHUNK`` bytes (no per-row Python beyond collecting the bytes)
+        and copied into (batch, d) float32 blocks; stops (cancelling the COPY) once ``stop`` is set."""
+        if batch < 1:
+            raise ValueError(f"batch must be >= 1, got {batch}")
         with self.conn.transaction():
             row = self.conn.execute(
                 self._q("SELECT COALESCE(max(octet_length({i}::text)), 0) FROM {t}{w}"), self._where_args
@@ -318,31 +369,42 @@ class PgVectorStore(BaseStore):
             )
             copy_sql = self._sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(select)
             rec = _copy_record(self.dim, width)
+            block = np.empty((batch, self.dim), dtype=np.float32)
+            block_ids: list[str] = []
             with self.conn.cursor() as cur, cur.copy(copy_sql, self._where_args or None) as copy:
-                parts: list[bytes] = []  # libpq hands over one row per block: join them, parse ~4 MiB at once
-                size, rest, skip = 0, b"", -1
-                pending_ids: list[str] = []
-                pending: list[np.ndarray] = []
-                for block in itertools.chain(copy, [b""]):
-                    parts.append(bytes(block))
-                    size += len(block)
-                    if size < _COPY_CHUNK and block:
+                parts: list[bytes] = []  # libpq hands over one row per message: join them, parse ~4 MiB at once
+                size, rest, header = 0, b"", True
+                for piece in itertools.chain(copy, [b""]):
+                    if stop.is_set():
+                        raise _Stopped  # leaving the COPY with an exception cancels it on the server
+                    parts.append(bytes(piece))
+                    size += len(piece)
+                    if size < _COPY_CHUNK and piece:
                         continue
                     buf = rest + b"".join(parts)
                     parts, size = [], 0
-                    if skip < 0:  # the header: signature, flags, extension length
-                        skip = 19 + int.from_bytes(buf[15:19], "big")
-                        buf = buf[skip:]
-                    whole = len(buf) // rec.itemsize * rec.itemsize
-                    recs = np.frombuffer(buf[:whole], dtype=rec)
-                    rest = buf[whole:]
-                    ids, vecs = _decode(recs[recs["nfields"] == 2], self.dim)
-                    pending_ids += ids
-                    pending.append(vecs)
-                    while len(pending_ids) >= batch or (not block and pending_ids):
-                        allv = np.concatenate(pending)
-                        yield pending_ids[:batch], allv[:batch]
-                        pending_ids, pending = pending_ids[batch:], [allv[batch:]]
+                    if header:  # signature, flags, extension length
+                        buf = buf[19 + int.from_bytes(buf[15:19], "big") :]
+                        header = False
+                    whole = len(buf) // rec.itemsize
+                    recs = np.frombuffer(buf, dtype=rec, count=whole)
+                    rest = buf[whole * rec.itemsize :]
+                    recs = recs[recs["nfields"] == 2]
+                    if recs.size and (recs["dim"] != self.dim).any():
+                        raise StoreError(f"a stored vector does not have {self.dim} dimensions")
+                    ids = np.char.decode(recs["id"], "utf-8").tolist()
+                    done = 0
+                    while done < len(ids):
+                        take = min(batch - len(block_ids), len(ids) - done)
+                        fill = len(block_ids)
+                        block[fill : fill + take] = recs["vec"][done : done + take]  # big-endian -> float32
+                        block_ids += ids[done : done + take]
+                        done += take
+                        if len(block_ids) == batch:
+                            yield block_ids, block
+                            block, block_ids = np.empty((batch, self.dim), dtype=np.float32), []
+                if block_ids:
+                    yield block_ids, block[: len(block_ids)]
 
     def _search(self, queries: np.ndarray, k: int, exact: bool) -> tuple[np.ndarray, list[list[str]]]:
         try:
