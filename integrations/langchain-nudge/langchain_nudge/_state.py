@@ -13,11 +13,9 @@ import numpy as np
 
 from langchain_nudge._pairs import content_key
 from nudge_rag.files import atomic_write
-from nudge_rag.finetune import FinetuneReport
 
 __all__ = [
     "FittedState",
-    "NudgeEmbeddingsReport",
     "known_dimension",
     "StateFileError",
     "save_state",
@@ -238,19 +236,6 @@ def load_state(path: str | os.PathLike, dimension: int | None = None) -> tuple[F
     except ValueError as exc:
         raise bad(str(exc)) from None
     return state, meta
-
-
-@dataclass
-class NudgeEmbeddingsReport(FinetuneReport):
-    """:class:`nudge_rag.finetune.FinetuneReport` plus ``source``: what the fit read (a store's name or
-    ``"documents"``). :attr:`NudgeEmbeddings.report_` is its dict, with ``validation`` (``"given"``,
-    ``"carved"`` or ``"none (fixed gamma)"``) and ``metric`` (the metric gamma was chosen on) kept as aliases."""
-
-    source: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        legacy = {"none": "none (fixed gamma)"}.get(self.val_source, self.val_source)
-        return {**self.to_dict(), "validation": legacy, "metric": self.val_metric}
 
 
 def known_dimension(emb: Any) -> int | None:

@@ -17,7 +17,6 @@ from tqdm.auto import tqdm
 from langchain_nudge._pairs import Corpus, QuestionPairsInput, content_key, normalize_pairs, resolve_pairs
 from langchain_nudge._state import (
     FittedState,
-    NudgeEmbeddingsReport,
     as_float_list,
     known_dimension,
     load_state,
@@ -40,11 +39,13 @@ from nudge_rag import NotFittedError, NudgeM, NudgeN
 from nudge_rag.concurrent import gather_in_batches
 from nudge_rag.finetune import (
     DEFAULT_VAL_FRACTION,
+    FinetuneReport,
     canonical_variant,
     check_question_vectors,
     finetune_pairs,
     make_model,
 )
+from nudge_rag.stores import StoreFinetuneReport
 
 __all__ = ["NudgeEmbeddings", "QUERY_BATCH_SIZE", "queries_embed_like_documents", "embed_questions"]
 
@@ -114,16 +115,21 @@ def _dispatch(name: str, data: dict[str, Any]) -> None:
         pass
 
 
-def _end_event(report: dict[str, Any], n_written: int) -> dict[str, Any]:
+def _end_event(report: FinetuneReport, n_written: int) -> dict[str, Any]:
     return {
-        "gamma": report.get("gamma"),
-        "val_metrics_before": dict(report.get("val_metrics_before") or {}),
-        "val_metrics_after": dict(report.get("val_metrics_after") or {}),
+        "gamma": report.gamma,
+        "val_metrics_before": dict(report.val_metrics_before),
+        "val_metrics_after": dict(report.val_metrics_after),
         "n_written": int(n_written),
-        "n_train_questions": report.get("n_train_questions"),
-        "n_val_questions": report.get("n_val_questions"),
-        "seconds": dict(report.get("seconds") or {}),
+        "n_train_questions": report.n_train_questions,
+        "n_val_questions": report.n_val_questions,
+        "seconds": dict(report.seconds),
     }
+
+
+def _report_from_dict(data: Mapping[str, Any]) -> FinetuneReport:
+    """The report saved in a state file: a store fit's (it has ``written``) or an in-memory fit's."""
+    return (StoreFinetuneReport if "written" in data else FinetuneReport).from_dict(data)
 
 
 class NudgeEmbeddings(Embeddings):
@@ -197,7 +203,7 @@ class NudgeEmbeddings(Embeddings):
         self.show_progress = show_progress
         make_model(self.variant, gamma=gamma, **self.solver_params)  # validate the parameters now, not at fit time
         self._state: FittedState | None = None
-        self._report: dict[str, Any] | None = None  # of the last fit, in the lookup table or in a store
+        self._report: FinetuneReport | None = None  # of the last fit, in the lookup table or in a store
         self.model_: NudgeN | NudgeM | None = None
 
     # ------------------------------------------------------------------------------------------ properties
@@ -219,14 +225,17 @@ class NudgeEmbeddings(Embeddings):
     @property
     def gamma_(self) -> float:
         """The step size used by the last fit (chosen on validation questions unless fixed)."""
-        return float(self.report_["gamma"])
+        return float(self.report_.gamma or 0.0)
 
     @property
-    def report_(self) -> dict[str, Any]:
-        """What the last fit (:meth:`fit` or :meth:`fit_vectorstore`) did: counts, gamma, validation before/after."""
+    def report_(self) -> FinetuneReport:
+        """What the last fit did, as the core report object (attributes, ``to_dict()``, a few-line ``str``): a
+        :class:`nudge_rag.finetune.FinetuneReport` after :meth:`fit`, a :class:`nudge_rag.stores.StoreFinetuneReport`
+        (plus the store, rows written and skipped) after :meth:`fit_vectorstore`."""
         if self._report is None:
             self._fitted()  # the not-fitted error
-        return dict(self._report or {})
+            raise NotFittedError("no fit report: this NudgeEmbeddings was not fitted in this process")
+        return self._report
 
     @property
     def embeddings_(self) -> np.ndarray:
@@ -338,7 +347,6 @@ class NudgeEmbeddings(Embeddings):
             seed=seed,
             metric=params.pop("metric", None),
             params=params,
-            report_cls=NudgeEmbeddingsReport,
         )
 
     def fit(
@@ -376,7 +384,7 @@ class NudgeEmbeddings(Embeddings):
                 between the base model and the stored vectors.
         """
         _dispatch("nudge_fit_start", {"variant": self.variant, "target": "lookup table"})
-        docs, vectors, kind = read_source(source, self.underlying_embeddings)
+        docs, vectors = read_source(source, self.underlying_embeddings)
         corpus = Corpus.from_documents(docs)
         train = resolve_pairs(normalize_pairs(questions, "questions"), corpus, "questions")
         val = None
@@ -385,13 +393,12 @@ class NudgeEmbeddings(Embeddings):
         args = self._solver_args(int(vectors.shape[1]), val_fraction, seed, question_vectors)
         result = finetune_pairs(vectors, train, val, row_of={r: r for r in range(len(docs))}, **args)
         model, report = result.model, result.report
-        report.source = kind
-        self._adopt(model, report.as_dict(), corpus.ids, corpus.keys, model.embeddings_)
+        self._adopt(model, report, corpus.ids, corpus.keys, model.embeddings_)
         logger.info("NUDGE fit: %s", report)
-        _dispatch("nudge_fit_end", _end_event(self._report or {}, 0))
+        _dispatch("nudge_fit_end", _end_event(report, 0))
         return self
 
-    def _adopt(self, model: Any, report: dict[str, Any], ids: Sequence[Any], keys: list[bytes], vectors: Any) -> None:
+    def _adopt(self, model: Any, report: FinetuneReport, ids: Sequence[Any], keys: list[bytes], vectors: Any) -> None:
         """Swap in a new lookup table (only once a fit has fully succeeded): ``vectors`` (N, d) of ``ids``."""
         self._state = FittedState(
             variant=self.variant,
@@ -399,7 +406,7 @@ class NudgeEmbeddings(Embeddings):
             ids=tuple(ids),
             keys=np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 32).copy(),
             embeddings=np.array(vectors, dtype=np.float32),
-            report=report,
+            report=report.to_dict(),
             gammas=None if model.val_scores_ is None else np.asarray(model.gammas_),
             val_scores=None if model.val_scores_ is None else np.asarray(model.val_scores_),
         )
@@ -442,43 +449,31 @@ class NudgeEmbeddings(Embeddings):
     ) -> VectorStore:
         """Fit on the vectors ``store`` holds and write the moved ones back into it, by document id.
 
-        In place on ``PGVector`` (langchain-postgres), ``QdrantVectorStore``, ``Chroma``, ``Milvus``, ``FAISS`` and
-        ``InMemoryVectorStore``: pairs name the store's document ids; the fit reads only the vectors they name plus
-        one competitor search per validation question; only moved documents change; queries keep the base model.
-        NUDGE-M is refused unless the store ranks by inner product. :meth:`revert_vectorstore` restores the
-        originals. :attr:`report_` (and ``store_report_``) tell what was done. When the store returns the moved
-        documents by id (``get_by_ids``: all but Milvus), they become the lookup table (:attr:`embeddings_`,
-        :meth:`save`, then ``load(...).nudge_vectorstore(original)`` reproduces the store); otherwise the
-        table is left as it was. A store of a :func:`register_adapter` adapter gets :meth:`fit` and
-        :meth:`nudge_vectorstore` (a copy) instead. Arguments as in :meth:`fit`.
+        In place on every supported store (:data:`~langchain_nudge.vectorstores.IN_PLACE_STORES`: ``PGVector``,
+        ``QdrantVectorStore``, ``Chroma``, ``Milvus``, ``FAISS``, ``InMemoryVectorStore``, ``SQLiteVec``, ``DuckDB``,
+        ``Typesense``), through :mod:`nudge_rag.stores` (ledger, compare-and-set): pairs name the store's document
+        ids; the fit reads only the vectors they name plus one competitor search per validation question; only
+        moved documents change; queries keep the base model. NUDGE-M is refused unless the store ranks by inner
+        product. :meth:`revert_vectorstore` restores the originals; :attr:`report_` (a
+        ``nudge_rag.stores.StoreFinetuneReport``) tells what was done. When the store returns the moved documents
+        by id (``get_by_ids``), they become the lookup table (:attr:`embeddings_`, :meth:`save`, then
+        ``load(...).nudge_vectorstore(original)`` reproduces the store); otherwise the table is left as it was.
+        Any other store raises ``TypeError`` (nothing is copied). Arguments as in :meth:`fit`.
 
         Returns:
-            ``store`` itself (written in place), or the nudged copy for a registered adapter.
+            ``store`` itself, written in place.
         """
         core = core_store(store)
         if core is None:
-            try:
-                adapter = get_adapter(store)
-            except TypeError:
-                raise unsupported_store(store) from None
-            adapter.check_variant(self.variant, store)
-            self.fit(
-                store,
-                questions,
-                validation=validation,
-                val_fraction=val_fraction,
-                seed=seed,
-                question_vectors=question_vectors,
-            )
-            return self.nudge_vectorstore(store)
+            raise unsupported_store(store)
         _dispatch("nudge_fit_start", {"variant": self.variant, "target": core.describe()})
         args = self._solver_args(core.dim, val_fraction, seed, question_vectors)
         result, written = fit_in_place(core, questions, validation, **args)
-        model, report = result.model, result.report.as_dict()
+        model, report = result.model, result.report
         moved = documents_by_id(store, written) if written else None
         if moved is not None:  # the moved documents become the lookup table (save, nudge_vectorstore, ...)
             self._adopt(model, report, written, [content_key(d.page_content) for d in moved], model.patch_.new)
-        self.model_, self._report, self.store_report_ = model, report, report
+        self.model_, self._report = model, report
         self._keep_nudges_on_readd(store, written, moved is not None)
         _dispatch("nudge_fit_end", _end_event(report, len(written)))
         return store
@@ -567,5 +562,5 @@ class NudgeEmbeddings(Embeddings):
         """
         state, _ = load_state(path, known_dimension(underlying_embeddings))
         out = cls(underlying_embeddings, variant=state.variant, **kwargs)
-        out._state, out._report = state, state.report
+        out._state, out._report = state, _report_from_dict(state.report)
         return out

@@ -17,7 +17,7 @@ from langchain_core.documents import Document
 
 from langchain_nudge._pairs import QuestionPairsInput, normalize_pairs
 from nudge_rag.finetune import FinetuneResult, Questions, group_pairs
-from nudge_rag.stores import BaseStore, StoreError, fit_store
+from nudge_rag.stores import BaseStore, StoreError, StoreFinetuneReport, fit_store
 
 __all__ = [
     "IN_PLACE_STORES",
@@ -90,9 +90,9 @@ def unsupported_store(store: Any) -> TypeError:
     """The one error for a store that is neither written in place nor handled by a registered adapter."""
     names = [f"{name} ({package})" for name, package in IN_PLACE_STORES]
     return TypeError(
-        f"unsupported vector store {type(store).__name__}: its stored vectors cannot be read or replaced "
-        f"(supported: {', '.join(names)}). Pass its documents (a list of Document) to NudgeEmbeddings.fit, or "
-        "register_adapter() one."
+        f"unsupported vector store {type(store).__name__}: its stored vectors cannot be written in place "
+        f"(supported: {', '.join(names)}). Pass its documents (a list of Document) to NudgeEmbeddings.fit for a "
+        "lookup table, or fit the database itself through nudge_rag.stores."
     )
 
 
@@ -121,14 +121,23 @@ def fit_in_store(
     """Fit on ``store`` (:func:`nudge_rag.stores.fit_store`: pairs name its document ids) and write only the moved
     vectors back, by id.
 
-    Returns the fit and the ids written. ``ValueError`` (nothing written) when the pairs name unknown ids or a
+    Returns the fit (its report a :class:`~nudge_rag.stores.StoreFinetuneReport`) and the ids written.
+    ``ValueError`` (nothing written) when the pairs name unknown ids or a
     non-cosine store holds vectors that are not unit-norm.
     """
     try:
-        fit = fit_store(store, train, val, embed_queries=embed_queries, **solver_args)
+        fit = fit_store(store, train, val, embed_queries=embed_queries, report_cls=StoreFinetuneReport, **solver_args)
     except StoreError as exc:
         raise ValueError(str(exc)) from None
-    return fit.result, fit.write(store)
+    written = fit.write(store)
+    report = fit.result.report
+    assert isinstance(report, StoreFinetuneReport)
+    report.store, report.store_similarity = store.describe(), store.similarity
+    report.vectors_read = int(fit.corpus.stats["fetched"])
+    report.revert = "NudgeEmbeddings.revert_vectorstore(store)" if written else "nothing written"
+    if fit.write_result is not None:
+        report.record_write(fit.write_result)
+    return fit.result, written
 
 
 def fit_in_place(
@@ -141,7 +150,6 @@ def fit_in_place(
     with core:
         val = None if validation is None else pairs_by_id(validation, "validation")
         result, written = fit_in_store(core, pairs_by_id(questions, "questions"), val, **solver_args)
-        result.report.source = core.describe()
     return result, written
 
 

@@ -286,8 +286,8 @@ def _stack(vectors: Sequence[Any], name: str) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------- reading a source
-def read_source(source: VectorStore | Sequence[Document], base: Embeddings) -> tuple[list[Document], np.ndarray, str]:
-    """The documents a fit runs on, their vectors (row-aligned) and a name of the source.
+def read_source(source: VectorStore | Sequence[Document], base: Embeddings) -> tuple[list[Document], np.ndarray]:
+    """The documents a fit runs on and their vectors (row-aligned).
 
     A vector store's stored vectors are read as they are (through its adapter); a list of ``Document`` is
     embedded once with ``base``. Empty sources and malformed inputs raise with a clear message.
@@ -303,7 +303,6 @@ def read_source(source: VectorStore | Sequence[Document], base: Embeddings) -> t
                 stacklevel=3,
             )
         docs, vectors = adapter.extract(source)
-        kind = adapter.name
     elif isinstance(source, (list, tuple)):
         docs = list(source)
         for n, doc in enumerate(docs):
@@ -315,11 +314,10 @@ def read_source(source: VectorStore | Sequence[Document], base: Embeddings) -> t
             if len(raw) != len(docs):
                 raise ValueError(f"the base embeddings returned {len(raw)} vectors for {len(docs)} documents")
             vectors = np.asarray(raw, dtype=np.float32)
-        kind = "documents"
     else:
         raise TypeError(f"source must be a vector store or a list of Document, got {type(source).__name__}")
     if not docs:
         raise ValueError("the source holds no documents")
     if vectors.ndim != 2 or vectors.shape[0] != len(docs):
         raise ValueError(f"expected one vector per document, got an array of shape {vectors.shape}")
-    return docs, vectors, kind
+    return docs, vectors

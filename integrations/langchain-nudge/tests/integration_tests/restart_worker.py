@@ -43,7 +43,7 @@ def main(workdir: Path) -> None:
         "faiss": sup.retrieve_ids(faiss_store, questions["faiss"], k=10),
         "inmemory": sup.retrieve_ids(re_nudged, questions["inmemory"], k=10),
         "in_place": sup.retrieve_ids(in_place, questions["in_place"], k=10),
-        "report": wrapper.report_,
+        "report": wrapper.report_.to_dict(),
         "torch_loaded": "torch" in sys.modules,
     }
     (workdir / "results.json").write_text(json.dumps(results))

@@ -59,4 +59,4 @@ def test_save_then_load_in_a_new_process_gives_the_same_results(scifact, sup, tm
     assert got["faiss"] == expected["faiss"]
     assert got["inmemory"] == expected["inmemory"]
     assert got["in_place"] == expected["in_place"]
-    assert got["report"] == wrapper.report_ and not got["torch_loaded"]
+    assert got["report"] == wrapper.report_.to_dict() and not got["torch_loaded"]

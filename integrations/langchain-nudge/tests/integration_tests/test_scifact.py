@@ -72,13 +72,13 @@ def test_inmemory_swap_in_improves_held_out_retrieval(scifact, emb, sup):
     report = nudged_emb.report_
     n_questions = len(scifact.answers("train"))  # distinct claim texts (a few train claims share a text)
     # the one carving rule (nudge_rag.finetune.carve_rows): floor(0.1 * n), the default fraction of every caller
-    assert report["validation"] == "carved" and report["n_val_questions"] == int(0.1 * n_questions)
-    assert report["n_train_questions"] == n_questions - report["n_val_questions"] and report["gamma"] > 0
-    assert report["val_score"] > report["val_base_score"] and report["n_moved"] > 300
+    assert report.val_source == "carved" and report.n_val_questions == int(0.1 * n_questions)
+    assert report.n_train_questions == n_questions - report.n_val_questions and report.gamma > 0
+    assert report.val_score > report.val_base_score and report.n_moved > 300
     # written in place: same ids, texts and metadata; only moved documents' vectors differ
     assert nudged is store and set(store.store) == set(before_records)
     changed = {k for k, v in store.store.items() if v["vector"] != before_records[k][2]}
-    assert len(changed) == report["n_moved"]
+    assert len(changed) == report.n_moved
     for doc_id, rec in store.store.items():
         text, meta, vector = before_records[doc_id]
         assert rec["text"] == text and rec["metadata"] == meta
@@ -110,7 +110,7 @@ def test_faiss_swap_in_improves_held_out_retrieval(scifact, emb, faiss_stores, s
     assert wrapper.fit_vectorstore(store, scifact.pairs("train")) is store  # in place, by id
     try:
         after = store.index.reconstruct_n(0, store.index.ntotal)
-        assert int((np.abs(after - before).max(axis=1) > 0).sum()) == wrapper.report_["n_moved"]
+        assert int((np.abs(after - before).max(axis=1) > 0).sum()) == wrapper.report_.n_moved
         nudged_rate = sup.hit_rate(store, held_out, k=10)
         assert nudged_rate >= base_rate + 0.05, (base_rate, nudged_rate)
 
@@ -124,7 +124,7 @@ def test_faiss_swap_in_improves_held_out_retrieval(scifact, emb, faiss_stores, s
         assert sup.retrieve_ids(live_store, list(sample), k=5) == sup.retrieve_ids(store, list(sample), k=5)
         assert live_model.live_queries == 12 and live_model.live_documents == 0
     finally:
-        assert NudgeEmbeddings.revert_vectorstore(store) == wrapper.report_["n_moved"]
+        assert NudgeEmbeddings.revert_vectorstore(store) == wrapper.report_.n_moved
     np.testing.assert_array_equal(store.index.reconstruct_n(0, store.index.ntotal), before)
 
 
@@ -149,7 +149,7 @@ def test_generated_questions_swap_in(scifact, emb, faiss_stores, sup):
     wrapper = NudgeEmbeddings(emb)
     wrapper.fit_vectorstore(store, result)
     try:
-        assert wrapper.report_["validation"] == "carved"
+        assert wrapper.report_.val_source == "carved"
         nudged_rate = sup.hit_rate(store, held_out, k=10)
         assert nudged_rate >= base_rate + 0.04, (base_rate, nudged_rate)
     finally:

@@ -214,9 +214,9 @@ def test_fit_dispatches_custom_events_to_callback_handlers():
     start, end = handler.events[0][1], handler.events[1][1]
     assert start["variant"] == "nudge-n"
     report = nudged.report_
-    assert end["gamma"] == pytest.approx(report["gamma"])
-    assert end["val_metrics_before"] == report["val_metrics_before"]
-    assert end["val_metrics_after"] == report["val_metrics_after"]
+    assert end["gamma"] == pytest.approx(report.gamma)
+    assert end["val_metrics_before"] == report.val_metrics_before
+    assert end["val_metrics_after"] == report.val_metrics_after
     assert end["n_written"] == len(nudged.model_.patch_) > 0 and end["n_val_questions"] == 60
 
     handler = Recorder()

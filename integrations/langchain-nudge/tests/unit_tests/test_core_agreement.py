@@ -53,7 +53,7 @@ def test_wrapper_equals_nudge_n_on_the_same_pairs(problem):
         QueryAnswers.from_lists(queries[:120], [[int(a)] for a in answers[:120]]),
         QueryAnswers.from_lists(queries[120:], [[int(a)] for a in answers[120:]]),
     )
-    assert w.gamma_ == model.gamma_ > 0 and w.report_["n_moved"] == model.n_moved_
+    assert w.gamma_ == model.gamma_ > 0 and w.report_.n_moved == model.n_moved_
     np.testing.assert_allclose(w.embeddings_, model.embeddings_, atol=1e-6)
 
 
@@ -63,7 +63,7 @@ def test_wrapper_carves_validation_by_the_core_rule(problem):
     val = np.sort(np.random.RandomState(0).permutation(150)[:15])
     qa = QueryAnswers.from_lists(queries, [[int(a)] for a in answers])
     model = NudgeN().fit(docs, qa.subset(np.setdiff1d(np.arange(150), val)), qa.subset(val))
-    assert w.report_["validation"] == "carved" and w.report_["n_val_questions"] == 15
+    assert w.report_.val_source == "carved" and w.report_.n_val_questions == 15
     assert w.gamma_ == model.gamma_
     np.testing.assert_allclose(w.embeddings_, model.embeddings_, atol=1e-6)
 

@@ -86,8 +86,8 @@ def test_fitted_documents_get_nudged_vectors_others_the_base(fitted, base, docs,
     assert fitted.embed_documents(["never seen"]) == base.embed_documents(["never seen"])
     assert fitted.embed_query(texts[0]) == base.embed_query(texts[0])
     r = fitted.report_
-    assert r["n_documents"] == 40 and r["n_train_questions"] == 60 and r["validation"] == "none (fixed gamma)"
-    assert r["gamma"] == 0.3 and 0 < r["n_moved"] <= 20 and r["similarity"] == "cosine"
+    assert r.n_documents == 40 and r.n_train_questions == 60 and r.val_source == "none"
+    assert r.gamma == 0.3 and 0 < r.n_moved <= 20 and r.similarity == "cosine"
     assert fitted.document_ids_ == [d.id for d in docs]
 
 
@@ -133,10 +133,10 @@ async def test_async_variants_match_sync(fitted, docs):
 def test_validation_split_is_carved_when_none_given(base, docs, pairs):
     w = NudgeEmbeddings(base).fit(docs, pairs, seed=3, val_fraction=0.2)  # default 0.1 (nudge_rag.finetune)
     r = w.report_
-    assert r["validation"] == "carved" and r["n_val_questions"] == 12 and r["n_train_questions"] == 48
+    assert r.val_source == "carved" and r.n_val_questions == 12 and r.n_train_questions == 48
     gammas, scores = w.validation_curve_
     assert gammas.shape == scores.shape and gammas[0] == 0.0
-    assert r["val_score"] >= r["val_base_score"]
+    assert r.val_score >= r.val_base_score
     again = NudgeEmbeddings(base).fit(docs, pairs, seed=3, val_fraction=0.2)
     np.testing.assert_array_equal(again.embeddings_, w.embeddings_)  # deterministic
 
@@ -147,7 +147,7 @@ def test_given_validation_and_input_forms(base, docs, pairs):
         mapping.setdefault(q, []).append(d)
     val = [(q, d, 1) for q, d in pairs[40:]]
     w = NudgeEmbeddings(base, variant="M").fit(docs, mapping, validation=val)
-    assert w.report_["validation"] == "given" and w.report_["n_val_questions"] == 20
+    assert w.report_.val_source == "given" and w.report_.n_val_questions == 20
     assert w.similarity_ == "inner_product" and w.variant == "nudge-m"
     # Document references: by id, or by content when the document has no id
     anon = [Document(page_content=d.page_content) for d in docs]
@@ -226,7 +226,7 @@ def test_small_question_sets_and_parameters(base, docs):
         )
     w = NudgeEmbeddings(base, variant="NUDGE_N", solver_params={"metric": "mrr@10"})
     w.fit(docs, [(f"question {j} on doc", f"d{j % 9}") for j in range(30)])
-    assert w.report_["metric"] == "mrr@10"
+    assert w.report_.val_metric == "mrr@10"
 
 
 # ------------------------------------------------------------------------------------------ vector stores
@@ -252,7 +252,7 @@ def test_inmemory_fit_in_place(base, docs, pairs, tmp_path):
     ref = NudgeEmbeddings(base, gamma=0.3).fit(docs, pairs)
     for doc_id in changed:
         np.testing.assert_allclose(store.store[doc_id]["vector"], ref.embeddings_[int(doc_id[1:])], atol=1e-6)
-    assert w.report_["n_moved"] == len(changed) and w.gamma_ == 0.3
+    assert w.report_.n_moved == len(changed) and w.gamma_ == 0.3
     original = InMemoryVectorStore(embedding=base)
     original.store = copy.deepcopy(before)
     assert _hits(store, pairs) > _hits(original, pairs)  # the training questions find their documents more often
@@ -372,7 +372,7 @@ class _ListStoreAdapter(VectorStoreAdapter):
 def test_unsupported_store_and_register_adapter(base, docs, pairs, monkeypatch):
     store = _ListStore.from_texts([d.page_content for d in docs], base, ids=[d.id for d in docs])
     w = NudgeEmbeddings(base, gamma=0.3)
-    with pytest.raises(TypeError, match="unsupported vector store _ListStore.*PGVector.*InMemoryVectorStore.*register"):
+    with pytest.raises(TypeError, match="unsupported vector store _ListStore.*PGVector.*InMemoryVectorStore.*fit"):
         w.fit_vectorstore(store, pairs)
     with pytest.raises(TypeError, match="unsupported vector store _ListStore"):
         NudgeEmbeddings.revert_vectorstore(store)
@@ -382,8 +382,10 @@ def test_unsupported_store_and_register_adapter(base, docs, pairs, monkeypatch):
 
     monkeypatch.setattr(adapters, "_ADAPTERS", list(adapters._ADAPTERS))
     register_adapter(_ListStoreAdapter())
-    nudged = w.fit_vectorstore(store, pairs)
-    assert [d.id for d in nudged.docs] == [d.id for d in docs]
+    with pytest.raises(TypeError, match="cannot be written in place"):  # fit_vectorstore never copies
+        w.fit_vectorstore(store, pairs)
+    nudged = w.fit(store, pairs).nudge_vectorstore(store)  # an adapter's store: a lookup table and a copy
+    assert nudged is not store and [d.id for d in nudged.docs] == [d.id for d in docs]
     np.testing.assert_allclose(nudged.vectors, w.embeddings_)
 
 

@@ -162,7 +162,7 @@ def test_generic_fake_chat_model_and_documents_without_ids() -> None:
     # generated pairs naming documents without ids fit directly
     base = DeterministicFakeEmbedding(size=12)
     w = NudgeEmbeddings(base, gamma=0.2).fit(docs, result)
-    assert w.report_["n_train_questions"] == 4 and w.document_ids_ == [None, None, None]
+    assert w.report_.n_train_questions == 4 and w.document_ids_ == [None, None, None]
 
 
 class FlakyChatModel(FakeListChatModel):
