@@ -5,7 +5,8 @@ which is a search the store already answers. :class:`StoreCorpus` exposes a :cla
 :class:`~nudge_rag.corpus.Corpus`; :func:`finetune_store` fits and writes only the moved rows back,
 compare-and-set against what the fit read, recording each row's original and written vector in the store's
 ledger: ``store.revert()`` undoes exactly what nudge-rag wrote, ``store.status()`` says how the store stands and
-``store.reapply()`` restores nudges a re-index undid. One writer at a time per store.
+``store.reapply()`` restores nudges a re-index undid. One writer at a time per store. :func:`retune_store` re-tunes
+a store from its users' feedback (:class:`~nudge_rag.feedback.FeedbackLog`), building on the previous re-tune.
 
 Backends (each imported only when used; ``pip install "nudge-rag[stores]"``):
 
@@ -66,6 +67,8 @@ __all__ = [
     "StoreFit",
     "fit_store",
     "check_unit_norm",
+    "retune_store",
+    "RetuneReport",
     "PgVectorStore",
     "QdrantStore",
     "ChromaStore",
@@ -94,6 +97,8 @@ _LAZY = {
     "StoreFit": "_finetune",
     "fit_store": "_finetune",
     "check_unit_norm": "_finetune",
+    "retune_store": "_retune",
+    "RetuneReport": "_retune",
 }
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "fit_store",
     "check_variant_fits_store",
     "check_unit_norm",
+    "by_document",
     "UNIT_TOL",
 ]
 
@@ -161,6 +162,7 @@ def fit_store(
     exact: bool = True,
     scan: bool | None = None,
     show_progress: bool = False,
+    doc_field: str | None = None,
     **finetune_args: Any,
 ) -> StoreFit:
     """Fit NUDGE on the vectors in ``store`` without writing: the one fit path of the CLI and both adapters.
@@ -169,9 +171,13 @@ def fit_store(
     :class:`StoreError` naming it), refuses non-unit vectors in a non-cosine store (:func:`check_unit_norm`), then
     runs :func:`nudge_rag.finetune.finetune_pairs` (``finetune_args``: variant, gamma, metric, val_fraction, seed,
     params, report_cls, ...) over a :class:`StoreCorpus` (``exact``/``scan``: its competitor search).
+    ``doc_field``: the pairs name *documents*, whose chunks carry their id in this metadata field
+    (:meth:`BaseStore.chunks_of <nudge_rag.stores.BaseStore.chunks_of>`, resolved now: :func:`by_document`).
     """
     if "variant" in finetune_args:
         check_variant_fits_store(str(finetune_args["variant"]), store)
+    if doc_field is not None:
+        train, val = by_document(store, doc_field, train), None if val is None else by_document(store, doc_field, val)
     t0 = time.perf_counter()
     named = sorted({str(d) for q in (train, val) if q is not None for d in q.documents()})
     corpus = StoreCorpus(store, named, exact=exact, scan=scan, show_progress=show_progress)
@@ -196,6 +202,18 @@ def fit_store(
     return StoreFit(result, corpus, fetch_s)
 
 
+def by_document(store: VectorStore, doc_field: str, questions: Questions) -> Questions:
+    """``questions`` with every answer naming a document replaced by its current chunks in ``store`` (read from
+    the metadata field ``doc_field``); answers naming no document are kept as they are (chunk ids)."""
+    chunks_of = getattr(store, "chunks_of", None)
+    if chunks_of is None:
+        raise NotImplementedError(f"{type(store).__name__} cannot map document ids to chunks (doc_field)")
+    docs = sorted({str(d) for d in questions.documents()})
+    found: dict[str, list[str]] = chunks_of(doc_field, docs)
+    mapping: dict[Hashable, list[str]] = {d: found[str(d)] for d in questions.documents() if str(d) in found}
+    return questions.by_document(mapping)
+
+
 def finetune_store(
     store: VectorStore,
     train: Questions,
@@ -213,6 +231,7 @@ def finetune_store(
     show_progress: bool = False,
     store_name: str | None = None,
     revert_hint: str | None = None,
+    doc_field: str | None = None,
 ) -> tuple[StoreFinetuneReport, Any]:
     """Fit NUDGE on the vectors in ``store`` and write the moved ones back (only those).
 
@@ -226,6 +245,7 @@ def finetune_store(
         scan: exact competitor search as one streamed pass over the store (True), the store's own exact search
             per query (False), or the faster of the two for this store (None, default; see :class:`StoreCorpus`).
         write: False for a dry run (fit and report only).
+        doc_field: pairs name documents whose chunks carry their id in this metadata field (:func:`by_document`).
 
     Returns:
         ``(report, model)``: a :class:`StoreFinetuneReport` and the fitted estimator (``model.patch_`` holds
@@ -249,6 +269,7 @@ def finetune_store(
             show_progress=show_progress,
             store_name=store_name,
             revert_hint=revert_hint,
+            doc_field=doc_field,
         )
 
 
@@ -269,6 +290,7 @@ def _finetune_store_locked(
     show_progress: bool,
     store_name: str | None,
     revert_hint: str | None,
+    doc_field: str | None = None,
 ) -> tuple[StoreFinetuneReport, Any]:
     t1 = time.perf_counter()
     fit = fit_store(
@@ -279,6 +301,7 @@ def _finetune_store_locked(
         exact=exact,
         scan=scan,
         show_progress=show_progress,
+        doc_field=doc_field,
         variant=variant,
         gamma=gamma,
         metric=metric,

@@ -135,6 +135,18 @@ class _State:
     train_vec: dict[str, np.ndarray] = field(default_factory=dict)  # question key -> (d,) float32
     val_vec: dict[str, np.ndarray] = field(default_factory=dict)  # question key -> (d,) float32, held out
     val_answers: dict[str, dict[str, float]] = field(default_factory=dict)  # question key -> doc id -> grade
+    doc_of: dict[str, str] = field(default_factory=dict)  # with doc_field: trained chunk id -> its document id
+
+    def drop(self, gone: set[str]) -> None:
+        """Forget the trained rows ``gone`` (deleted from the store)."""
+        if not gone:
+            return
+        sums, original, written = self.arrays()
+        keep = np.array([c not in gone for c in self.doc_ids], dtype=bool)
+        self.doc_ids = [c for c in self.doc_ids if c not in gone]
+        self.sums, self.original, self.written = sums[keep], original[keep], written[keep]
+        self.pairs = {p for p in self.pairs if p.split(" ", 1)[1] not in gone}
+        self.doc_of = {c: d for c, d in self.doc_of.items() if c not in gone}
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         d = self.dim
@@ -157,6 +169,7 @@ class _State:
             "gamma": self.gamma,
             "totals": self.totals,
             "val_answers": self.val_answers,
+            "doc_of": self.doc_of,
         }
         tk, vk = sorted(self.train_vec), sorted(self.val_vec)
         arrays = {
@@ -185,6 +198,7 @@ class _State:
                 st = cls(meta["store"], int(meta["dim"]), meta["variant"], meta["doc_field"], meta["val_fraction"])
                 st.last_event, st.gamma, st.totals = int(meta["last_event"]), meta["gamma"], dict(meta["totals"])
                 st.val_answers = {k: dict(v) for k, v in meta["val_answers"].items()}
+                st.doc_of = dict(meta["doc_of"])
                 st.doc_ids = [str(i) for i in z["doc_ids"]]
                 st.sums, st.original, st.written = z["sums"], z["original"], z["written"]
                 st.pairs = {str(p) for p in z["pairs"]}
@@ -258,6 +272,8 @@ class _NewEvents:
     train: list[tuple[str, str, list[str]]] = field(default_factory=list)  # (key, text, chunk ids), event order
     val: list[tuple[str, str, dict[str, float]]] = field(default_factory=list)
     vectors: dict[str, np.ndarray] = field(default_factory=dict)  # question key -> logged vector
+    resolved: dict[str, list[str]] = field(default_factory=dict)  # document id named -> its current chunk ids
+    named: list[str] = field(default_factory=list)  # every document id the relevant events name
     unknown: list[str] = field(default_factory=list)
     skipped_unknown: int = 0
     not_relevant: int = 0
@@ -299,6 +315,7 @@ def _read_events(
         else:
             out.train.append((k, e.question, list(chunks)))
     out.unknown = list(dict.fromkeys(out.unknown))
+    out.resolved, out.named = resolved, named
     return out
 
 
@@ -439,8 +456,18 @@ def _retune(
     report.questions_embedded = len(need)
     report.seconds["embed_questions"] = time.perf_counter() - t1
 
-    # insertion: new training pairs add their question vector to their documents' sums (each pair once)
+    # pairs by document: trained chunks that a named document no longer has, and that are gone, leave the state
     t2 = time.perf_counter()
+    dropped_before = 0
+    if doc_field is not None:
+        named = set(new.named)
+        stale = [c for c, doc in st.doc_of.items() if doc in named and c not in new.resolved.get(doc, ())]
+        gone_chunks = set(stale) - set(_present(store, stale))
+        dropped_before = len(gone_chunks)
+        st.drop(gone_chunks)
+        st.doc_of.update({c: doc for doc, cs in new.resolved.items() for c in cs})
+
+    # insertion: new training pairs add their question vector to their documents' sums (each pair once)
     sums, original, written = st.arrays()
     row = {d: j for j, d in enumerate(st.doc_ids)}
     fresh = list(dict.fromkeys(c for _, _, cs in new.train for c in cs if c not in row))
@@ -507,8 +534,8 @@ def _retune(
         if kept_score > base_score and (best_score - kept_score) * n_val <= min_win:
             model, gamma = kept, float(st.gamma)
             how = (
-                f"kept gamma {gamma:.4g}: the best, {best:.4g}, wins by only {round((best_score - kept_score) * n_val)}"
-                f" of {n_val} validation question(s) (min_win={min_win})"
+                f"kept gamma {gamma:.4g}: the best on validation, {best:.4g}, wins by "
+                f"{round((best_score - kept_score) * n_val)} of {n_val} question(s), not more than min_win={min_win}"
             )
     score = float(model.val_score_ or 0.0)
     if gamma > 0 and score <= base_score:
@@ -568,10 +595,12 @@ def _retune(
 
     # the new state: dropped (deleted) rows leave it
     keep = np.array([c not in dropped for c in ids], dtype=bool)
-    report.docs_dropped = int((~keep).sum())
+    report.docs_dropped = dropped_before + int((~keep).sum())
     st.doc_ids = [c for c, k in zip(ids, keep) if k]
     st.sums, st.original, st.written = sums[keep], original[keep], written[keep]
     st.pairs = {p for p in pairs if p.split(" ", 1)[1] not in dropped}
+    trained_ids = set(st.doc_ids)
+    st.doc_of = {c: doc for c, doc in st.doc_of.items() if c in trained_ids}
     st.train_vec, st.val_vec, st.val_answers = train_vec, val_vec, val_answers
     st.gamma, st.last_event = gamma, last
     tot = st.totals
