@@ -56,14 +56,16 @@ _STOP = object()
 class _Writer:
     """The one thread that appends to the log: drains the queue in batches of up to ``max_batch`` events."""
 
-    def __init__(self, path: str | os.PathLike[str], max_batch: int, max_pending: int) -> None:
+    def __init__(self, path: str | os.PathLike[str], max_batch: int, max_pending: int, linger: float) -> None:
         self.log = FeedbackLog(path)  # its own connection: the writes of this recorder all come from one thread
         self.queue: queue.Queue[Any] = queue.Queue(max_pending)
         self.max_batch = max_batch
+        self.linger = linger
         self.errors = 0
         self.written = 0
         self.closed = False
         self.lock = threading.Lock()  # orders every put before the stop marker
+        self.urgent = threading.Event()  # set by a put that must not wait for the linger
         self.thread = threading.Thread(target=self._run, name="nudge-rag-feedback-writer", daemon=True)
         self.thread.start()
 
@@ -71,7 +73,12 @@ class _Writer:
         stop = False
         while not stop:
             batch = [self.queue.get()]
-            while len(batch) < self.max_batch:
+            # impressions only: sleep up to `linger` s (no wake-up per retrieval) and take what came meanwhile, so a
+            # busy app costs one commit per batch; feedback, flush and close cut the sleep short (`urgent`)
+            if batch[0] is not _STOP and batch[0][1] is None:
+                self.urgent.wait(self.linger)
+            self.urgent.clear()
+            while len(batch) < self.max_batch and batch[-1] is not _STOP:
                 try:
                     batch.append(self.queue.get_nowait())
                 except queue.Empty:
@@ -119,6 +126,8 @@ class _Writer:
             if self.closed:
                 raise RuntimeError(f"the feedback recorder for {self.log.path} is closed")
             self.queue.put(item, block=block)
+            if item[1] is not None:
+                self.urgent.set()
 
     def close(self) -> None:
         with self.lock:
@@ -126,6 +135,7 @@ class _Writer:
                 return
             self.closed = True
             self.queue.put(_STOP)
+            self.urgent.set()
         if threading.current_thread() is not self.thread:
             self.thread.join()
 
@@ -141,6 +151,8 @@ class FeedbackRecorder:
             in memory only, to link later feedback to its query.
         remember: how many recent retrievals are kept in memory (oldest forgotten first).
         max_batch: the most events one commit appends.
+        linger: seconds the writer waits for more impressions before committing a batch of them (feedback is
+            committed at once): the most a crash can lose of the impressions, plus one commit.
         max_pending: impressions waiting to be written beyond this are dropped (counted in ``dropped``, a warning)
             rather than let a stalled disk grow memory or block retrieval.
     """
@@ -153,8 +165,9 @@ class FeedbackRecorder:
         remember: int = 4096,
         max_batch: int = 256,
         max_pending: int = 10_000,
+        linger: float = 0.05,
     ) -> None:
-        if remember < 1 or max_batch < 1 or max_pending < 1:
+        if remember < 1 or max_batch < 1 or max_pending < 1 or not 0 <= linger < 60:
             raise ValueError(
                 f"remember, max_batch and max_pending must be >= 1, got {remember, max_batch, max_pending}"
             )
@@ -165,7 +178,7 @@ class FeedbackRecorder:
         self._lock = threading.Lock()
         self._recent: OrderedDict[str, Retrieval] = OrderedDict()
         self._keys: OrderedDict[Hashable, str] = OrderedDict()
-        self._writer = _Writer(self.path, int(max_batch), int(max_pending))
+        self._writer = _Writer(self.path, int(max_batch), int(max_pending), float(linger))
         self._finalizer = weakref.finalize(self, self._writer.close)  # also runs at interpreter exit
 
     @property
