@@ -125,6 +125,8 @@ class _Writer:
         with self.lock:
             if self.closed:
                 raise RuntimeError(f"the feedback recorder for {self.log.path} is closed")
+            if item[1] is not None:  # before a put that may wait for room (the writer may be lingering), and after
+                self.urgent.set()
             self.queue.put(item, block=block)
             if item[1] is not None:
                 self.urgent.set()
@@ -134,6 +136,7 @@ class _Writer:
             if self.closed:
                 return
             self.closed = True
+            self.urgent.set()
             self.queue.put(_STOP)
             self.urgent.set()
         if threading.current_thread() is not self.thread:
@@ -169,7 +172,8 @@ class FeedbackRecorder:
     ) -> None:
         if remember < 1 or max_batch < 1 or max_pending < 1 or not 0 <= linger < 60:
             raise ValueError(
-                f"remember, max_batch and max_pending must be >= 1, got {remember, max_batch, max_pending}"
+                "need remember, max_batch, max_pending >= 1 and 0 <= linger < 60 (seconds), got "
+                f"remember={remember}, max_batch={max_batch}, max_pending={max_pending}, linger={linger}"
             )
         self.path = log.path if isinstance(log, FeedbackLog) else os.fspath(log)
         self.impressions = bool(impressions)
