@@ -528,16 +528,18 @@ def _retune(
     best_score = float(model.val_score_ or 0.0)
     report.gamma_best = best
     gamma, how = best, f"gamma {best:.4g} is the best on {n_val} validation question(s)"
+    score = best_score
     if st.gamma is not None and st.gamma != best and st.gamma > 0:
-        kept = make_model(variant, gamma=st.gamma, metric=metric).fit(corpus, pseudo, val_qa)
-        kept_score = float(kept.val_score_ or 0.0)
+        kept_score = _score_at(model, float(st.gamma))
+        if kept_score is None:  # not on the curve measured (NUDGE-M's breakpoints): measure it
+            kept_score = float(make_model(variant, gamma=st.gamma).fit(corpus, pseudo, val_qa).val_score_ or 0.0)
         if kept_score > base_score and (best_score - kept_score) * n_val <= min_win:
-            model, gamma = kept, float(st.gamma)
+            model = make_model(variant, gamma=st.gamma, metric=metric).fit(corpus, pseudo, None)  # no search
+            gamma, score = float(st.gamma), kept_score
             how = (
                 f"kept gamma {gamma:.4g}: the best on validation, {best:.4g}, wins by "
                 f"{round((best_score - kept_score) * n_val)} of {n_val} question(s), not more than min_win={min_win}"
             )
-    score = float(model.val_score_ or 0.0)
     if gamma > 0 and score <= base_score:
         model, gamma = make_model(variant, gamma=0.0, metric=metric).fit(corpus, pseudo, None), 0.0
         how = f"gamma = 0: no gamma beats no change on {n_val} validation question(s)"
@@ -618,6 +620,17 @@ def _retune(
     report.revert = "store.revert()" if report.written else "nothing written"
     report.seconds["total"] = time.perf_counter() - t0
     return report
+
+
+def _score_at(model: Any, gamma: float) -> float | None:
+    """The validation score of a fitted NUDGE-N ``model`` at ``gamma`` read off its measured curve (None when
+    ``gamma`` is not one of the candidates measured, or for NUDGE-M, whose curve holds only its breakpoints)."""
+    if model.variant != "nudge-n" or model.val_scores_ is None:
+        return None
+    j = int(np.searchsorted(model.gammas_, gamma))
+    if j < len(model.gammas_) and np.isclose(model.gammas_[j], gamma, rtol=0, atol=1e-12):
+        return float(model.val_scores_[j])
+    return None
 
 
 def _fill(report: RetuneReport, model: Any, corpus: StoreCorpus, n_train_q: int, n_pairs: int, n_val_q: int) -> None:
