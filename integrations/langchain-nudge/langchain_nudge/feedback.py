@@ -12,7 +12,8 @@ rank order). It says what the user was shown, not what was relevant, so a re-tun
 (:meth:`FeedbackLog.questions <nudge_rag.feedback.FeedbackLog.questions>` skips it); it is written in the background
 (see :mod:`nudge_rag.feedback_capture`). ``impressions=False`` keeps retrievals in memory only. A later
 ``record_feedback`` for the same query (its text, or the retrieval's ``run_id``) carries the returned ids, and the
-query vector when one was given.
+query vector when one is known: :class:`FeedbackRetriever` embeds the query itself so the log keeps it, or the app
+passes ``vector=``. The handler adds no embedding call to a retrieval.
 """
 
 from __future__ import annotations
@@ -25,13 +26,16 @@ from typing import Any
 from uuid import UUID
 
 import numpy as np
-from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.callbacks import BaseCallbackHandler, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from langchain_core.vectorstores import VectorStore
+from pydantic import ConfigDict, Field
 
 from nudge_rag.feedback import FeedbackLog
 from nudge_rag.feedback_capture import FeedbackCaptureWarning, FeedbackRecorder, Retrieval
 
-__all__ = ["FeedbackCallbackHandler", "FeedbackCaptureWarning"]
+__all__ = ["FeedbackCallbackHandler", "FeedbackRetriever", "FeedbackCaptureWarning"]
 
 
 class FeedbackCallbackHandler(BaseCallbackHandler):
@@ -68,6 +72,7 @@ class FeedbackCallbackHandler(BaseCallbackHandler):
         )
         self.id_key = id_key
         self._queries: dict[UUID, str] = {}
+        self._vectors: dict[UUID, list[float]] = {}  # from a FeedbackRetriever, until its run ends
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ ids
@@ -94,13 +99,17 @@ class FeedbackCallbackHandler(BaseCallbackHandler):
     def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         with self._lock:
             self._queries.pop(run_id, None)
+            self._vectors.pop(run_id, None)
 
     def on_retriever_end(self, documents: Sequence[Document], *, run_id: UUID, **kwargs: Any) -> None:
+        with self._lock:
+            query = self._queries.pop(run_id, None)
+            vector = self._vectors.pop(run_id, None)
+        if query is not None:  # else the start was not seen (handler attached mid-run)
+            self._log(query, documents, run_id, vector)
+
+    def _log(self, query: str, documents: Sequence[Document], run_id: UUID, vector: Any) -> None:
         try:
-            with self._lock:
-                query = self._queries.pop(run_id, None)
-            if query is None:
-                return  # the start was not seen (handler attached mid-run)
             ids, aliases, missing = [], {}, 0
             for doc in documents:
                 name = self.doc_id(doc)
@@ -115,11 +124,11 @@ class FeedbackCallbackHandler(BaseCallbackHandler):
                     f"{missing} retrieved document(s) have no id (Document.id or metadata {self.id_key!r}): "
                     "left out of the feedback log",
                     FeedbackCaptureWarning,
-                    stacklevel=2,
+                    stacklevel=3,
                 )
-            self.recorder.retrieved(query, ids, key=run_id, aliases=aliases)
+            self.recorder.retrieved(query, ids, vector=vector, key=run_id, aliases=aliases)
         except Exception as exc:  # a callback must not break the app's retrieval
-            warnings.warn(f"retrieval not logged: {exc!r}", FeedbackCaptureWarning, stacklevel=2)
+            warnings.warn(f"retrieval not logged: {exc!r}", FeedbackCaptureWarning, stacklevel=3)
 
     # ------------------------------------------------------------------ the app's feedback
     def record_feedback(
@@ -156,3 +165,32 @@ class FeedbackCallbackHandler(BaseCallbackHandler):
         """Write what is queued and stop (a shared recorder passed in is left open)."""
         if self._owns_recorder:
             self.recorder.close()
+
+
+class FeedbackRetriever(BaseRetriever):
+    """A similarity retriever over ``vectorstore`` that embeds each query itself, once, so that the feedback log
+    keeps the query vector (a re-tune need not re-embed the questions).
+
+    It returns ``vectorstore.similarity_search_by_vector(embeddings.embed_query(query), **search_kwargs)``, which is
+    what the store's own similarity search does (same single embedding call). Each retrieval is logged through
+    ``feedback`` whether or not that handler is also among the run's callbacks (never twice).
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    vectorstore: VectorStore
+    feedback: FeedbackCallbackHandler
+    search_kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+        embeddings = self.vectorstore.embeddings
+        if embeddings is None:
+            raise ValueError(f"{type(self.vectorstore).__name__} exposes no embeddings to embed the query with")
+        vector = embeddings.embed_query(query)
+        docs = self.vectorstore.similarity_search_by_vector(vector, **self.search_kwargs)
+        if any(h is self.feedback for h in run_manager.handlers):
+            with self.feedback._lock:  # its on_retriever_end logs it with the documents
+                self.feedback._vectors[run_manager.run_id] = vector
+        else:
+            self.feedback._log(query, docs, run_manager.run_id, vector)
+        return docs

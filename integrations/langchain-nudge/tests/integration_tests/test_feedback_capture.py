@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from langchain_core.documents import Document
 from langchain_core.vectorstores import InMemoryVectorStore
-from langchain_nudge.feedback import FeedbackCallbackHandler, FeedbackCaptureWarning
+from langchain_nudge.feedback import FeedbackCallbackHandler, FeedbackCaptureWarning, FeedbackRetriever
 
 from nudge_rag.feedback import FeedbackLog
 
@@ -107,6 +107,37 @@ def test_a_metadata_id_key_logs_documents_and_maps_chunk_clicks(data, emb, tmp_p
         assert [e.source for e in log.events()] == ["click"]  # impressions=False: nothing but the feedback
         (event,) = log.events(after=event_id - 1)
     assert event.doc_ids == tuple(dict.fromkeys(d.metadata["paper"] for d in returned[:2]))
+
+
+@pytest.mark.parametrize("kind", ["inmemory", "chroma"])
+def test_the_feedback_retriever_logs_the_query_vector_it_embedded_once(kind, data, scifact, sup, tmp_path):
+    class Counting(sup.MiniLMEmbeddings):
+        queries = 0
+
+        def embed_query(self, text):
+            self.queries += 1
+            return super().embed_query(text)
+
+    docs, claims, _ = data
+    emb = Counting(scifact.known, live=False)
+    store = build(kind, docs, emb, tmp_path)
+    handler = FeedbackCallbackHandler(tmp_path / "f.sqlite")
+    retriever = FeedbackRetriever(vectorstore=store, feedback=handler, search_kwargs={"k": 4})
+    got = retriever.invoke(claims[3])  # the handler not among the callbacks: the retriever logs itself
+    also = retriever.invoke(claims[4], config={"callbacks": [handler]})  # among them: logged once, by the handler
+    assert emb.queries == 2  # one embedding per retrieval, as the store's own search
+    plain = store.as_retriever(search_kwargs={"k": 4})
+    assert [d.id for d in got] == [d.id for d in plain.invoke(claims[3])]  # the same documents
+    assert [d.id for d in also] == [d.id for d in plain.invoke(claims[4])]
+    event_id = handler.record_feedback(claims[3], got[0], source="cited")
+    handler.close()
+    with FeedbackLog(tmp_path / "f.sqlite") as log:
+        events = log.events()
+    assert [(e.question, e.source) for e in events] == [(claims[3], "retrieved"), (claims[4], "retrieved"),
+                                                        (claims[3], "cited")]  # fmt: skip
+    assert events[-1].id == event_id and events[1].retrieved == tuple(d.id for d in also)
+    for event, claim in zip(events, (claims[3], claims[4], claims[3])):
+        np.testing.assert_allclose(event.vector, emb.embed_query(claim), rtol=1e-6)
 
 
 def test_retrievals_and_feedback_from_many_threads(data, emb, tmp_path):
