@@ -15,11 +15,12 @@ nbclient = pytest.importorskip("nbclient")
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 
 
-def test_there_are_three_tutorials():
+def test_there_are_four_tutorials():
     assert [p.name for p in NOTEBOOKS] == [
         "01_quickstart.ipynb",
         "02_llamaindex.ipynb",
         "03_langchain.ipynb",
+        "feedback_loop.ipynb",
     ]
 
 
