@@ -116,6 +116,11 @@ def test_retrievals_and_feedback_from_many_threads(scifact, embed_model, claims,
         assert clicks[event_id].retrieved == tuple(returned)
 
 
+async def test_async_retrieval_is_logged(scifact, embed_model, claims, handler):
+    returned = await index_of(scifact, embed_model).as_retriever(similarity_top_k=4).aretrieve(claims[5])
+    assert handler.last(claims[5]).ids == tuple(n.node.ref_doc_id for n in returned)
+
+
 def test_a_log_error_warns_and_never_breaks_retrieval(scifact, embed_model, claims, handler):
     retriever = index_of(scifact, embed_model).as_retriever(similarity_top_k=3)
     with sqlite3.connect(handler.recorder.path) as other:  # the log's table disappears under the app
