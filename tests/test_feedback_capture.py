@@ -4,6 +4,8 @@ a hook. The framework hooks are tested against the real frameworks in the adapte
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import threading
 import warnings
 
@@ -98,3 +100,17 @@ def test_hook_side_problems_warn_and_the_recorder_refuses_once_closed(tmp_path):
         rec.close()  # twice is fine
     with pytest.raises(ValueError, match="linger"):
         FeedbackRecorder(path, linger=-1)
+
+
+@pytest.mark.integration  # a second Python process
+def test_queued_impressions_are_written_at_interpreter_exit(tmp_path):
+    path = tmp_path / "f.sqlite"
+    script = (
+        "import sys\nfrom nudge_rag.feedback_capture import FeedbackRecorder\n"
+        "rec = FeedbackRecorder(sys.argv[1], linger=30.0)\n"
+        "for i in range(5):\n    rec.retrieved(f'q{i}', ['a'])\n"
+    )  # never closed: the interpreter's exit writes the queue (without waiting out the 30 s linger)
+    done = subprocess.run([sys.executable, "-c", script, str(path)], timeout=20, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    with FeedbackLog(path) as log:
+        assert [e.question for e in log.events()] == [f"q{i}" for i in range(5)]
