@@ -1,8 +1,9 @@
 """Reading and rewriting the stored vectors of LangChain vector stores.
 
-``fit_vectorstore`` writes PGVector, Qdrant, Chroma, Milvus, FAISS and InMemoryVectorStore in place, by id
-(``_core``, ``_local``); the adapters here read a store whole and build nudged copies (``nudge_vectorstore``,
-``build_vectorstore``, and stores of a :func:`register_adapter` adapter).
+``fit_vectorstore`` writes PGVector, Qdrant, Chroma, Milvus, FAISS, SQLiteVec (through
+:func:`sqlitevec_connection`), DuckDB, Typesense and InMemoryVectorStore in place, by id, through
+:mod:`nudge_rag.stores` (``_core``, ``_local``); the adapters here read a store whole and build nudged copies for
+``fit(store)``, ``nudge_vectorstore`` and ``build_vectorstore`` (never for ``fit_vectorstore``).
 """
 
 from langchain_nudge.vectorstores.adapters import (
@@ -12,6 +13,7 @@ from langchain_nudge.vectorstores.adapters import (
     get_adapter,
     register_adapter,
 )
+from langchain_nudge.vectorstores.sqlitevec import sqlitevec_connection
 
 __all__ = [
     "VectorStoreAdapter",
@@ -19,4 +21,5 @@ __all__ = [
     "FAISSAdapter",
     "get_adapter",
     "register_adapter",
+    "sqlitevec_connection",
 ]

@@ -41,6 +41,9 @@ IN_PLACE_STORES = (
     ("Chroma", "langchain-chroma"),
     ("Milvus", "langchain-milvus"),
     ("FAISS", "langchain-community"),
+    ("SQLiteVec", "langchain-community"),
+    ("DuckDB", "langchain-community"),
+    ("Typesense", "langchain-community"),
     ("InMemoryVectorStore", "langchain-core"),
 )
 
@@ -57,6 +60,46 @@ def _pgvector(store: Any) -> BaseStore:
     return stores.PgVectorStore(
         url, "langchain_pg_embedding", collection=store.collection_name, similarity=_PG_SIMILARITY[str(strategy)]
     )
+
+
+def _sqlitevec(store: Any) -> BaseStore:
+    """``SQLiteVec`` searches its ``<table>_vec`` vec0 table (rowid, ``text_embedding``): that table is fitted and
+    written; the ``text_embedding`` blob of ``<table>`` only feeds the insert trigger and keeps the base vector."""
+    from nudge_rag import stores
+
+    from .sqlitevec import APSWConnection
+
+    conn = store._connection
+    if not isinstance(conn, APSWConnection):
+        raise TypeError(
+            f"SQLiteVec over a {type(conn).__module__}.{type(conn).__name__} connection cannot be written in place: "
+            "the core store writes through APSW, and sqlite-vec loaded into two SQLite libraries in one process "
+            "crashes it. Build the store with connection=langchain_nudge.vectorstores.sqlitevec_connection(path)"
+        )
+    return stores.SQLiteStore(conn.apsw, f"{store._table}_vec", id_column="rowid", vector_column="text_embedding")
+
+
+def _duckdb(store: Any) -> BaseStore:
+    """``DuckDB`` ranks by cosine over its ``vector_key`` column; the core store needs a fixed-size array column."""
+    from nudge_rag import stores
+
+    try:
+        return stores.DuckDBStore(
+            store._connection,
+            store._table_name,
+            id_column=store._id_key,
+            vector_column=store._vector_key,
+            similarity="cosine",
+        )
+    except StoreError as exc:
+        if "not a FLOAT[d]" not in str(exc):
+            raise
+        raise StoreError(
+            f"{exc}: LangChain's DuckDB creates a FLOAT[] list column, which cannot be updated by id here; create "
+            f"the table before the store, with a fixed size (CREATE TABLE {store._table_name} ({store._id_key} "
+            f"VARCHAR PRIMARY KEY, {store._text_key} VARCHAR, {store._vector_key} FLOAT[384], metadata VARCHAR)); "
+            "DuckDB keeps it as it is"
+        ) from None
 
 
 def core_store(store: Any) -> BaseStore | None:
@@ -83,6 +126,13 @@ def core_store(store: Any) -> BaseStore | None:
     if mro.get("Milvus", "").startswith("langchain_milvus"):
         field = store._vector_field if isinstance(store._vector_field, str) else None
         return stores.MilvusStore(store.client, store.collection_name, vector_field=field)
+    community = {name for name, module in mro.items() if module.startswith("langchain_community.vectorstores")}
+    if "SQLiteVec" in community:
+        return _sqlitevec(store)
+    if "DuckDB" in community:
+        return _duckdb(store)
+    if "Typesense" in community:
+        return stores.TypesenseStore(store._typesense_client, store._typesense_collection_name, vector_field="vec")
     return None
 
 
