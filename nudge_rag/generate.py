@@ -35,6 +35,7 @@ model package; torch must be installed first, see the README).
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import re
@@ -67,6 +68,9 @@ __all__ = [
     "copies_passage",
     "default_model_path",
     "model_cache_dir",
+    "native_bf16",
+    "resolve_dtype",
+    "LLAMA_EXTRA",
     "generate_pairs",
     "read_saved_pairs",
     "append_pairs",
@@ -77,8 +81,12 @@ __all__ = [
 
 DEFAULT_GENERATOR_MODEL = "gemma-3-270m-q4_k_m"
 GENERATE_EXTRA = 'pip install "nudge-rag[generate]"'
+LLAMA_EXTRA = 'pip install "nudge-rag[llama]" (llama-cpp-python; built from source: minutes)'
+_DTYPES = ("float32", "bfloat16")
+_BACKENDS = ("transformers", "llama.cpp")
 _CONVERTED_MARKER = "nudge-rag-converted.json"
 _LOCK = threading.Lock()
+_LLAMA_CTX = 2048  # tokens: the few-shot prompt with a 500-character passage is ~300
 _LOADED: dict[str, tuple[Any, Any]] = {}
 
 # Two short examples written for this library (not taken from any data set); the last "Question:" is completed.
@@ -430,24 +438,86 @@ def _umask() -> int:
     return mask
 
 
-def _load(model: str | os.PathLike | None, cache_dir: str | os.PathLike | None) -> tuple[Any, Any]:
-    """(tokenizer, model) for ``model`` (None: the default), memoised per resolved path."""
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (x86 AVX512-BF16 or AMX-BF16, read from /proc/cpuinfo on
+    Linux). Elsewhere False: emulated bfloat16 is slower than float32."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def resolve_dtype(dtype: str) -> str:
+    """``"auto"`` -> ``"bfloat16"`` where the CPU has native bfloat16 (:func:`native_bf16`), else ``"float32"``;
+    ``"float32"`` / ``"bfloat16"`` are returned as given."""
+    if dtype == "auto":
+        return "bfloat16" if native_bf16() else "float32"
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of auto, {', '.join(_DTYPES)}; got {dtype!r}")
+    return dtype
+
+
+def _load(
+    model: str | os.PathLike | None, cache_dir: str | os.PathLike | None, dtype: str = "float32"
+) -> tuple[Any, Any]:
+    """(tokenizer, model) for ``model`` (None: the default) in ``dtype``, memoised per resolved path and dtype."""
     transformers = _require_transformers()
     path = str(default_model_path(cache_dir)) if model is None else str(model)
     p = Path(path).expanduser()
     if p.exists():
         path = str(p.resolve())
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    dtype = resolve_dtype(dtype)
+    key = f"{path}|{dtype}"
     with _LOCK:
-        if path not in _LOADED:
+        if key not in _LOADED:
             tok = transformers.AutoTokenizer.from_pretrained(path)
-            lm = transformers.AutoModelForCausalLM.from_pretrained(path, dtype="float32")
+            lm = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
             lm.eval()
             tok.padding_side = "left"
             if tok.pad_token is None:
                 tok.pad_token = tok.eos_token
-            _LOADED[path] = (tok, lm)
-        return _LOADED[path]
+            _LOADED[key] = (tok, lm)
+        return _LOADED[key]
+
+
+def _load_llama(
+    model: str | os.PathLike | None, cache_dir: str | os.PathLike | None, threads: int | None, n_ctx: int
+) -> Any:
+    """A ``llama_cpp.Llama`` over the default model's GGUF file (``model`` None) or the GGUF file ``model``,
+    memoised per file, threads and context size."""
+    try:
+        llama_cpp = importlib.import_module("llama_cpp")  # optional: built from source by pip (minutes)
+    except ImportError:
+        raise ImportError(f"backend='llama.cpp' needs llama-cpp-python: {LLAMA_EXTRA}") from None
+    if model is None:
+        root = Path(cache_dir) / "models" if cache_dir is not None else model_cache_dir()
+        root.mkdir(parents=True, exist_ok=True)
+        gguf = _gguf_file(root)
+    else:
+        gguf = Path(model).expanduser()
+        if gguf.suffix != ".gguf" or not gguf.is_file():
+            raise ValueError(f"backend='llama.cpp' needs a .gguf model file, got {str(model)!r}")
+    n_threads = (
+        int(threads)
+        if threads
+        else max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    )
+    key = f"llama|{gguf.resolve()}|{n_threads}|{n_ctx}"
+    with _LOCK:
+        if key not in _LOADED:
+            _LOADED[key] = (
+                None,
+                llama_cpp.Llama(
+                    model_path=str(gguf), n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads, verbose=False
+                ),
+            )
+        return _LOADED[key][1]
 
 
 # ---------------------------------------------------------------------------------------------- generators
@@ -465,6 +535,13 @@ class LocalGenerator:
         stop_at_newline: end generation at the first line break (a question is one line); set False when the
             prompt expects several lines.
         cache_dir: cache root of the converted default model (default: the user cache dir).
+        dtype: weights and compute of the transformers backend: ``"auto"`` (default: bfloat16 where the CPU has
+            native bfloat16, about 2x faster there with the same question quality, else float32), ``"float32"``,
+            ``"bfloat16"``.
+        threads: CPU threads for generation (default: torch's setting; llama.cpp: every available core).
+        backend: ``"transformers"`` (default) or ``"llama.cpp"`` (``llama-cpp-python``, the optional extra
+            ``nudge-rag[llama]``): runs the model's GGUF file directly (the default model's Q4_K_M file, or
+            ``model=`` a ``.gguf`` path), one prompt at a time; no conversion needed.
     """
 
     model: str | os.PathLike | None = None
@@ -476,19 +553,41 @@ class LocalGenerator:
     seed: int = 0
     cache_dir: str | os.PathLike | None = None
     stop_at_newline: bool = True
+    dtype: str = "auto"
+    threads: int | None = None
+    backend: str = "transformers"
 
     def __post_init__(self) -> None:
         for name in ("questions_per_passage", "max_new_tokens", "batch_size", "max_passage_chars"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.threads is not None and int(self.threads) < 1:
+            raise ValueError(f"threads must be >= 1, got {self.threads!r}")
+        if self.backend not in _BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(_BACKENDS)}; got {self.backend!r}")
+        resolve_dtype(self.dtype)  # validates
 
     def complete(self, prompts: Sequence[str]) -> list[list[str]]:
         """Raw completions: ``questions_per_passage`` strings per prompt."""
+        if self.backend == "llama.cpp":
+            return self._complete_llama(prompts)
         import torch
 
-        tok, lm = _load(self.model, self.cache_dir)
+        tok, lm = _load(self.model, self.cache_dir, self.dtype)
         n = int(self.questions_per_passage)
         out: list[list[str]] = []
+        threads = torch.get_num_threads()
+        if self.threads is not None:
+            torch.set_num_threads(int(self.threads))
+        try:
+            self._complete_batches(prompts, tok, lm, n, out)
+        finally:
+            torch.set_num_threads(threads)
+        return out
+
+    def _complete_batches(self, prompts: Sequence[str], tok: Any, lm: Any, n: int, out: list[list[str]]) -> None:
+        import torch
+
         for start in range(0, len(prompts), self.batch_size):
             batch = list(prompts[start : start + self.batch_size])
             enc = tok(batch, return_tensors="pt", padding=True)
@@ -504,6 +603,25 @@ class LocalGenerator:
                 ids = lm.generate(**enc, **kw)
             texts = tok.batch_decode(ids[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
             out.extend(texts[i * n : (i + 1) * n] for i in range(len(batch)))
+
+    def _complete_llama(self, prompts: Sequence[str]) -> list[list[str]]:
+        """llama.cpp: one prompt at a time (greedy for one question per passage, else seeded samples); the few-shot
+        prefix shared by every prompt stays in llama.cpp's KV cache, so only the passage is evaluated each time."""
+        llm = _load_llama(self.model, self.cache_dir, self.threads, _LLAMA_CTX)
+        n = int(self.questions_per_passage)
+        stop = ["\n"] if self.stop_at_newline else []
+        out: list[list[str]] = []
+        for j, prompt in enumerate(prompts):
+            texts = []
+            for r in range(n):
+                kw: dict[str, Any] = {"max_tokens": int(self.max_new_tokens), "stop": stop, "echo": False}
+                if n == 1:
+                    kw.update(temperature=0.0, top_k=1)
+                else:
+                    kw.update(temperature=self.temperature, top_k=50, top_p=1.0, seed=self.seed + j * n + r)
+                res = llm.create_completion(prompt, **kw)
+                texts.append(str(res["choices"][0]["text"]))
+            out.append(texts)
         return out
 
     def complete_text(
@@ -719,6 +837,19 @@ def add_generate_command(sub: Any) -> None:
     p.add_argument("--max-new-tokens", type=int, default=32, help="tokens generated per question (default 32)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     p.add_argument("--cache-dir", metavar="DIR", help="cache root for the converted default model")
+    p.add_argument(
+        "--dtype",
+        choices=("auto", *_DTYPES),
+        default="auto",
+        help="transformers weights/compute (default auto: bfloat16 on CPUs with native bfloat16, else float32)",
+    )
+    p.add_argument("--threads", type=int, metavar="N", help="CPU threads for generation (default: all)")
+    p.add_argument(
+        "--backend",
+        choices=_BACKENDS,
+        default="transformers",
+        help="transformers (default) or llama.cpp (pip install llama-cpp-python; runs the GGUF file directly)",
+    )
     p.add_argument("--report", metavar="FILE", help="also write the run's report as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_generate)
@@ -747,13 +878,21 @@ def cmd_generate(args: Any) -> int:
         max_new_tokens=args.max_new_tokens,
         seed=args.seed,
         cache_dir=args.cache_dir,
+        dtype=args.dtype,
+        threads=args.threads,
+        backend=args.backend,
     )
     t0 = time.perf_counter()
-    if args.model is None:
+    if args.model is None and args.backend == "transformers":
         default_model_path(args.cache_dir)  # convert once (timed apart from generation)
     setup = time.perf_counter() - t0
     rep = generate_pairs(ids, texts, args.out, gen, chunk_size=args.batch_size, progress=not args.no_progress)
-    rep.extra = {"model": args.model or "google/gemma-3-270m (Q4_K_M GGUF, converted)", "setup_seconds": setup}
+    rep.extra = {
+        "model": args.model or "google/gemma-3-270m (Q4_K_M GGUF, converted)",
+        "setup_seconds": setup,
+        "backend": args.backend,
+        "dtype": resolve_dtype(args.dtype) if args.backend == "transformers" else "gguf",
+    }
     print(
         f"{rep.n_done} passages generated ({rep.n_skipped} already in {rep.out}), {rep.n_questions} questions, "
         f"{rep.n_without_question} passages without a usable question; {rep.seconds:.1f} s, "
