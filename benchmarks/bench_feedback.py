@@ -6,6 +6,8 @@
     (a fresh store holding the original vectors, ``finetune_store`` with the same train / held-out split, gamma
     chosen on validation) is timed for the cost ratio. After the last batch the re-tuned vectors are compared
     with one fit on every event at the same gamma (bit for bit) and at its own gamma.
+(c) ``--framework``: the same replay through a LangChain app (``langchain_chroma.Chroma``), feedback captured by
+    ``langchain_nudge.feedback`` from simulated clicks on the retrieved results.
 (b) Noise: a share (0, 10, 20, 40 %) of the events name a wrong document (the highest-ranked non-relevant
     document for that claim under the original vectors: what a user would click by mistake), NUDGE-N and
     NUDGE-M, replayed in 5 batches; final test scores, gamma, and what the validation rule did.
@@ -14,7 +16,7 @@ Question vectors come from the log (precomputed all-MiniLM-L6-v2 vectors in the 
 logs events without vectors so each re-tune embeds its new questions with the real model (and the full refit
 all of them). Run from the repository root:
 
-    .venv/bin/python benchmarks/bench_feedback.py [--store memory|chroma] [--embed] [--out FILE]
+    .venv/bin/python benchmarks/bench_feedback.py [--store memory|chroma] [--embed] [--framework] [--out FILE]
 """
 
 from __future__ import annotations
@@ -189,11 +191,77 @@ def noise_curve(args: argparse.Namespace, sf: SciFactTexts, test: QueryAnswers) 
     return rows
 
 
+def framework_replay(sf: SciFactTexts, test: QueryAnswers) -> dict:
+    """(c) A LangChain app over ``langchain_chroma.Chroma``: the training claims are asked through
+    ``langchain_nudge.feedback.FeedbackRetriever`` (top 10; it logs each retrieval with its query vector), a
+    simulated user clicks the first relevant abstract shown (``record_feedback``), and the store is re-tuned
+    between the 5 batches through the core store over the LangChain store."""
+    from langchain_chroma import Chroma
+    from langchain_core.embeddings import Embeddings
+    from langchain_nudge.feedback import FeedbackCallbackHandler, FeedbackRetriever
+    from langchain_nudge.vectorstores._core import core_store
+
+    known = dict(zip(sf.texts, sf.vectors)) | {sf.qtext[q]: v for q, v in sf.qvec.items()}
+
+    class Precomputed(Embeddings):  # the precomputed all-MiniLM-L6-v2 vectors of the SciFact texts
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            return [known[t].tolist() for t in texts]
+
+        def embed_query(self, text: str) -> list[float]:
+            return known[text].tolist()
+
+    rel: dict[str, set[str]] = {}
+    for q, d in sf.train_raw:
+        rel.setdefault(q, set()).add(d)
+    claims = list(rel)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        lc = Chroma("scifact", embedding_function=Precomputed(), persist_directory=os.path.join(tmp, "chroma"),
+                    collection_metadata={"hnsw:space": "cosine"})  # fmt: skip
+        for b0 in range(0, len(sf.doc_ids), 2000):
+            lc.add_texts(sf.texts[b0 : b0 + 2000], ids=sf.doc_ids[b0 : b0 + 2000])
+        handler = FeedbackCallbackHandler(os.path.join(tmp, "fb.sqlite"))
+        retriever = FeedbackRetriever(vectorstore=lc, feedback=handler, search_kwargs={"k": 10})
+        core = core_store(lc)
+        assert core is not None
+        rows.append({"batch": 0, **{f"test_{k}": v for k, v in scores(core, sf, test).items()}})
+        log = FeedbackLog(os.path.join(tmp, "fb.sqlite"))
+        t_retrieve = 0.0
+        for b, part in enumerate(np.array_split(np.arange(len(claims)), BATCHES), 1):
+            clicks = 0
+            for i in part:
+                q = claims[int(i)]
+                t = time.perf_counter()
+                docs = retriever.invoke(sf.qtext[q])
+                t_retrieve += time.perf_counter() - t
+                hit = [doc for doc in docs if doc.id in rel[q]]
+                if hit:
+                    handler.record_feedback(sf.qtext[q], hit[0], source="click")
+                    clicks += 1
+            handler.flush()
+            t = time.perf_counter()
+            r = retune_store(core, log)
+            row = {"batch": b, "claims": len(part), "clicks": clicks, "used": r.events_used,
+                   "held_out": r.events_held_out, "impressions_skipped": r.events_skipped_not_relevant,
+                   "embedded": r.questions_embedded, "gamma": r.gamma, "written": r.written,
+                   "retune_s": round(time.perf_counter() - t, 2),
+                   **{f"test_{k}": v for k, v in scores(core, sf, test).items()}}  # fmt: skip
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        handler.close()
+        reverted = core.revert()
+        back = scores(core, sf, test)
+        log.close()
+    return {"rows": rows, "retrieval_ms_mean": round(1000 * t_retrieve / len(claims), 2),
+            "revert": reverted.summary(), "after_revert": back}  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--store", choices=("memory", "chroma"), default="memory")
     ap.add_argument("--embed", action="store_true", help="log events without vectors: re-tunes embed with MiniLM")
     ap.add_argument("--skip-noise", action="store_true")
+    ap.add_argument("--framework", action="store_true", help="also (c): the replay through a LangChain app")
     ap.add_argument("--out", default="benchmarks/results/feedback.json")
     args = ap.parse_args()
     t0 = time.perf_counter()
@@ -202,6 +270,8 @@ def main() -> None:
     out: dict = {"store": args.store, "embed": args.embed, "replay": replay(args, sf, test)}
     if not args.skip_noise:
         out["noise"] = noise_curve(args, sf, test)
+    if args.framework:
+        out["framework"] = framework_replay(sf, test)
     out["seconds"] = round(time.perf_counter() - t0, 1)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1, default=float))
