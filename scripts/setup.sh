@@ -21,4 +21,7 @@ echo "torch==$TORCH_NOW" >"$CONSTRAINTS"
 .venv/bin/python -m pip install --quiet -c "$CONSTRAINTS" -e ".[dev]" \
     -e "./integrations/llama-index-nudge[test]" \
     -e "./integrations/langchain-nudge[test]"
+# llama-index-vector-stores-duckdb 0.7.0 pins duckdb<1.4; the core's DuckDB store needs duckdb 1.5.5 (its VSS build):
+# installed without its dependencies (the LlamaIndex DuckDB test aliases the one module it imports under an old name)
+.venv/bin/python -m pip install --quiet --no-deps "llama-index-vector-stores-duckdb==0.7.0"
 echo "nudge-rag: environment ready in .venv"

@@ -48,7 +48,7 @@ def test_finetune_improves_heldout_retrieval_and_keeps_nodes(scifact, embed_mode
     nudged = engine.get_finetuned_index()
 
     # stored vectors were captured, never re-embedded; questions came from the same base model
-    assert embed_model.live_texts == 0 and report.n_embedded_nodes == 0
+    assert embed_model.live_texts == 0 and engine.n_embedded_nodes == 0
     assert nudged is index and nudged._embed_model is embed_model
     # report
     assert report.variant == "nudge-n" and report.similarity == "cosine"
@@ -58,8 +58,8 @@ def test_finetune_improves_heldout_retrieval_and_keeps_nodes(scifact, embed_mode
     assert report.n_train_questions + report.n_val_questions == n_questions
     assert 0 < report.gamma <= 0.48 and len(report.gammas) == len(report.val_scores) > 10
     assert report.val_score >= report.val_base_score
-    assert report.val_metrics_after["recall@10"] >= report.val_metrics_before["recall@10"]
-    assert 0 < report.n_moved == report.n_written <= 565
+    assert 0 < report.n_moved == report.written <= 565 and report.store.startswith("SimpleVectorStore")
+    assert len(str(report).splitlines()) <= 8
     json.dumps(report.to_dict())
 
     # held-out questions (the BEIR test split) retrieve better through the ordinary retriever
@@ -75,9 +75,10 @@ def test_finetune_improves_heldout_retrieval_and_keeps_nodes(scifact, embed_mode
     moved = [k for k in before["vectors"] if not np.allclose(before["vectors"][k], after["vectors"][k], atol=1e-6)]
     assert len(moved) == report.n_moved
     assert np.allclose([np.linalg.norm(after["vectors"][k]) for k in moved], 1.0, atol=1e-5)
-    rows = {nid: i for i, nid in enumerate(engine.node_ids)}
+    patch = engine.nudge_model.patch_
+    new = dict(zip((engine.node_ids[r] for r in patch.rows), patch.new))
     for k in moved[:20]:
-        assert np.allclose(after["vectors"][k], engine.nudge_model.embeddings_[rows[k]], atol=1e-6)
+        assert np.allclose(after["vectors"][k], new[k], atol=1e-6)
 
     # query engine works out of the box
     from llama_index.core.llms import MockLLM
@@ -183,8 +184,8 @@ def test_insert_updates_only_what_it_touches(scifact, embed_model, tmp_path, hel
     after = _vectors(index)
 
     assert embed_model.batch_calls - calls_before == (n_new + 31) // 32  # new nodes embedded in batches
-    assert report.gamma == gamma and len(report.inserts) == 1
-    entry = report.inserts[0]
+    assert report.gamma == gamma and len(engine.inserts) == 1
+    entry = engine.inserts[0]
     assert entry["n_new_nodes"] == n_new and entry["n_val_questions"] > 0
     assert report.n_val_questions == n_val + entry["n_val_questions"]
     assert set(after) == set(before) | new_ids
@@ -225,8 +226,9 @@ def test_nodes_without_vectors_are_embedded_in_batches_once(scifact, live_embed_
     del index.vector_store.data.metadata_dict[lost]
     pairs = [p for p in train if p[1] in set(wanted)]
     live_embed_model.live_texts = 0
-    report = NudgeFinetuneEngine(index, train_dataset=pairs).finetune()
-    assert report.n_embedded_nodes == 1 and live_embed_model.live_texts == 1
+    engine = NudgeFinetuneEngine(index, train_dataset=pairs)
+    engine.finetune()
+    assert engine.n_embedded_nodes == 1 and live_embed_model.live_texts == 1
     assert live_embed_model.live_queries == len({q for q, _ in pairs})  # questions embedded live as queries
     assert lost in index.vector_store.data.embedding_dict
     assert index.vector_store.data.metadata_dict[lost] == meta
@@ -247,7 +249,7 @@ def test_build_from_nodes_with_settings_fallback(scifact, embed_model, helpers):
     finally:
         Settings._embed_model = old
     index = engine.get_finetuned_index()
-    assert report.n_embedded_nodes == 1 and report.n_written == len(nodes)
+    assert engine.n_embedded_nodes == 1 and report.written == report.n_moved > 0
     assert set(index.index_struct.nodes_dict.values()) == {n.node_id for n in nodes}
     assert nodes[5].embedding is None  # the caller's nodes are not modified
     assert helpers.hit_rate(index, dict(list(scifact.answers("test").items())[::5])) > 0.8
@@ -258,11 +260,11 @@ def test_refit_starts_from_the_original_vectors(scifact, embed_model):
     engine = NudgeFinetuneEngine(index, train_dataset=scifact.pairs("train"))
     first = engine.finetune()
     once = _vectors(index)
-    second = engine.finetune()
+    second = engine.finetune()  # reverts the first fit, then fits and writes again
     assert second.gamma == first.gamma
     twice = _vectors(index)
     assert all(np.array_equal(once[k], twice[k]) for k in once)
-    assert second.n_written == 0
+    assert second.written == first.written
 
 
 # ------------------------------------------------------------------------------------------ errors
@@ -332,9 +334,8 @@ def test_failed_write_restores_the_original_vectors(scifact, embed_model, helper
     data = index.vector_store.data
     data.embedding_dict = FailingDict(data.embedding_dict)
     engine = NudgeFinetuneEngine(index, train_dataset=scifact.pairs("train"))
-    with pytest.raises(StoreWriteError, match="disk full.*restored") as err:
+    with pytest.raises(StoreWriteError, match="disk full"):  # the core StoreError; the write was rolled back
         engine.finetune()
-    assert err.value.restored
     _assert_untouched(index, before, helpers)
     with pytest.raises(RuntimeError, match="finetune"):
         engine.get_finetuned_index()

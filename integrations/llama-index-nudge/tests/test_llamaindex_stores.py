@@ -130,11 +130,7 @@ def make_store(kind, tmp_path, request):
 
 
 def _read(index, node_ids):
-    store = core_store(index)
-    if store is None:  # SimpleVectorStore: keyed by node id
-        emb = index.vector_store.data.embedding_dict
-        return np.asarray([emb[n] for n in node_ids], dtype=np.float32)
-    return store.fetch(node_ids)
+    return core_store(index).fetch(node_ids)  # SimpleVectorStore too (the core MemoryStore over its dict)
 
 
 @pytest.mark.parametrize("kind", sorted(STORES))
@@ -170,10 +166,10 @@ def test_engine_fits_in_the_store(kind, scifact, embed_model, helpers, tmp_path,
     assert hit_after[1] >= hit_before[1] + 0.05, (hit_before, hit_after)
     if fresh is not None:  # another store object (as a new process would open) reads the nudged vectors
         np.testing.assert_array_equal(_read(VectorStoreIndex.from_vector_store(fresh(), embed_model), ids), after)
-    if kind != "simple":  # revert puts back the originals bit for bit
-        assert engine.revert() == len(changed)
-        # (Qdrant local mode renormalises a COSINE collection in place when it searches: last-bit changes)
-        np.testing.assert_allclose(_read(index, ids), before, rtol=0, atol=1.2e-7 if kind == "qdrant" else 0)
+    # revert puts back the originals bit for bit (SimpleVectorStore too: the same core path)
+    assert engine.revert() == len(changed)
+    # (Qdrant local mode renormalises a COSINE collection in place when it searches: last-bit changes)
+    np.testing.assert_allclose(_read(index, ids), before, rtol=0, atol=1.2e-7 if kind == "qdrant" else 0)
 
 
 def test_nudge_m_needs_an_inner_product_store(scifact, embed_model, tmp_path):
@@ -281,12 +277,13 @@ def test_nudge_m_refused_unless_inner_product(scifact, embed_model, tmp_path, re
 
 def test_pgvector_halfvec_is_refused_clearly():
     pytest.importorskip("llama_index.vector_stores.postgres")
-    from llama_index.nudge._backends import _pg_store
+    from types import SimpleNamespace
+
     from llama_index.vector_stores.postgres import PGVectorStore
 
     vs = PGVectorStore.from_params(connection_string="postgresql://u@h/db", embed_dim=4, use_halfvec=True)
     with pytest.raises(NotImplementedError, match="half-precision"):
-        _pg_store(vs)
+        core_store(SimpleNamespace(vector_store=vs))
 
 
 @pytest.mark.parametrize("kind", ["pgvector", "milvus"])
@@ -320,7 +317,7 @@ def test_insert_in_a_database_store_equals_the_in_memory_insert(kind, scifact, e
     memory.finetune()
     ref = memory.insert(nodes=new, train_dataset=second)
     assert (report.gamma, report.n_moved) == (ref.gamma, ref.n_moved)
-    assert report.inserts[-1]["n_new_nodes"] == len(new)
+    assert engine.inserts[-1]["n_new_nodes"] == len(new)
     after = _read(index, ids)
     np.testing.assert_allclose(after, _read(memory.get_finetuned_index(), ids), atol=1e-5)
     original = np.asarray([n.embedding for n in nodes], dtype=np.float32)
@@ -344,7 +341,7 @@ def test_generated_questions_in_a_database_store(scifact, embed_model, llms, tmp
     engine = NudgeFinetuneEngine(index, llm=llm, generate_for=chosen, embed_model=embed_model)
     before = _read(index, [n.node_id for n in nodes])
     report = engine.finetune()
-    assert llm.calls == len(chosen) and report.generation["n_questions"] > 0
+    assert llm.calls == len(chosen) and engine.generation["n_questions"] > 0
     after = _read(index, [n.node_id for n in nodes])
     moved = {nodes[j].node_id for j in np.flatnonzero(np.abs(after - before).max(axis=1) > 1e-6)}
     assert moved <= set(chosen) and len(moved) == report.n_moved
@@ -378,7 +375,8 @@ def test_failed_insert_leaves_the_store_as_it_was(scifact, embed_model, tmp_path
     assert core.count() == count
     np.testing.assert_array_equal(core.fetch(ids[:200]), before)
     assert not vector_store.get_nodes(node_ids=ids[200:210])
-    assert engine.insert(nodes=new, train_dataset=later).inserts[-1]["n_new_nodes"] == len(new)
+    engine.insert(nodes=new, train_dataset=later)
+    assert engine.inserts[-1]["n_new_nodes"] == len(new)
 
 
 def test_faiss_generates_from_the_docstore_and_refuses_new_nodes(scifact, embed_model, llms, tmp_path):
@@ -391,10 +389,11 @@ def test_faiss_generates_from_the_docstore_and_refuses_new_nodes(scifact, embed_
     llm = llms.sentence()
     engine = NudgeFinetuneEngine(index, llm=llm, embed_model=embed_model, gamma=0.2)
     report = engine.finetune()
-    assert llm.calls == len(nodes) and report.generation["n_questions"] > 0 and report.n_moved > 0
+    assert llm.calls == len(nodes) and engine.generation["n_questions"] > 0 and report.n_moved > 0
     with pytest.raises(NotImplementedError, match="numbers vectors by position"):
         engine.insert(nodes=scifact.nodes(range(60, 62)))
     present = {n.node_id for n in nodes}
     more = [(q, n) for q, n in scifact.pairs("train") if n in present][:10]
-    assert engine.insert(train_dataset=more).inserts[-1]["n_train_questions"] > 0
+    engine.insert(train_dataset=more)
+    assert engine.inserts[-1]["n_train_questions"] > 0
     assert engine.revert() >= report.n_moved

@@ -9,7 +9,6 @@ Example:
     >>> index = engine.get_finetuned_index()
 """
 
-from llama_index.nudge._stores import StoreWriteError
 from llama_index.nudge.base import NudgeFinetuneEngine
 from llama_index.nudge.dataset import EmbeddingQAFinetuneDataset
 from llama_index.nudge.generate import (
@@ -19,6 +18,11 @@ from llama_index.nudge.generate import (
     generate_question_pairs,
 )
 from llama_index.nudge.report import NudgeFinetuneEndEvent, NudgeFinetuneReport, NudgeFinetuneStartEvent
+
+from nudge_rag.stores import StoreError
+
+#: Kept importable: a failed write raises the core :class:`nudge_rag.stores.StoreError` (originals restored).
+StoreWriteError = StoreError
 
 __all__ = [
     "NudgeFinetuneEngine",

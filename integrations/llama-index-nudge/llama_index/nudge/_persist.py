@@ -7,12 +7,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from llama_index.core import StorageContext
-from llama_index.nudge.report import REPORT_FILENAME, NudgeFinetuneReport
+from llama_index.nudge.report import REPORT_FILENAME
 
 import nudge_rag
 from nudge_rag.files import atomic_write_text
+from nudge_rag.stores import StoreFinetuneReport
 
 __all__ = ["MODEL_FILENAME", "STATE_FILENAME", "save_engine", "open_state", "load_fitted"]
 
@@ -24,7 +24,7 @@ _FORMAT = "llama-index-nudge"
 def save_engine(
     persist_dir: str | os.PathLike,
     index: Any,
-    report: NudgeFinetuneReport,
+    report: StoreFinetuneReport,
     model: Any,
     row_ids: list[str],
     variant: str,
@@ -34,10 +34,8 @@ def save_engine(
     path = Path(persist_dir)
     index.storage_context.persist(persist_dir=str(path))
     report.save(path / REPORT_FILENAME)
-    in_store = getattr(model, "embeddings_", None) is None  # fitted in a database store: it holds the vectors
-    model.save(path / MODEL_FILENAME)  # an in-store fit: the solver state without the corpus (for insert)
-    state = {"format": _FORMAT, "format_version": 1, "variant": variant, "row_node_ids": row_ids, **settings}
-    state["in_store"] = in_store
+    model.save(path / MODEL_FILENAME)  # the solver state without the corpus (the store holds it): for insert
+    state = {"format": _FORMAT, "format_version": 2, "variant": variant, "row_node_ids": row_ids, **settings}
     atomic_write_text(path / STATE_FILENAME, json.dumps(state))
 
 
@@ -58,16 +56,12 @@ def open_state(persist_dir: str | os.PathLike, index: Any, embed_model: Any) -> 
     return state, index
 
 
-def load_fitted(persist_dir: str | os.PathLike, state: dict[str, Any]) -> tuple[Any, list[str], np.ndarray, Any]:
-    """(model, node id of each row, the original rows (from ``model.patch_``), report) saved by :func:`save_engine`."""
+def load_fitted(persist_dir: str | os.PathLike, state: dict[str, Any]) -> tuple[Any, list[str], StoreFinetuneReport]:
+    """(model, store id of each solver row, report) saved by :func:`save_engine` (the store holds the vectors and,
+    in its ledger, their originals)."""
     path = Path(persist_dir)
-    if state.get("in_store"):  # the database store holds the vectors and their originals (for revert)
-        saved = path / MODEL_FILENAME
-        model = nudge_rag.load(saved) if saved.is_file() else None  # older persist dirs kept no solver state
-        return model, [str(r) for r in state["row_node_ids"]], None, NudgeFinetuneReport.load(path / REPORT_FILENAME)
-    model = nudge_rag.load(path / MODEL_FILENAME)
-    rows = [str(r) for r in state["row_node_ids"]]
-    if model.embeddings_.shape[0] != len(rows):
-        raise ValueError(f"{path}: the solver state has {model.embeddings_.shape[0]} rows for {len(rows)} nodes")
-    base = model.patch_.revert(model.embeddings_).astype(np.float32, copy=False)
-    return model, rows, base, NudgeFinetuneReport.load(path / REPORT_FILENAME)
+    saved = path / MODEL_FILENAME
+    model = nudge_rag.load(saved) if saved.is_file() else None  # older persist dirs kept no solver state
+    if model is not None and getattr(model, "embeddings_", None) is not None:
+        raise ValueError(f"{path}: written by an older in-memory engine; call finetune() again to refit")
+    return model, [str(r) for r in state["row_node_ids"]], StoreFinetuneReport.load(path / REPORT_FILENAME)

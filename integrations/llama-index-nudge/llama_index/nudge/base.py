@@ -1,15 +1,17 @@
 """``NudgeFinetuneEngine``: NUDGE fine-tuning of the document vectors stored in a ``VectorStoreIndex``.
 
-Framework-specific work only: capturing the stored vectors (:mod:`llama_index.nudge._capture`), reading and
-writing the vector store (:mod:`llama_index.nudge._stores`), embedding questions with the base embed model.
-Grouping pairs, carving validation questions, the estimator and the report come from :mod:`nudge_rag.finetune`.
+A thin translator: the index's vector store becomes one core store (:func:`llama_index.nudge._backends.core_store`),
+LlamaIndex pairs become :class:`nudge_rag.finetune.Questions` (a document id stands for its current nodes), and
+the fit, write, insert, revert, status and reapply are the core's (:mod:`nudge_rag.stores`).
 """
 
 from __future__ import annotations
 
+import copy
+import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import llama_index.core.instrumentation as instrument
@@ -20,121 +22,73 @@ from llama_index.core.llms import LLM
 from llama_index.core.schema import BaseNode
 from llama_index.core.settings import Settings
 from llama_index.core.storage.storage_context import DEFAULT_PERSIST_DIR
-from llama_index.nudge._backends import core_store
-from llama_index.nudge._capture import (
-    Captured,
-    capture_additions,
-    capture_nodes,
-    capture_store,
-    check_unique,
-    embed_missing,
-    question_vector_map,
-    recapture_store,
-)
-from llama_index.nudge._in_store import InStorePath
+from llama_index.nudge._backends import core_store, store_class_name
+from llama_index.nudge._capture import check_unique, embed_missing, embed_queries, node_text, question_vector_map
 from llama_index.nudge._persist import MODEL_FILENAME, STATE_FILENAME, load_fitted, open_state, save_engine
-from llama_index.nudge._stores import (
-    COSINE,
-    EUCLIDEAN,
-    INNER_PRODUCT,
-    VectorStoreAdapter,
-    build_index,
-    check_store_similarity,
-    make_adapter,
-    new_store_similarity,
-    write_changes,
-)
-from llama_index.nudge.dataset import PairsInput, check_nodes, collect_questions, insert_questions
-from llama_index.nudge.report import (
-    NudgeFinetuneEndEvent,
-    NudgeFinetuneReport,
-    NudgeFinetuneStartEvent,
-    record_insert,
-    with_store_info,
-)
+from llama_index.nudge.dataset import PairsInput, check_insert_questions, check_nodes, collect_questions
+from llama_index.nudge.generate import generate_question_pairs
+from llama_index.nudge.report import NudgeFinetuneEndEvent, NudgeFinetuneStartEvent
 
-from nudge_rag.finetune import (
-    DEFAULT_VAL_FRACTION,
-    VARIANTS,
-    canonical_variant,
-    finetune_pairs,
-    make_model,
-)
+from nudge_rag.finetune import DEFAULT_VAL_FRACTION, VARIANTS, Questions, canonical_variant, make_model
+from nudge_rag.stores import BaseStore, StoreCorpus, StoreError, StoreFinetuneReport, fit_store
 
 __all__ = ["NudgeFinetuneEngine", "VARIANTS", "MODEL_FILENAME", "STATE_FILENAME"]
 
-# core store similarity -> the engine's names
-_SIMILARITY = {"cosine": COSINE, "inner_product": INNER_PRODUCT, "l2": EUCLIDEAN}
-
+logger = logging.getLogger(__name__)
 dispatcher = instrument.get_dispatcher(__name__)
 
 
-class NudgeFinetuneEngine(InStorePath):
+class _StoreWithAdded(StoreCorpus):
+    """A corpus over a store the new nodes were already added to (by the index): ``append`` has nothing to do."""
+
+    def append(self, new_embeddings: Any) -> StoreCorpus:
+        return self
+
+
+class NudgeFinetuneEngine:
     """Fine-tune a ``VectorStoreIndex`` with NUDGE: move the stored document vectors, not the embed model.
 
     NUDGE (Zeighami et al., arXiv 2409.02343) moves each document vector that answers training questions
-    towards those questions, by a step size gamma chosen on validation questions. The embedding model is
-    never changed: **queries are still embedded by the same base embed model**, so the fine-tuned index is
-    used exactly like the original one (``as_retriever``, ``as_query_engine``). The vectors the index
-    already stores are captured as they are (nodes without a vector are embedded in batches) and the
-    nudged vectors are written back into the same vector store, in place: ``SimpleVectorStore`` (in memory),
-    and, fitted where they live through :mod:`nudge_rag.stores` (:mod:`llama_index.nudge._in_store`),
-    ``PGVectorStore``, ``QdrantVectorStore``, ``ChromaVectorStore``, ``MilvusVectorStore``,
-    ``LanceDBVectorStore`` and ``FaissVectorStore``.
+    towards those questions, by a step size gamma chosen on validation questions. **Queries are still embedded
+    by the same base embed model**, so the fine-tuned index is used exactly like the original one. The fit
+    reads the vectors where they live, through the core store that serves the index's vector store
+    (:data:`llama_index.nudge._backends.SUPPORTED_STORES`: ``SimpleVectorStore`` (in memory), Qdrant, Chroma,
+    PostgreSQL (``PGVectorStore``), Milvus, LanceDB, FAISS, DuckDB), and writes back only the moved vectors,
+    compare-and-set, their originals kept in the store's ledger (:meth:`revert`, :meth:`status`, :meth:`reapply`).
 
-    Training questions come as an ``EmbeddingQAFinetuneDataset`` (or its JSON file), as
-    ``(question, node_id)`` pairs, or are generated by an LLM (``Settings.llm`` unless ``llm`` is given)
-    when ``train_dataset`` is omitted. Without ``val_dataset``, ``val_fraction`` of the questions is set
-    aside (deterministically, by ``seed``) to choose gamma.
+    Training questions come as an ``EmbeddingQAFinetuneDataset`` (or its JSON file), as ``(question, id)`` pairs,
+    or are generated by an LLM (``Settings.llm`` unless ``llm`` is given) when ``train_dataset`` is omitted. An id
+    is a node id or a document id (``ref_doc_id``): a document stands for its nodes *at fit time*
+    (:meth:`nudge_rag.finetune.Questions.by_document`), so an edited document keeps its pairs and a deleted one's
+    pairs are skipped (counted in ``report.n_dropped_questions``). Without ``val_dataset``, ``val_fraction`` of
+    the questions is set aside (deterministically, by ``seed``) to choose gamma.
 
-    Variants: ``"nudge-n"`` (default) outputs unit-norm vectors, correct under cosine and inner product.
-    ``"nudge-m"`` outputs unnormalised vectors that rank correctly only under inner product; it is refused
-    unless the vector store searches by inner product (a Qdrant collection with ``Distance.DOT``, a Milvus
-    collection with ``similarity_metric="IP"``; ``PGVectorStore`` always searches by cosine).
+    Variants: ``"nudge-n"`` (default) outputs unit-norm vectors, right under cosine and inner product.
+    ``"nudge-m"`` outputs unnormalised vectors and is refused unless the store searches by inner product.
 
     Args:
-        index: the ``VectorStoreIndex`` to fine-tune, or the nodes to build one from (nodes that already
-            carry an ``embedding`` are not re-embedded).
-        train_dataset: training pairs (see above); ``None`` generates questions with ``llm``.
-        val_dataset: validation pairs, same forms; ``None`` carves them from the training questions.
-        embed_model: the base embed model for questions (and nodes without a vector); defaults to the
-            index's own embed model, else ``Settings.embed_model``.
-        llm: LLM for question generation; defaults to ``Settings.llm`` when set, else the offline local model.
-        variant: ``"nudge-n"`` or ``"nudge-m"``.
-        gamma: fix the step size instead of choosing it on validation questions.
-        val_fraction: share of questions carved for validation when ``val_dataset`` is not given.
-        seed: seed of that split.
-        num_questions_per_chunk: questions generated per node when generating.
-        generate_for: ids of the nodes to generate questions about (default: every node of the index;
-            required for a database store that holds the texts, which is never read whole).
-        generation_path: JSON file that makes question generation resumable (see
-            :func:`~llama_index.nudge.generate_question_pairs`).
-        generation_kwargs: further arguments of ``generate_question_pairs`` (``num_workers``,
-            ``batch_size``, ``prompt_template``).
-        nudge_kwargs: further arguments of the solver (``nudge_rag.NudgeN`` / ``NudgeM``), e.g.
-            ``{"metric": "ndcg@10"}``.
+        index: the ``VectorStoreIndex`` to fine-tune, or the nodes to build one from (in ``storage_context``;
+            nodes that carry an ``embedding`` are not re-embedded).
+        train_dataset, val_dataset: pairs (see above); ``None`` generates / carves them.
+        embed_model: the base embed model (default: the index's, else ``Settings.embed_model``).
+        llm: LLM for question generation (default ``Settings.llm`` when set, else the offline local model).
+        variant, gamma, val_fraction, seed: the solver's variant, a fixed step size, the carving rule.
+        num_questions_per_chunk, generate_for, generation_path, generation_kwargs: question generation (the
+            nodes to ask about, default every node in the docstore; resumable JSON file;
+            ``generate_question_pairs`` arguments).
+        nudge_kwargs: further solver arguments (``nudge_rag.NudgeN`` / ``NudgeM``), e.g. ``{"metric": "ndcg@10"}``.
         storage_context: where to build the index when ``index`` is a list of nodes (default: in memory).
-        show_progress: show progress bars while embedding (nodes and questions) and generating.
-        question_vectors: precomputed query vectors of the questions, ``{question text: vector}`` (e.g.
-            ``dict(zip(texts, array))``), made by the same base embed model; questions found there are not
-            embedded again (also used by :meth:`insert`). Other questions are embedded with the model's query
-            method, batched where the model has a batched query call (``HuggingFaceEmbedding``), else
-            ``aget_query_embedding`` run concurrently (:func:`llama_index.nudge._capture.embed_queries`).
+        show_progress: progress bars while embedding and generating.
+        question_vectors: precomputed query vectors ``{question text: vector}`` from the same base model.
 
     Observability: :meth:`finetune` runs in a ``llama_index.core.instrumentation`` span and emits
-    :class:`~llama_index.nudge.report.NudgeFinetuneStartEvent` and
-    :class:`~llama_index.nudge.report.NudgeFinetuneEndEvent` (gamma, validation metrics before and after, rows
-    written), so a handler attached to the root dispatcher (tracing tools) sees the fit.
+    ``NudgeFinetuneStartEvent`` and ``NudgeFinetuneEndEvent`` (:mod:`llama_index.nudge.report`).
 
     Example:
-        >>> from llama_index.core import VectorStoreIndex
-        >>> from llama_index.nudge import NudgeFinetuneEngine
-        >>> index = VectorStoreIndex(nodes, embed_model=embed_model)
-        >>> engine = NudgeFinetuneEngine(index, train_dataset=[("What moves in NUDGE?", nodes[0].node_id), ...])
-        >>> report = engine.finetune()
-        >>> report.gamma, report.val_score
-        >>> nudged = engine.get_finetuned_index()   # queries still use embed_model
-        >>> nudged.as_retriever(similarity_top_k=5).retrieve("What moves in NUDGE?")
+        >>> engine = NudgeFinetuneEngine(index, train_dataset=[("What moves in NUDGE?", node.node_id), ...])
+        >>> report = engine.finetune()          # a nudge_rag.stores.StoreFinetuneReport; print(report)
+        >>> engine.get_finetuned_index().as_retriever(similarity_top_k=5).retrieve("What moves in NUDGE?")
+        >>> engine.revert()                     # the original vectors, bit for bit
     """
 
     def __init__(
@@ -161,9 +115,7 @@ class NudgeFinetuneEngine(InStorePath):
         self.variant = canonical_variant(variant)
         if not 0 < val_fraction < 1:
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
-        self.gamma = gamma
-        self.val_fraction = val_fraction
-        self.seed = seed
+        self.gamma, self.val_fraction, self.seed = gamma, val_fraction, seed
         self.num_questions_per_chunk = num_questions_per_chunk
         self.generate_for = None if generate_for is None else [str(n) for n in generate_for]
         self.generation_path = generation_path
@@ -171,118 +123,112 @@ class NudgeFinetuneEngine(InStorePath):
         self.nudge_kwargs = dict(nudge_kwargs or {})
         self.show_progress = show_progress
         self._question_vectors = question_vector_map(question_vectors)
-        self._train_source = train_dataset
-        self._val_source = val_dataset
-        self._llm = llm
+        self._train_source, self._val_source, self._llm = train_dataset, val_dataset, llm
         make_model(self.variant, gamma=gamma, **self.nudge_kwargs)  # validates gamma / nudge_kwargs early
-
+        self._index: VectorStoreIndex | None = None
+        self._nodes: list[BaseNode] | None = None
+        self._core: BaseStore | None = None
         if isinstance(index, VectorStoreIndex):
-            self._index: VectorStoreIndex | None = index
-            self._nodes: list[BaseNode] | None = None
-            self._storage_context = index.storage_context
             self._embed_model = embed_model or getattr(index, "_embed_model", None) or Settings.embed_model
-            self._core = core_store(index)  # a database store: fitted where it lives
-            self._adapter: VectorStoreAdapter | None = None if self._core else make_adapter(index)
-            if self._core is not None:
-                similarity, store_name = _SIMILARITY[self._core.similarity], self._core.describe()
-            else:
-                similarity, store_name = self._adapter.similarity, self._adapter.store_name
+            self._open(index)
         elif isinstance(index, Sequence) and not isinstance(index, (str, bytes)):
             nodes = list(index)
             if not nodes or not all(isinstance(n, BaseNode) for n in nodes):
                 raise TypeError("index must be a VectorStoreIndex or a non-empty sequence of nodes (BaseNode)")
-            check_unique([n.node_id for n in nodes], "the given nodes")
-            self._index, self._nodes, self._adapter, self._core = None, nodes, None, None
-            self._storage_context = storage_context or StorageContext.from_defaults()
+            self._nodes, self._storage_context = nodes, storage_context or StorageContext.from_defaults()
             self._embed_model = embed_model or Settings.embed_model
-            similarity, store_name = new_store_similarity(self._storage_context.vector_store)
         else:
             raise TypeError(f"index must be a VectorStoreIndex or a sequence of nodes, got {type(index).__name__}")
-        check_store_similarity(similarity, store_name, self.variant)
-        self._store_similarity, self._store_name = similarity, store_name
-        # fitted state: the model, the node id of each solver row, the vectors as captured (rows as _row_ids)
-        self._model: Any = None
+        self._model: Any = None  # fitted state: the solver, the store id of each solver row, the report
         self._row_ids: list[str] = []
-        self._base: np.ndarray | None = None
-        self._report: NudgeFinetuneReport | None = None
+        self._report: StoreFinetuneReport | None = None
+        self._documents: set[str] = set()  # document ids pairs have named (a deleted one's pairs are skipped)
+        #: counters of the last question generation (``None`` when none ran)
+        self.generation: dict[str, Any] | None = None
+        #: one entry per :meth:`insert` call (nodes added and embedded, questions, scores, rows written, seconds)
+        self.inserts: list[dict[str, Any]] = []
+        #: nodes the last :meth:`finetune` embedded because they had no vector
+        self.n_embedded_nodes = 0
+
+    def _open(self, index: VectorStoreIndex) -> None:
+        """Take ``index`` and the core store over its vector store; refuse NUDGE-M on a non-inner-product store."""
+        self._index, self._core = index, core_store(index)
+        sim = self._core.similarity
+        if self.variant == "nudge-m" and sim != "inner_product":
+            raise ValueError(
+                f"NUDGE-M vectors are not unit-norm and rank correctly only under inner product, but the "
+                f"{self._core.describe()} searches by {sim}. Use variant='nudge-n' (the default), or a store created "
+                "for dot product, e.g. QdrantVectorStore(..., dense_config=VectorParams(size=d, distance=Distance.DOT))"
+            )
+
+    @property
+    def _store_name(self) -> str:
+        return self._core.describe() if self._core is not None else store_class_name(self._storage_context.vector_store)
 
     @dispatcher.span
-    def finetune(self) -> NudgeFinetuneReport:
-        """Choose gamma, nudge the document vectors and write them into the vector store.
+    def finetune(self) -> StoreFinetuneReport:
+        """Choose gamma, nudge the document vectors and write the moved ones into the vector store.
 
-        Everything is validated and every vector computed before the store is written; a write that fails
-        part way restores the original vectors. Calling it again refits from the vectors captured the
-        first time (the index must hold the same nodes).
+        Pairs are checked before anything is written; a write that fails part way restores the original vectors
+        (:class:`nudge_rag.stores.StoreError`). Calling it again reverts the last fit and fits again.
 
         Returns:
-            The :class:`NudgeFinetuneReport` (also available as :attr:`report`).
+            The core :class:`nudge_rag.stores.StoreFinetuneReport` (also :attr:`report`).
 
         Raises:
-            ValueError: unknown node ids in the pairs, mixed embedding dimensions, no usable training
-                pairs, or (generation) an LLM that returned nothing usable. The index is left untouched.
+            ValueError: pairs naming unknown or deleted nodes, mixed embedding dimensions, no usable training
+                pairs, or an LLM that returned nothing usable. The index is left untouched.
         """
         dispatcher.event(NudgeFinetuneStartEvent(variant=self.variant, vector_store=self._store_name))
-        report = self._finetune_in_store() if self._core is not None else self._finetune_in_memory()
+        t = time.perf_counter()
+        n_embedded = self._build() if self._index is None else self._embed_unstored()
+        core = self._core
+        assert core is not None
+        train = collect_questions(self._train_source, "train_dataset")
+        generation = None
+        if train is None:
+            train, generation = self._generate()
+        val = collect_questions(self._val_source, "val_dataset")
+        train, val = (self._resolve(qs, name) for qs, name in ((train, "train_dataset"), (val, "val_dataset")))
+        if self._model is not None or self._report is not None:
+            core.revert()  # a refit starts from the original vectors
+        embed = lambda texts: self._embed_questions(texts, core.dim)  # noqa: E731
+        params = dict(self.nudge_kwargs)
+        args = dict(variant=self.variant, gamma=self.gamma, val_fraction=self.val_fraction, seed=self.seed)
+        with core.locked():
+            try:
+                fit = fit_store(
+                    core, train, val, embed_queries=embed, metric=params.pop("metric", None), params=params,
+                    report_cls=StoreFinetuneReport, show_progress=self.show_progress, **args,
+                )  # fmt: skip
+            except StoreError as exc:  # e.g. non-unit vectors in a non-cosine store: nothing was written
+                raise ValueError(str(exc)) from None
+            fit.write(core)  # compare-and-set; a failed batch is rolled back (StoreError)
+        report = fit.result.report
+        assert isinstance(report, StoreFinetuneReport)
+        report.store, report.store_similarity = self._store_name, core.similarity
+        report.vectors_read = int(fit.corpus.stats["fetched"])
+        report.search_strategy = "one streamed scan" if fit.corpus.scan else "per query"
+        if fit.write_result is not None:
+            report.record_write(fit.write_result)
+        report.revert = "engine.revert()" if report.written else "nothing written"
+        report.seconds.update(total=time.perf_counter() - t, fetch=fit.fetch_seconds)
+        report.seconds = {k: round(float(v), 4) for k, v in report.seconds.items()}
+        self.generation, self.n_embedded_nodes = generation, n_embedded
+        self._model, self._row_ids, self._report = fit.result.model, fit.corpus.ids, report
         dispatcher.event(NudgeFinetuneEndEvent.of(report))
         return report
 
-    def _finetune_in_memory(self) -> NudgeFinetuneReport:
-        seconds: dict[str, float] = {}
-        t = time.perf_counter()
-        if self._index is None:
-            cap, deleted = capture_nodes(self._nodes, self._embed), set()
-        elif self._model is None:
-            cap, deleted = capture_store(self._adapter, self._embed), set()
-        else:  # refit: start again from the vectors captured the first time
-            cap, deleted = recapture_store(self._adapter, self._row_ids, self._base)
-        seconds["capture"] = time.perf_counter() - t
-        node_row = {nid: i for i, nid in enumerate(cap.node_ids)}
-        train, generation = self._training_questions(cap, node_row, seconds)
-        val = collect_questions(self._val_source, "val_dataset")
-        for qs, name in ((train, "train_dataset"), (val, "val_dataset")):
-            if qs is not None:
-                check_nodes(qs, node_row, name, deleted)
-        embed = lambda texts: self._embed_questions(texts, cap.dim)  # noqa: E731
-        result = finetune_pairs(cap.vectors, train, val, row_of=node_row, embed_queries=embed, **self._solver_args())
-        model = result.model
-
-        t1 = time.perf_counter()
-        if self._index is None:
-            out = cap.vectors.copy()
-            out[model.patch_.rows] = model.patch_.new
-            out[cap.missing] = model.embeddings_[cap.missing]
-            index = build_index(self._nodes, out, self._storage_context, self._embed_model, self.show_progress)
-            n_written = len(cap.node_ids)
-        else:
-            index = self._index
-            prev = np.zeros(0, dtype=np.int64) if self._model is None else self._model.patch_.rows
-            rows = np.r_[model.patch_.rows, prev, np.flatnonzero(cap.missing)]
-            n_written = self._write(cap, model, rows, deleted)
-        seconds["write"] = time.perf_counter() - t1
-        seconds["total"] = time.perf_counter() - t
-        report = with_store_info(result.report, self._store_name, self._store_similarity, seconds)
-        report.n_written, report.n_embedded_nodes, report.generation = n_written, int(cap.missing.sum()), generation
-
-        # commit the engine state only now that the store holds the new vectors
-        self._index = index
-        if self._adapter is None:
-            self._adapter = make_adapter(index)
-        self._model, self._row_ids, self._base, self._report = model, list(cap.node_ids), cap.vectors, report
-        return report
-
     def get_finetuned_index(self, **kwargs: Any) -> VectorStoreIndex:
-        """The fine-tuned ``VectorStoreIndex``.
-
-        Its nodes keep their ids, text and metadata; only the stored vectors were nudged (in place, in the
-        same vector store). Queries are embedded by the same base embed model as before fine-tuning.
+        """The fine-tuned ``VectorStoreIndex`` (same nodes, ids, text and metadata; nudged vectors, in place).
 
         Args:
             **kwargs: when given, passed to a new ``VectorStoreIndex`` over the same storage (e.g.
                 ``show_progress``); otherwise the fine-tuned index itself is returned.
         """
         self._check_fitted()
-        same_model = getattr(self._index, "_embed_model", None) is self._embed_model
-        if same_model and not kwargs:
+        assert self._index is not None
+        if getattr(self._index, "_embed_model", None) is self._embed_model and not kwargs:
             return self._index
         return VectorStoreIndex(
             index_struct=self._index.index_struct,
@@ -292,19 +238,34 @@ class NudgeFinetuneEngine(InStorePath):
         )
 
     @property
-    def report(self) -> NudgeFinetuneReport | None:
+    def report(self) -> StoreFinetuneReport | None:
         """The report of the last :meth:`finetune` (updated by :meth:`insert`), or ``None``."""
         return self._report
 
     @property
     def node_ids(self) -> list[str]:
-        """Node id of each row of ``nudge_model.embeddings_`` (empty before :meth:`finetune`)."""
+        """Node id of each solver row (``nudge_model.patch_.rows`` index it); empty before :meth:`finetune`."""
         return list(self._row_ids)
 
     @property
     def nudge_model(self) -> Any:
         """The fitted ``nudge_rag`` model (``NudgeN`` / ``NudgeM``), or ``None`` before :meth:`finetune`."""
         return self._model
+
+    def revert(self) -> int:
+        """Put back the original vector of every node a fit wrote (bit for bit; nodes changed or deleted since are
+        left alone). Returns the number restored. Nodes added by :meth:`insert` stay."""
+        return self._store("revert").revert().restored
+
+    def status(self) -> Any:
+        """How the store stands against the ledger of this library's writes (:class:`nudge_rag.stores.StoreStatus`:
+        ``nudged``, ``overwritten`` since, e.g. re-ingested, ``reapplicable``, ``missing``; ``print`` it)."""
+        return self._store("status").status()
+
+    def reapply(self) -> Any:
+        """Write the nudge again on nodes a re-index put back to their original vector
+        (:class:`nudge_rag.stores.ReapplyResult`)."""
+        return self._store("reapply").reapply()
 
     def insert(
         self,
@@ -313,76 +274,87 @@ class NudgeFinetuneEngine(InStorePath):
         val_dataset: PairsInput | None = None,
         *,
         question_vectors: Mapping[str, Sequence[float]] | None = None,
-    ) -> NudgeFinetuneReport:
-        """Add documents and/or question pairs after :meth:`finetune`, updating only what they touch.
+    ) -> StoreFinetuneReport:
+        """Add nodes and/or question pairs after :meth:`finetune`, updating only what they touch.
 
-        gamma stays as chosen. New nodes are added to the index (embedded in batches if they carry no
-        vector); new training pairs move only the documents they name (through the solver's
-        ``model.insert``); old and new validation questions are re-scored and reported. Nodes that were
-        inserted into the index directly since fine-tuning are taken in as documents too. Without
-        ``val_dataset``, ``val_fraction`` of the new questions is carved for validation (when there are
-        at least 2). Queries keep using the base embed model. In a database store the new nodes are
-        added through the index, only vectors that change are written (their originals kept for
-        :meth:`revert`), and a failed write deletes the added nodes again; ``FaissVectorStore`` takes
-        new pairs but not new nodes (it numbers vectors by position).
-
-        Args:
-            nodes: new nodes (ids must not exist in the index yet).
-            train_dataset: new training pairs, in any accepted form; may name old and new nodes.
-            val_dataset: new validation pairs.
-            question_vectors: precomputed query vectors of the new questions (``{text: vector}``), added to
-                those given to the constructor.
+        gamma stays as chosen; new nodes are added through the index (embedded in batches if they carry no
+        vector); new training pairs move only the documents they name (the solver's ``model.insert`` over the
+        store); old and new validation questions are re-scored. Without ``val_dataset``, ``val_fraction`` of the
+        new questions is carved for validation (when there are at least 2). Only vectors that change are
+        written (their originals kept for :meth:`revert`); a failed fit or write deletes the added nodes again.
+        ``FaissVectorStore`` takes new pairs but not new nodes (it numbers vectors by position).
 
         Returns:
-            The updated report; its ``inserts`` list describes this call.
-
-        Raises:
-            ValueError: as :meth:`finetune`; nothing is written then.
+            The updated report; :attr:`inserts` describes this call.
         """
         self._check_fitted()
-        if question_vectors is not None:
-            self._question_vectors = {**self._question_vectors, **question_vector_map(question_vectors)}
-        if self._core is not None:
-            return self._insert_in_store(nodes, train_dataset, val_dataset)
+        core, old = self._core, self._model
+        assert core is not None and self._report is not None and self._index is not None
+        if old is None:
+            raise NotImplementedError(
+                "this engine was reopened from a persist dir that keeps no solver state: call finetune() again"
+            )
         if nodes is None and train_dataset is None and val_dataset is None:
             raise ValueError("insert needs nodes, train_dataset or val_dataset")
+        if question_vectors is not None:
+            self._question_vectors = {**self._question_vectors, **question_vector_map(question_vectors)}
         t = time.perf_counter()
-        add = capture_additions(self._adapter, self._row_ids, self._base, nodes, self._embed)
-        row_ids, deleted, dim = add.row_ids, add.deleted, self._base.shape[1]
-        node_row = {nid: i for i, nid in enumerate(row_ids)}
-
-        carve = (self.val_fraction, self.seed) if self._model.val_ is not None else None
-        train, val = insert_questions(train_dataset, val_dataset, node_row, deleted, carve)
-
-        def qa(qs):
-            return None if qs is None else qs.query_answers(self._embed_questions(list(qs.texts), dim), node_row)
-
-        model = self._model.inserted(new_embeddings=add.extra, train=qa(train), val=qa(val))
-        candidates, new_out = add.targets(model, self._model)
-        n_written = self._write(add.existing, model, candidates, deleted, add.new_nodes, new_out)
-        elapsed = time.perf_counter() - t
-        report = record_insert(self._report, model, train, val, elapsed, n_written=n_written, **add.counts)
-        self._model, self._row_ids = model, row_ids
-        self._base = self._base if add.extra is None else np.concatenate([self._base, add.extra])
+        new_nodes = list(nodes or [])
+        if new_nodes and store_class_name(self._index.vector_store) == "FaissVectorStore":
+            raise NotImplementedError(
+                "insert(nodes) on a FaissVectorStore is not supported: the FAISS index numbers vectors by position, "
+                "so add the nodes to the index and call finetune() again (pairs alone can be inserted)"
+            )
+        if not all(isinstance(n, BaseNode) for n in new_nodes):
+            raise TypeError("nodes must be LlamaIndex nodes (BaseNode)")
+        new_ids = [n.node_id for n in new_nodes]
+        clash = sorted(_present(core, new_ids))
+        if clash:
+            raise ValueError(f"{len(clash)} new node id(s) already exist in the index (first: {clash[0]!r})")
+        copies, vectors, n_embedded = self._with_vectors(new_nodes, core.dim, "the new nodes")
+        train = self._resolve(collect_questions(train_dataset, "train_dataset"), "train_dataset", set(new_ids))
+        val = self._resolve(collect_questions(val_dataset, "val_dataset"), "val_dataset", set(new_ids))
+        carve = (self.val_fraction, self.seed) if old.val_ is not None else None
+        train, val = check_insert_questions(train, val, carve)
+        qvecs = {k: self._embed_questions(list(qs.texts), core.dim) for k, qs in (("train", train), ("val", val)) if qs}
+        if new_nodes:
+            self._index.insert_nodes(copies)
+        try:
+            added = vectors if new_nodes else None
+            model, corpus, n_written = self._insert_fit(core, added, train, val, qvecs, new_ids)
+        except BaseException:
+            if new_nodes:
+                try:
+                    self._index.delete_nodes(new_ids)
+                except Exception:  # pragma: no cover - best effort; the original error matters
+                    logger.exception("could not delete the nodes added by the failed insert: %s", new_ids[:5])
+            raise
+        entry = {
+            "n_new_nodes": len(new_nodes),
+            "n_embedded_nodes": n_embedded,
+            "n_train_questions": 0 if train is None else len(train),
+            "n_val_questions": 0 if val is None else len(val),
+            "val_score": model.val_score_,
+            "val_base_score": model.val_base_score_,
+            "n_written": n_written,
+            "seconds": round(time.perf_counter() - t, 4),
+        }
+        self.inserts.append(entry)
+        report = self._report
+        report.refresh(model)
+        report.n_train_questions += entry["n_train_questions"]
+        report.n_train_pairs += 0 if train is None else train.n_pairs
+        report.n_val_questions += entry["n_val_questions"]
+        report.written += n_written
+        self._model, self._row_ids = model, corpus.ids
         return report
 
     def persist(self, persist_dir: str | os.PathLike = DEFAULT_PERSIST_DIR) -> None:
-        """Persist the index (``storage_context.persist``) and, beside it, the report and the solver state.
-
-        Writes ``nudge_report.json`` (the report), ``nudge_model.npz`` and ``nudge_state.json`` (what
-        :meth:`from_persist_dir` needs to continue with :meth:`insert`); each file is written atomically.
-        Reload the index itself with ``load_index_from_storage`` as usual.
-        """
+        """Persist the index (``storage_context.persist``) and, beside it, the report and the solver state
+        (what :meth:`from_persist_dir` needs to continue with :meth:`insert`); each file written atomically."""
         self._check_fitted()
-        save_engine(
-            persist_dir,
-            self._index,
-            self._report,
-            self._model,
-            self._row_ids,
-            self.variant,
-            {"val_fraction": self.val_fraction, "seed": self.seed},
-        )
+        settings = {"val_fraction": self.val_fraction, "seed": self.seed, "documents": sorted(self._documents)}
+        save_engine(persist_dir, self._index, self._report, self._model, self._row_ids, self.variant, settings)
 
     @classmethod
     def from_persist_dir(
@@ -406,22 +378,178 @@ class NudgeFinetuneEngine(InStorePath):
         kwargs.setdefault("val_fraction", state.get("val_fraction", DEFAULT_VAL_FRACTION))
         kwargs.setdefault("seed", state.get("seed", 0))
         engine = cls(index, embed_model=embed_model, variant=state["variant"], **kwargs)
-        engine._model, engine._row_ids, engine._base, engine._report = load_fitted(persist_dir, state)
+        engine._model, engine._row_ids, engine._report = load_fitted(persist_dir, state)
+        engine._documents = set(state.get("documents", []))
         return engine
 
     # ------------------------------------------------------------------------------------------ internals
-    def _write(self, *args: Any) -> int:
-        return write_changes(self._adapter, self._index, self._store_similarity, *args)
-
     def _check_fitted(self) -> None:
         if self._model is None and self._report is None:
             raise RuntimeError("call finetune() first")
 
-    def _embed(self, stored, dim, nodes_of) -> tuple[np.ndarray, np.ndarray]:
-        return embed_missing(stored, dim, nodes_of, self._embed_model, self.show_progress)
+    def _store(self, what: str) -> BaseStore:
+        if self._core is None:
+            raise RuntimeError(f"{what}() needs an index: call finetune() first")
+        return self._core
 
-    def _training_questions(self, cap: Captured, node_row: dict[str, int], seconds: dict[str, float]):
-        train = collect_questions(self._train_source, "train_dataset")
-        if train is not None:
-            return train, None
-        return self._generate(cap.nodes, node_row, self.generate_for, seconds)
+    def _embed_questions(self, texts: list[str], dim: int) -> np.ndarray:
+        return embed_queries(
+            self._embed_model, list(texts), dim, known=self._question_vectors, show_progress=self.show_progress
+        )
+
+    def _build(self) -> int:
+        """Build the index from the given nodes (copies; those without a vector embedded in batches)."""
+        assert self._nodes is not None
+        copies, _, n_embedded = self._with_vectors(self._nodes, None, "the given nodes")
+        self._open(VectorStoreIndex(copies, storage_context=self._storage_context, embed_model=self._embed_model))
+        self._nodes = None
+        return n_embedded
+
+    def _with_vectors(self, nodes: list[BaseNode], dim: int | None, what: str) -> tuple[list[BaseNode], Any, int]:
+        """(copies of ``nodes`` carrying their vectors, those (n, d) float32 vectors, how many were embedded in
+        batches for want of one); ``ValueError`` on a repeated id, a node without text or mixed dimensions."""
+        check_unique([n.node_id for n in nodes], what)
+        empty = [n.node_id for n in nodes if not node_text(n).strip()]
+        if empty:
+            raise ValueError(f"{len(empty)} of {what} have no text to index (first: {empty[0]!r})")
+        get = lambda rows: [nodes[i] for i in rows]  # noqa: E731
+        vectors, missing = embed_missing([n.embedding for n in nodes], dim, get, self._embed_model, self.show_progress)
+        return _with_vectors(nodes, vectors), vectors, int(missing.sum())
+
+    def _embed_unstored(self) -> int:
+        """``SimpleVectorStore``, first fit: check the stored vectors' dimensions and embed (in batches) the nodes of
+        the index that have no vector, added the way the store adds nodes (later, a node without a vector was
+        deleted: ``delete_nodes`` keeps it in the index struct). Other stores hold a vector per node."""
+        index = self._index
+        assert index is not None
+        if store_class_name(index.vector_store) != "SimpleVectorStore" or self._report is not None:
+            return 0
+        emb = index.vector_store.data.embedding_dict
+        ids = list(dict.fromkeys(index.index_struct.nodes_dict.values()))
+        known = set(ids)
+        stored = [emb.get(i) for i in ids] + [v for k, v in emb.items() if k not in known]
+        nodes_of = lambda rows: index.docstore.get_nodes([ids[r] for r in rows])  # noqa: E731
+        vectors, missing = embed_missing(stored, None, nodes_of, self._embed_model, self.show_progress)
+        rows = np.flatnonzero(missing)
+        if rows.size:
+            index.vector_store.add(_with_vectors(nodes_of(rows.tolist()), vectors[rows]))
+        return int(rows.size)
+
+    def _generate(self) -> tuple[Questions, dict[str, Any]]:
+        """Questions generated by the LLM about ``generate_for`` (default: the nodes in the index's docstore; a
+        store that holds the texts itself is never read whole, so it needs ``generate_for``)."""
+        assert self._index is not None
+        ids = self.generate_for or list(dict.fromkeys(self._index.index_struct.nodes_dict.values()))
+        if not ids:
+            raise ValueError(
+                f"generating questions for the {self._store_name} needs generate_for=[node ids]: the nodes' texts "
+                "live in the store, which is read by id, never whole (or pass train_dataset)"
+            )
+        check_unique(ids, "generate_for")
+        result = generate_question_pairs(
+            _nodes_by_id(self._index, ids), self._llm, num_questions_per_chunk=self.num_questions_per_chunk,
+            output_path=self.generation_path, show_progress=self.show_progress, **self.generation_kwargs,
+        )  # fmt: skip
+        questions = collect_questions(result.dataset, "generated questions")
+        assert questions is not None
+        return questions, result.stats()
+
+    def _resolve(self, qs: Questions | None, name: str, new: Iterable[str] = ()) -> Questions | None:
+        """``qs`` with document ids replaced by their current node ids, checked against the store (``new``: node
+        ids about to be added). Documents named before and gone now give no answer (skipped and counted)."""
+        if qs is None:
+            return None
+        refs = {str(d) for d in qs.documents()}
+        chunks = {d: info.node_ids for d, info in self._ref_docs().items() if d in refs}
+        chunks |= {d: [] for d in (refs & self._documents) - set(chunks)}  # deleted documents
+        self._documents |= set(chunks)
+        qs = qs.by_document(chunks) if chunks else qs
+        new = set(new)
+        named = {str(d) for d in qs.documents()} - new
+        assert self._core is not None
+        present = _present(self._core, named)
+        check_nodes(qs, present | new, name, deleted=(named - present) & set(self._row_ids))
+        return qs
+
+    def _ref_docs(self) -> dict[str, Any]:
+        """Document id -> ``RefDocInfo`` (its current node ids), from the index's docstore."""
+        assert self._index is not None
+        try:
+            return dict(self._index.docstore.get_all_ref_doc_info() or {})
+        except NotImplementedError:  # pragma: no cover - a docstore without ref-doc tracking
+            return {}
+
+    def _insert_fit(
+        self,
+        core: BaseStore,
+        added: np.ndarray | None,
+        train: Questions | None,
+        val: Questions | None,
+        qvecs: dict[str, np.ndarray],
+        new_ids: list[str],
+    ) -> tuple[Any, StoreCorpus, int]:
+        """The core insert on a fresh corpus over the store (the fit's rows first; ``added``: vectors of the nodes
+        just added to it), then one write of the vectors that changed. Returns (model, corpus, rows written)."""
+        corpus = _StoreWithAdded(core, self._row_ids)
+        named = sorted({str(d) for qs in (train, val) if qs is not None for d in qs.documents()})
+        row_of = dict(zip(named, corpus.rows_of(named).tolist()))
+        old = self._model
+        previous = getattr(old, "corpus_", None)  # None once reloaded from a persist dir
+        model = copy.deepcopy(old, {} if previous is None else {id(previous): corpus})  # never copies the store
+        model.corpus_ = corpus
+        model.insert(
+            added,
+            None if train is None else train.query_answers(qvecs["train"], row_of),
+            None if val is None else val.query_answers(qvecs["val"], row_of),
+        )
+        before = dict(zip(old.patch_.rows.tolist(), old.patch_.new))
+        after = dict(zip(model.patch_.rows.tolist(), model.patch_.new))
+        rows = [r for r, v in after.items() if r not in before or not np.array_equal(before[r], v)]
+        vecs = [after[r] for r in rows]
+        olds = dict(zip(old.patch_.rows.tolist(), old.patch_.old))
+        dropped = [r for r in before if r not in after]  # moved before, not now (e.g. gamma 0): unit originals
+        rows, vecs = rows + dropped, vecs + [olds[r] for r in dropped]
+        if rows:
+            core.write(corpus.ids_of(np.asarray(rows)), np.stack(vecs), kind="insert")
+        new = set(new_ids)  # the new nodes count once, moved or not
+        return model, corpus, sum(i not in new for i in corpus.ids_of(np.asarray(rows, dtype=np.int64))) + len(new)
+
+
+def _present(store: BaseStore, ids: Iterable[str]) -> set[str]:
+    """Which of ``ids`` the store holds (one batched read when all are there, else one read per id)."""
+    wanted = sorted({str(i) for i in ids})
+    found: set[str] = set()
+    for batch in [wanted, *[[i] for i in wanted]] if wanted else []:
+        try:
+            store.fetch(batch)
+        except (StoreError, ValueError):
+            continue
+        if len(batch) == len(wanted):
+            return set(wanted)
+        found.add(batch[0])
+    return found
+
+
+def _with_vectors(nodes: Sequence[BaseNode], vectors: np.ndarray) -> list[BaseNode]:
+    """Copies of ``nodes`` carrying ``vectors`` (the caller's nodes are not modified)."""
+    copies = []
+    for node, vec in zip(nodes, vectors):
+        c = node.model_copy()
+        c.embedding = vec.tolist()
+        copies.append(c)
+    return copies
+
+
+def _nodes_by_id(index: Any, node_ids: Sequence[str]) -> list[BaseNode]:
+    """The nodes ``node_ids`` in that order: from the docstore, else the vector store's ``get_nodes``."""
+    found = {n: node for n in node_ids if (node := index.docstore.get_node(n, raise_error=False)) is not None}
+    rest = [n for n in node_ids if n not in found]
+    if rest and getattr(index.vector_store, "stores_text", False):
+        try:
+            found.update({n.node_id: n for n in index.vector_store.get_nodes(node_ids=rest) if n.node_id in rest})
+        except NotImplementedError:
+            pass
+    missing = [n for n in node_ids if n not in found]
+    if missing:
+        raise ValueError(f"{len(missing)} node id(s) are in neither the docstore nor the vector store ({missing[0]!r})")
+    return [found[n] for n in node_ids]

@@ -23,7 +23,6 @@ __all__ = [
     "Questions",
     "collect_questions",
     "check_nodes",
-    "insert_questions",
     "check_insert_questions",
 ]
 
@@ -152,31 +151,11 @@ def _from_mappings(queries: Mapping[str, str], relevant: Mapping[str, Sequence[s
     return group_pairs(pairs, ids=[str(q) for q in queries])
 
 
-def insert_questions(
-    train_source: PairsInput | None,
-    val_source: PairsInput | None,
-    known: Mapping[str, Any],
-    deleted: Iterable[str],
-    carve: tuple[float, int] | None,
-) -> tuple[Questions | None, Questions | None]:
-    """The (train, validation) questions of an ``insert``: checked against the index; without validation
-    pairs and with ``carve = (val_fraction, seed)``, validation is carved from 2 or more new questions."""
-    train = collect_questions(train_source, "train_dataset")
-    val = collect_questions(val_source, "val_dataset")
-    return check_insert_questions(train, val, known, deleted, carve)
-
-
 def check_insert_questions(
-    train: Questions | None,
-    val: Questions | None,
-    known: Mapping[str, Any] | set[str],
-    deleted: Iterable[str],
-    carve: tuple[float, int] | None,
+    train: Questions | None, val: Questions | None, carve: tuple[float, int] | None
 ) -> tuple[Questions | None, Questions | None]:
-    """:func:`insert_questions` on questions already collected (:func:`collect_questions`)."""
-    for qs, name in ((train, "train_dataset"), (val, "val_dataset")):
-        if qs is not None:
-            check_nodes(qs, known, name, deleted)
+    """The (train, validation) questions of an ``insert`` (ids already checked): without validation pairs and
+    with ``carve = (val_fraction, seed)``, validation is carved from 2 or more new questions."""
     if train is not None and len(train) == 0 and val is None:
         raise ValueError("train_dataset has no usable training pairs")
     if train is not None and len(train) == 0:

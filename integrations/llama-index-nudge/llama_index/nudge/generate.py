@@ -38,7 +38,6 @@ __all__ = [
     "GeneratedQuestions",
     "QuestionGenerationError",
     "generate_question_pairs",
-    "generate_for_nodes",
     "parse_questions",
 ]
 
@@ -242,21 +241,3 @@ def _ask_batch(llm: Any, prompts: list[str | None], num_workers: int, bar: Any) 
         return list(await asyncio.gather(*(ask(p) for p in prompts)))
 
     return asyncio_run(run_all())
-
-
-def generate_for_nodes(
-    nodes_of: Any,
-    node_row: dict[str, int],
-    generate_for: Sequence[str] | None,
-    llm: LLM,
-    num_questions_per_chunk: int,
-    **kwargs: Any,
-) -> GeneratedQuestions:
-    """:func:`generate_question_pairs` about the nodes ``generate_for`` (default: all); ``nodes_of(rows)`` gives
-    the nodes of solver rows, ``node_row`` maps node ids to rows (``ValueError`` naming unknown ids)."""
-    if generate_for is not None:
-        unknown = [n for n in generate_for if n not in node_row]
-        if unknown:
-            raise ValueError(f"generate_for names {len(unknown)} node id(s) not in the index (first: {unknown[0]!r})")
-    nodes = nodes_of(None if generate_for is None else [node_row[n] for n in generate_for])
-    return generate_question_pairs(nodes, llm, num_questions_per_chunk=num_questions_per_chunk, **kwargs)
