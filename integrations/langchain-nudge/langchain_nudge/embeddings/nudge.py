@@ -449,7 +449,7 @@ class NudgeEmbeddings(Embeddings):
     ) -> VectorStore:
         """Fit on the vectors ``store`` holds and write the moved ones back into it, by document id.
 
-        In place on every supported store (:data:`~langchain_nudge.vectorstores.IN_PLACE_STORES`: ``PGVector``,
+        In place on every supported store (``PGVector``,
         ``QdrantVectorStore``, ``Chroma``, ``Milvus``, ``FAISS``, ``InMemoryVectorStore``, ``SQLiteVec``, ``DuckDB``,
         ``Typesense``), through :mod:`nudge_rag.stores` (ledger, compare-and-set): pairs name the store's document
         ids; the fit reads only the vectors they name plus one competitor search per validation question; only
@@ -468,11 +468,11 @@ class NudgeEmbeddings(Embeddings):
             raise unsupported_store(store)
         _dispatch("nudge_fit_start", {"variant": self.variant, "target": core.describe()})
         args = self._solver_args(core.dim, val_fraction, seed, question_vectors)
-        result, written = fit_in_place(core, questions, validation, **args)
+        result, written, vectors = fit_in_place(core, questions, validation, **args)
         model, report = result.model, result.report
         moved = documents_by_id(store, written) if written else None
         if moved is not None:  # the moved documents become the lookup table (save, nudge_vectorstore, ...)
-            self._adopt(model, report, written, [content_key(d.page_content) for d in moved], model.patch_.new)
+            self._adopt(model, report, written, [content_key(d.page_content) for d in moved], vectors)
         self.model_, self._report = model, report
         self._keep_nudges_on_readd(store, written, moved is not None)
         _dispatch("nudge_fit_end", _end_event(report, len(written)))

@@ -9,7 +9,6 @@ by id. ``store.revert()`` on the core store (:func:`core_store`) restores the or
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,7 +21,6 @@ from nudge_rag.stores import BaseStore, StoreError, StoreFinetuneReport, fit_sto
 __all__ = [
     "IN_PLACE_STORES",
     "core_store",
-    "fit_in_store",
     "fit_in_place",
     "documents_by_id",
     "revert_in_place",
@@ -160,47 +158,37 @@ def pairs_by_id(pairs: QuestionPairsInput, name: str) -> Questions:
     return group_pairs(out)
 
 
-def fit_in_store(
-    store: BaseStore,
-    train: Questions,
-    val: Questions | None,
-    *,
-    embed_queries: Callable[[list[str]], np.ndarray],
-    **solver_args: Any,
-) -> tuple[FinetuneResult, list[str]]:
-    """Fit on ``store`` (:func:`nudge_rag.stores.fit_store`: pairs name its document ids) and write only the moved
-    vectors back, by id.
+def fit_in_place(
+    core: BaseStore, questions: QuestionPairsInput, validation: QuestionPairsInput | None, **solver_args: Any
+) -> tuple[FinetuneResult, list[str], np.ndarray]:
+    """Fit on ``core`` (:func:`nudge_rag.stores.fit_store`; pairs in any accepted form, answers named by store id)
+    and write only the moved vectors back, by id, compare-and-set against what the fit read; closes ``core``.
 
-    Returns the fit (its report a :class:`~nudge_rag.stores.StoreFinetuneReport`) and the ids written.
-    ``ValueError`` (nothing written) when the pairs name unknown ids or a
-    non-cosine store holds vectors that are not unit-norm.
+    Returns the fit (its report a :class:`~nudge_rag.stores.StoreFinetuneReport`), the ids written and their
+    (n, d) float32 vectors (rows changed or deleted by another client meanwhile are skipped, and reported).
+    ``ValueError`` (nothing written) when the pairs name unknown ids or a non-cosine store holds vectors that are
+    not unit-norm.
     """
-    try:
-        fit = fit_store(store, train, val, embed_queries=embed_queries, report_cls=StoreFinetuneReport, **solver_args)
-    except StoreError as exc:
-        raise ValueError(str(exc)) from None
-    written = fit.write(store)
-    report = fit.result.report
-    assert isinstance(report, StoreFinetuneReport)
-    report.store, report.store_similarity = store.describe(), store.similarity
+    with core:
+        val = None if validation is None else pairs_by_id(validation, "validation")
+        try:
+            fit = fit_store(
+                core, pairs_by_id(questions, "questions"), val, report_cls=StoreFinetuneReport, **solver_args
+            )
+        except StoreError as exc:
+            raise ValueError(str(exc)) from None
+        written = fit.write(core)
+        report = fit.result.report
+        assert isinstance(report, StoreFinetuneReport)
+        report.store, report.store_similarity = core.describe(), core.similarity
     report.vectors_read = int(fit.corpus.stats["fetched"])
     report.revert = "NudgeEmbeddings.revert_vectorstore(store)" if written else "nothing written"
     if fit.write_result is not None:
         report.record_write(fit.write_result)
-    return fit.result, written
-
-
-def fit_in_place(
-    core: BaseStore, questions: QuestionPairsInput, validation: QuestionPairsInput | None, **solver_args: Any
-) -> tuple[FinetuneResult, list[str]]:
-    """:func:`fit_in_store` on ``core`` with pairs in any accepted form (answers: store ids); closes ``core``.
-
-    Returns the fit and the ids written, row-aligned with ``result.model.patch_.new``.
-    """
-    with core:
-        val = None if validation is None else pairs_by_id(validation, "validation")
-        result, written = fit_in_store(core, pairs_by_id(questions, "questions"), val, **solver_args)
-    return result, written
+    patch = fit.patch
+    row = {d: j for j, d in enumerate(patch.ids or ())}
+    vectors = np.asarray(patch.new, dtype=np.float32)[[row[i] for i in written]]
+    return fit.result, written, vectors.reshape(len(written), -1)
 
 
 def documents_by_id(store: Any, ids: list[str]) -> list[Document] | None:

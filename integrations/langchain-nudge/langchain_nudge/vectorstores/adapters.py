@@ -21,6 +21,9 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import InMemoryVectorStore, VectorStore
 
+from langchain_nudge.vectorstores._core import core_store
+from langchain_nudge.vectorstores._local import is_faiss, local_ids
+
 __all__ = [
     "VectorStoreAdapter",
     "InMemoryVectorStoreAdapter",
@@ -28,6 +31,7 @@ __all__ = [
     "register_adapter",
     "get_adapter",
     "read_source",
+    "read_in_process",
     "FAISS_INSTALL_HINT",
 ]
 
@@ -93,14 +97,7 @@ class InMemoryVectorStoreAdapter(VectorStoreAdapter):
             raise ValueError(NUDGE_M_COSINE_MESSAGE.format(store=self.name))
 
     def extract(self, store: VectorStore) -> tuple[list[Document], np.ndarray]:
-        records = list(store.store.values())  # type: ignore[attr-defined]
-        docs = [
-            Document(id=str(r["id"]), page_content=r["text"], metadata=copy.deepcopy(r.get("metadata") or {}))
-            for r in records
-        ]
-        if not records:
-            return docs, np.zeros((0, 0), dtype=np.float32)
-        return docs, _stack([r["vector"] for r in records], self.name)
+        return read_in_process(store)
 
     def _fill(self, new: InMemoryVectorStore, documents: list[Document], vectors: np.ndarray) -> InMemoryVectorStore:
         for doc, vec in zip(documents, vectors):
@@ -143,10 +140,7 @@ class FAISSAdapter(VectorStoreAdapter):
     name = "FAISS"
 
     def handles(self, store_cls: type) -> bool:
-        return isinstance(store_cls, type) and any(
-            c.__name__ == "FAISS" and c.__module__.startswith("langchain_community.vectorstores")
-            for c in store_cls.__mro__
-        )
+        return isinstance(store_cls, type) and is_faiss(store_cls)
 
     def check_variant(self, variant: str, store: VectorStore | None = None, **build_kwargs: Any) -> None:
         if variant != "nudge-m":
@@ -162,25 +156,7 @@ class FAISSAdapter(VectorStoreAdapter):
             raise ValueError("NUDGE-M vectors must not be L2-normalised: do not pass normalize_L2=True")
 
     def extract(self, store: VectorStore) -> tuple[list[Document], np.ndarray]:
-        index = store.index  # type: ignore[attr-defined]
-        n = int(index.ntotal)
-        ids = [store.index_to_docstore_id[i] for i in range(n)]  # type: ignore[attr-defined]
-        docs = []
-        for doc_id in ids:
-            doc = store.docstore.search(doc_id)  # type: ignore[attr-defined]
-            if not isinstance(doc, Document):
-                raise ValueError(f"FAISS docstore has no document for id {doc_id!r}: {doc!r}")
-            docs.append(Document(id=str(doc_id), page_content=doc.page_content, metadata=copy.deepcopy(doc.metadata)))
-        if n == 0:
-            return docs, np.zeros((0, 0), dtype=np.float32)
-        try:
-            vectors = index.reconstruct_n(0, n)
-        except RuntimeError as exc:
-            raise ValueError(
-                f"cannot read the stored vectors back from this FAISS index ({type(index).__name__}): {exc}. "
-                "Use a flat index (IndexFlatL2 / IndexFlatIP), or pass the store's documents to fit instead."
-            ) from exc
-        return docs, np.asarray(vectors, dtype=np.float32)
+        return read_in_process(store)
 
     def _new_store(self, FAISS, InMemoryDocstore, index, embedding, documents, vectors, **kwargs):
         ids = [d.id or str(uuid.uuid4()) for d in documents]
@@ -278,11 +254,18 @@ def get_adapter(store_or_cls: VectorStore | type) -> VectorStoreAdapter:
     )
 
 
-def _stack(vectors: Sequence[Any], name: str) -> np.ndarray:
-    dims = {len(v) for v in vectors}
-    if len(dims) != 1:
-        raise ValueError(f"{name} holds vectors of different dimensions: {sorted(dims)}")
-    return np.asarray(vectors, dtype=np.float32)
+def read_in_process(store: VectorStore) -> tuple[list[Document], np.ndarray]:
+    """Every document of an ``InMemoryVectorStore`` or FAISS store (ids set, metadata copied) and its stored
+    vector, row-aligned; the vectors are read through the core in-process store (:mod:`._local`)."""
+    ids = local_ids(store) or []
+    if not ids:
+        return [], np.zeros((0, 0), dtype=np.float32)
+    found = store.get_by_ids(ids)  # in the order asked, missing ones left out (both stores)
+    if len(found) != len(ids):
+        raise ValueError(f"{type(store).__name__} returns {len(found)} documents for its {len(ids)} ids")
+    docs = [Document(id=i, page_content=d.page_content, metadata=copy.deepcopy(d.metadata)) for i, d in zip(ids, found)]
+    with core_store(store) as core:  # type: ignore[union-attr]  # an in-process store always has one
+        return docs, core.fetch(ids)
 
 
 # ---------------------------------------------------------------------------------------------- reading a source

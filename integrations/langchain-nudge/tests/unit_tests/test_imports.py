@@ -31,7 +31,14 @@ def test_all_imports() -> None:
 def test_subpackage_all() -> None:
     assert embeddings.__all__ == ["NudgeEmbeddings"]
     assert sorted(vectorstores.__all__) == sorted(
-        ["VectorStoreAdapter", "InMemoryVectorStoreAdapter", "FAISSAdapter", "get_adapter", "register_adapter"]
+        [
+            "VectorStoreAdapter",
+            "InMemoryVectorStoreAdapter",
+            "FAISSAdapter",
+            "get_adapter",
+            "register_adapter",
+            "sqlitevec_connection",
+        ]
     )
 
 
