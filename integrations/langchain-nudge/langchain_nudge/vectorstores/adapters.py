@@ -1,11 +1,12 @@
 """Read the stored vectors of a LangChain vector store and build a copy of it with other vectors.
 
-These serve the copy paths of :class:`~langchain_nudge.NudgeEmbeddings`: ``fit(store)`` (which reads every stored
-vector), ``nudge_vectorstore`` / ``build_vectorstore`` (apply a saved fit) and ``fit_vectorstore`` on a store of a
-registered adapter. ``fit_vectorstore`` writes the built-in stores in place instead (:mod:`._core`).
+These serve the lookup-table and copy paths of :class:`~langchain_nudge.NudgeEmbeddings`: ``fit(store)`` (which
+reads every stored vector) and ``nudge_vectorstore`` / ``build_vectorstore`` (apply a saved fit to a copy).
+``fit_vectorstore`` never copies: it writes the store itself (:mod:`._core`).
 
 Two stores are supported out of the box: ``InMemoryVectorStore`` (langchain-core; always ranks by cosine
-similarity) and ``FAISS`` (langchain-community, imported lazily). :func:`register_adapter` adds others.
+similarity) and ``FAISS`` (langchain-community, imported lazily), both read through the core in-process stores
+(:func:`read_in_process`). :func:`register_adapter` adds others.
 """
 
 from __future__ import annotations
