@@ -16,6 +16,7 @@ from langchain_nudge import NudgeEmbeddings, VectorStoreAdapter, register_adapte
 from langchain_nudge.vectorstores import FAISSAdapter
 
 from nudge_rag import NotFittedError, NudgeN
+from nudge_rag.stores import StoreFinetuneReport
 
 DIM = 16
 
@@ -252,14 +253,20 @@ def test_inmemory_fit_in_place(base, docs, pairs, tmp_path):
     ref = NudgeEmbeddings(base, gamma=0.3).fit(docs, pairs)
     for doc_id in changed:
         np.testing.assert_allclose(store.store[doc_id]["vector"], ref.embeddings_[int(doc_id[1:])], atol=1e-6)
-    assert w.report_.n_moved == len(changed) and w.gamma_ == 0.3
+    # one report type: the core store report object (attributes, to_dict, a few-line str), kept by save/load
+    report = w.report_
+    assert isinstance(report, StoreFinetuneReport) and report.n_moved == report.written == len(changed)
+    assert w.gamma_ == report.gamma == report.to_dict()["gamma"] == 0.3 and "InMemoryVectorStore" in report.store
+    assert "rows written: " in str(report) and len(str(report).splitlines()) <= 6
     original = InMemoryVectorStore(embedding=base)
     original.store = copy.deepcopy(before)
     assert _hits(store, pairs) > _hits(original, pairs)  # the training questions find their documents more often
     # the moved documents are the lookup table: saved and applied to the original, it gives the same store
     assert sorted(w.document_ids_) == sorted(changed)
     w.save(tmp_path / "nudge.npz")
-    copied = NudgeEmbeddings.load(tmp_path / "nudge.npz", base).nudge_vectorstore(original)
+    loaded = NudgeEmbeddings.load(tmp_path / "nudge.npz", base)
+    assert type(loaded.report_) is StoreFinetuneReport and loaded.report_ == report
+    copied = loaded.nudge_vectorstore(original)
     assert set(copied.store) == set(store.store)
     for i, rec in store.store.items():  # (the copy path stores float32 values)
         np.testing.assert_array_equal(np.float32(copied.store[i]["vector"]), np.float32(rec["vector"]))
