@@ -275,3 +275,33 @@ def test_retune_on_chroma_with_feedback_naming_documents(sf, tmp_path):
 def r1_ids(store) -> set[str]:
     """Ids the store's ledger records as written by nudge-rag."""
     return {r.id for batch in store.ledger.iter_records(1024) for r in batch}
+
+
+def test_questions_without_vectors_are_embedded_once_and_nudge_m_needs_inner_product(sf, tmp_path):
+    from nudge_rag.stores import StoreError
+
+    calls: list[list[str]] = []
+    by_text = {sf.qtext[q]: sf.qvec[q] for q, _ in sf.train_raw}
+
+    def embed(texts: list[str]) -> np.ndarray:  # the precomputed vectors of the real model, recorded per call
+        calls.append(list(texts))
+        return np.stack([by_text[t] for t in texts])
+
+    log = FeedbackLog(tmp_path / "fb.sqlite")
+    log.record_many([dict(question=sf.qtext[q], doc_ids=[d], source="cited") for q, d in sf.train_raw[:300]])
+    with pytest.raises(ValueError, match="without a vector.*pass embed="):
+        retune_store(memory_store(sf), log)
+    with pytest.raises(StoreError, match="NUDGE-M.*inner product"):
+        retune_store(memory_store(sf), log, variant="nudge-m", embed=embed)
+
+    ip = MemoryStore({d: sf.vectors[i].astype(np.float64).tolist() for i, d in enumerate(sf.doc_ids)},
+                     similarity="inner_product")  # fmt: skip
+    r = retune_store(ip, log, variant="nudge-m", embed=embed)
+    n_texts = len({sf.qtext[q] for q, _ in sf.train_raw[:300]})
+    assert r.applied and r.variant == "nudge-m" and r.questions_embedded == n_texts == len(calls[0])
+    log.record_many([dict(question=sf.qtext[q], doc_ids=[d], source="cited") for q, d in sf.train_raw[300:400]])
+    r2 = retune_store(ip, log, variant="nudge-m", embed=embed)
+    old = {sf.qtext[q] for q, _ in sf.train_raw[:300]}
+    assert r2.applied and not set(calls[1]) & old  # a question seen before is never embedded again
+    with pytest.raises(ValueError, match="was built with variant='nudge-m'"):
+        retune_store(ip, log, variant="nudge-n", embed=embed)
