@@ -406,6 +406,7 @@ def _retune(
             )
     else:
         st = _State(label, int(store.dim), variant, doc_field, float(val_fraction))
+    _reconcile(store, st)
     report = RetuneReport(
         variant=variant,
         similarity=store.similarity,
@@ -574,8 +575,8 @@ def _retune(
         elif same_vectors(v[None], written[j][None])[0] or same_vectors(v[None], original[j][None])[0]:
             keep_rows.append(int(j))
             expected.append(v)
-        else:  # re-ingested since: its new vector is its original from now on
-            original[j] = written[j] = v
+        else:  # re-ingested (or written by another fit) since: its original from now on is what the ledger says
+            original[j], written[j] = _originals(store, {c: v})[c], v
             report.skipped_changed += 1
             report.skipped_ids_sample.append(c)
     if keep_rows:
@@ -620,6 +621,25 @@ def _retune(
     report.revert = "store.revert()" if report.written else "nothing written"
     report.seconds["total"] = time.perf_counter() - t0
     return report
+
+
+def _reconcile(store: VectorStore, st: _State) -> None:
+    """Rows the state believes hold our write but whose ledger record is gone or holds another vector (the store
+    was reverted, or another fit wrote them): believed to hold their original again. The compare-and-set write
+    checks that belief before anything is written."""
+    ledger = getattr(store, "ledger", None)
+    if ledger is None or not st.doc_ids:
+        return
+    sums, original, written = st.arrays()
+    moved = np.flatnonzero(~same_vectors(written, original))
+    if moved.size == 0:
+        return
+    records = ledger.records([st.doc_ids[j] for j in moved])
+    for j in moved:
+        r = records.get(st.doc_ids[j])
+        if r is None or not same_vectors(np.asarray(r.written, np.float32)[None], written[j][None])[0]:
+            written[j] = original[j]
+    st.written = written
 
 
 def _score_at(model: Any, gamma: float) -> float | None:

@@ -305,3 +305,15 @@ def test_questions_without_vectors_are_embedded_once_and_nudge_m_needs_inner_pro
     assert r2.applied and not set(calls[1]) & old  # a question seen before is never embedded again
     with pytest.raises(ValueError, match="was built with variant='nudge-m'"):
         retune_store(ip, log, variant="nudge-n", embed=embed)
+
+
+def test_a_revert_between_re_tunes_is_noticed_and_every_trained_document_is_nudged_again(sf, tmp_path):
+    store = memory_store(sf)
+    log = FeedbackLog(tmp_path / "fb.sqlite")
+    log.record_many(click_events(sf, sf.train_raw[:300]))
+    first = retune_store(store, log)
+    assert first.written > 0 and store.revert().restored == first.written
+    log.record_many(click_events(sf, sf.train_raw[300:400]))
+    r = retune_store(store, log)
+    st = store.status()
+    assert r.applied and r.gamma == first.gamma and st.rows == st.nudged == r.n_moved > first.written
