@@ -89,6 +89,8 @@ def test_cli_finetune_and_revert(tmp_path, scifact_ids, reference_fit, make_uri)
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["gamma"] == pytest.approx(model_ref.gamma_, abs=1e-12)
     assert report["val_source"] == "given" and report["written"] == len(moved_ref)
+    assert (report["command"], report["engine"]) == ("finetune", "store")  # the one report of every finetune
+    assert f"rows written: {len(moved_ref)}; skipped: 0 changed, 0 deleted" in r.stdout  # FinetuneReport.__str__
     store = open_store(uri)
     after = store.fetch(s.ids)
     store.close()
