@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..finetune import Questions
+from ._retune import DEFAULT_MIN_NEW_EVENTS
 
 __all__ = [
     "add_store_finetune_args",
@@ -46,6 +47,9 @@ STORE_ONLY_OPTIONS = (
     ("dry_run", "--dry-run"),
     ("strict", "--strict"),
     ("report", "--report"),
+    ("feedback", "--feedback"),
+    ("doc_field", "--doc-field"),
+    ("min_new_events", "--min-new-events"),
 )
 
 
@@ -88,9 +92,26 @@ def add_store_finetune_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--report", metavar="FILE", help="also write the report as JSON")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
-    # Reserved for the feedback / re-tune work (issue 20), wired by the lead: ``--feedback LOG`` (questions from a
-    # FeedbackLog) and ``--doc-field FIELD`` (the payload field naming a chunk's document). Add them to this
-    # group, and their dests to STORE_ONLY_OPTIONS.
+    f = p.add_argument_group(
+        "feedback (--store URI --feedback LOG: re-tune from your users' feedback, building on the previous re-tune)"
+    )
+    f.add_argument(
+        "--feedback",
+        metavar="LOG",
+        help="a nudge-rag feedback log (SQLite, nudge_rag.feedback.FeedbackLog) instead of --pairs: fits on the "
+        "events logged so far, re-validates gamma on held-out feedback, writes nothing until enough new events",
+    )
+    f.add_argument(
+        "--min-new-events",
+        type=int,
+        metavar="N",
+        help=f"with --feedback: usable new events needed before anything is written (default {DEFAULT_MIN_NEW_EVENTS})",
+    )
+    g.add_argument(
+        "--doc-field",
+        metavar="FIELD",
+        help="the pairs or feedback name documents, whose chunks carry their id in this metadata field",
+    )
 
 
 def add_store_commands(sub: argparse._SubParsersAction) -> None:
@@ -202,8 +223,12 @@ def cmd_store_finetune(args: argparse.Namespace) -> int:
     from ._finetune import finetune_store
     from ._registry import open_store, parse_uri
 
+    if args.feedback:
+        return _store_retune(args)
+    if args.min_new_events is not None:
+        raise ValueError("--min-new-events is for --feedback LOG")
     if not args.pairs:
-        raise ValueError("--store needs --pairs FILE (pairs naming the store's document ids)")
+        raise ValueError("--store needs --pairs FILE (pairs naming the store's document ids) or --feedback LOG")
     if args.query_vectors and args.model:
         raise ValueError("--query-vectors and --model are alternatives: give one")
     train, dev, texts, n_test = _read_pairs(args.pairs)
@@ -234,6 +259,7 @@ def cmd_store_finetune(args: argparse.Namespace) -> int:
             show_progress=not args.no_progress,
             store_name=uri.redacted(),
             revert_hint=f"nudge-rag revert --store '{uri.redacted()}'",
+            doc_field=args.doc_field,
         )
     finally:
         store.close()
@@ -268,6 +294,68 @@ def cmd_store_finetune(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(f"to revert: {report.revert}")
+    return 3 if skipped and args.strict else 0
+
+
+def _store_retune(args: argparse.Namespace) -> int:
+    """``nudge-rag finetune --store URI --feedback LOG``: :func:`~nudge_rag.stores.retune_store`, then report."""
+    from .._report import finetune_report_json, write_json
+    from ..finetune import validation_notes
+    from ._registry import open_store, parse_uri
+    from ._retune import retune_store
+
+    if args.pairs:
+        raise ValueError("--feedback LOG and --pairs FILE are alternatives: give one")
+    if args.gamma is not None:
+        raise ValueError("--feedback re-validates gamma on held-out feedback; --gamma is for --pairs")
+    if args.query_vectors:
+        raise ValueError("--feedback takes question vectors from the log (or embeds with --model), not --query-vectors")
+    if not Path(args.feedback).is_file():
+        raise ValueError(f"feedback log not found: {args.feedback}")
+
+    def embed(texts: list[str]) -> np.ndarray:
+        from ..embedding import embed_texts
+
+        return embed_texts(texts, args.model, progress=not args.no_progress)
+
+    uri = parse_uri(args.store)
+    store = open_store(args.store)
+    try:
+        report = retune_store(
+            store,
+            args.feedback,
+            embed=embed,
+            variant=args.method,
+            metric=args.metric,
+            min_new_events=DEFAULT_MIN_NEW_EVENTS if args.min_new_events is None else args.min_new_events,
+            val_fraction=args.val_fraction,
+            doc_field=args.doc_field,
+            write=not args.dry_run,
+            store_name=uri.redacted(),
+        )
+    finally:
+        store.close()
+    if args.report:
+        write_json(args.report, finetune_report_json(report, "store", dry_run=bool(args.dry_run)))
+    print(
+        f"feedback: {report.events_new} new events (log ids {report.events_from + 1}..{report.events_to}): "
+        f"{report.events_used} used, {report.events_held_out} of them held out for validation; skipped "
+        f"{report.events_skipped_unknown} naming unknown or deleted documents, {report.events_skipped_not_relevant} "
+        "not relevance (grade 0 or no document)"
+    )
+    if not report.applied:
+        print(f"nothing written: {report.reason}")
+        return 0
+    print(report)
+    if report.reason:
+        print(report.reason)
+    for note in validation_notes(report):
+        print(f"{PROG} finetune: {note}" if note.startswith("warning") else note, file=sys.stderr)
+    if args.dry_run:
+        print("dry run: nothing written")
+        return 0
+    print(f"wrote: {report.written} vectors; to revert: nudge-rag revert --store '{uri.redacted()}'")
+    skipped = report.skipped_changed + report.skipped_missing
     return 3 if skipped and args.strict else 0
 
 

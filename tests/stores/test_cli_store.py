@@ -148,3 +148,53 @@ def test_cli_fixed_gamma_prints_no_unmeasured_score_and_names_ignored_test_pairs
     n_test = sum(len(a) for a in s.val_q.answers)
     assert f"note: {n_test} pairs with split 'test' are not used" in r.stderr
     assert "no validation score was measured" in r.stderr
+
+
+def test_cli_finetune_from_feedback_waits_for_evidence_then_writes_and_reverts(tmp_path, scifact_ids):
+    """``nudge-rag finetune --store URI --feedback LOG`` (issue 20, item 4): too few events write nothing; with
+    enough, the re-tune writes through the ledger and ``revert`` restores every original bit for bit."""
+    from nudge_rag.feedback import FeedbackLog
+    from nudge_rag.stores import open_store
+
+    s = scifact_ids
+    uri = _lance_uri(tmp_path, s)
+    events = [
+        dict(question=f"claim {qid}", doc_ids=list(answers), source="click", vector=s.vectors[qid])
+        for q in (s.train_q, s.val_q)
+        for qid, answers in zip(q.ids, q.answers)
+    ]
+    log_path = tmp_path / "feedback.sqlite"
+    with FeedbackLog(log_path) as log:
+        log.record_many(events[:5])
+
+    def retune(*extra):
+        return _nudge_rag("finetune", "--store", uri, "--feedback", str(log_path), "--no-progress", *extra)
+
+    r = retune()
+    assert r.returncode == 0, r.stderr
+    assert "feedback: 5 new events" in r.stdout and "nothing written" in r.stdout
+    store = open_store(uri)
+    np.testing.assert_array_equal(store.fetch(s.ids), s.docs)
+    store.close()
+
+    with FeedbackLog(log_path) as log:
+        log.record_many(events[5:])
+        log.record(
+            "a claim about a study nobody indexed", ["no-such-doc"], source="click", vector=s.vectors[s.train_q.ids[0]]
+        )
+    r = retune("--report", str(tmp_path / "retune.json"))
+    assert r.returncode == 0, r.stderr
+    report = json.loads((tmp_path / "retune.json").read_text())
+    assert report["applied"] and report["events_skipped_unknown"] == 1 and report["events_held_out"] > 0
+    assert report["written"] > 0 and f"wrote: {report['written']} vectors" in r.stdout
+    store = open_store(uri)
+    changed = int((store.fetch(s.ids) != s.docs).any(axis=1).sum())
+    store.close()
+    assert changed == report["written"]
+
+    assert _nudge_rag("finetune", "--store", uri, "--feedback", str(log_path), "--pairs", "x.jsonl").returncode != 0
+    r = _nudge_rag("revert", "--store", uri)
+    assert r.returncode == 0, r.stderr
+    store = open_store(uri)
+    np.testing.assert_array_equal(store.fetch(s.ids), s.docs)
+    store.close()
