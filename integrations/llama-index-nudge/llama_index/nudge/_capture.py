@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -44,38 +45,22 @@ def embed_missing(
     embed_model: BaseEmbedding,
     show_progress: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(n, d) float32 vectors: stored ones as given, missing ones (``None``) embedded in batches from the
-    nodes ``nodes_of(rows)``; (n,) bool mask of the embedded rows. Checks dimensions and values."""
-    missing = np.array([v is None for v in stored], dtype=bool)
-    dims: dict[int, int] = {}
-    for v in stored:
-        if v is not None:
-            dims[len(v)] = dims.get(len(v), 0) + 1
+    """(n, d) float32 vectors: stored ones as given, missing ones (``None``) embedded in one batched call from the
+    nodes ``nodes_of(rows)``; (n,) bool mask of the embedded rows. ``ValueError`` on mixed dimensions (``dim``:
+    the one expected), non-finite values or all-zero vectors."""
+    vecs, missing = list(stored), np.array([v is None for v in stored], dtype=bool)
+    rows = np.flatnonzero(missing).tolist()
+    if rows:
+        texts = [node_text(n) for n in nodes_of(rows)]
+        for i, v in zip(rows, embed_model.get_text_embedding_batch(texts, show_progress=show_progress)):
+            vecs[i] = v
+    dims = Counter(len(v) for v in vecs)
     if dim is not None:
-        dims.setdefault(dim, 0)
+        dims[dim] += 0
     if len(dims) > 1:
         desc = ", ".join(f"{n} vector(s) of dimension {d}" for d, n in sorted(dims.items()))
-        raise ValueError(
-            f"mixed embedding dimensions: {desc}. All document vectors must come from the same embed model."
-        )
-    if not len(stored):
-        return np.zeros((0, dim or 0), dtype=np.float32), missing
-    rows = np.flatnonzero(missing)
-    fresh: list[list[float]] = []
-    if rows.size:
-        texts = [node_text(n) for n in nodes_of(rows.tolist())]
-        fresh = embed_model.get_text_embedding_batch(texts, show_progress=show_progress)
-        if len({len(v) for v in fresh} | set(dims)) > 1:
-            raise ValueError(
-                f"mixed embedding dimensions: the embed model produces {sorted({len(v) for v in fresh})} "
-                f"but the index stores vectors of dimension {sorted(dims)}"
-            )
-    d = len(fresh[0]) if fresh else next(iter(dims))
-    out = np.empty((len(stored), d), dtype=np.float32)
-    if rows.size:
-        out[rows] = np.asarray(fresh, dtype=np.float32)
-    for i in np.flatnonzero(~missing):
-        out[i] = stored[i]
+        raise ValueError(f"mixed embedding dimensions: {desc}. All vectors must come from the same embed model.")
+    out = np.asarray(vecs, dtype=np.float32).reshape(len(vecs), next(iter(dims), 0))
     if not np.isfinite(out).all():
         raise ValueError("the index holds non-finite (NaN/inf) vector values")
     zero = np.flatnonzero(~out.any(axis=1))
