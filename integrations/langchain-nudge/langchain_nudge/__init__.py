@@ -10,6 +10,7 @@ Example:
 from importlib import metadata
 
 from langchain_nudge.embeddings import NudgeEmbeddings
+from langchain_nudge.feedback import FeedbackCallbackHandler, FeedbackCaptureWarning, FeedbackRetriever
 from langchain_nudge.generation import (
     DEFAULT_QUESTION_PROMPT,
     GeneratedQuestions,
@@ -38,5 +39,8 @@ __all__ = [
     "DEFAULT_QUESTION_PROMPT",
     "VectorStoreAdapter",
     "register_adapter",
+    "FeedbackCallbackHandler",
+    "FeedbackRetriever",
+    "FeedbackCaptureWarning",
     "__version__",
 ]

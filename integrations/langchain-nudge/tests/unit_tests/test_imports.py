@@ -18,6 +18,9 @@ EXPECTED_ALL = [
     "DEFAULT_QUESTION_PROMPT",
     "VectorStoreAdapter",
     "register_adapter",
+    "FeedbackCallbackHandler",
+    "FeedbackRetriever",
+    "FeedbackCaptureWarning",
     "__version__",
 ]
 
