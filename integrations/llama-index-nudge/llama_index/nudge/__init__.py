@@ -11,6 +11,7 @@ Example:
 
 from llama_index.nudge.base import NudgeFinetuneEngine
 from llama_index.nudge.dataset import EmbeddingQAFinetuneDataset
+from llama_index.nudge.feedback import FeedbackCaptureWarning, FeedbackEventHandler
 from llama_index.nudge.generate import (
     DEFAULT_QUESTION_PROMPT,
     GeneratedQuestions,
@@ -35,4 +36,6 @@ __all__ = [
     "QuestionGenerationError",
     "StoreWriteError",
     "DEFAULT_QUESTION_PROMPT",
+    "FeedbackEventHandler",
+    "FeedbackCaptureWarning",
 ]
