@@ -36,7 +36,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import inspect
 import json
+import logging
 import os
 import re
 import shutil
@@ -44,8 +46,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
@@ -75,6 +77,10 @@ __all__ = [
     "read_saved_pairs",
     "append_pairs",
     "GenerationReport",
+    "GeneratedQuestions",
+    "QuestionGenerationError",
+    "ask_in_batches",
+    "aask_in_batches",
     "add_generate_command",
     "cmd_generate",
 ]
@@ -86,6 +92,7 @@ _DTYPES = ("float32", "bfloat16")
 _BACKENDS = ("transformers", "llama.cpp")
 _CONVERTED_MARKER = "nudge-rag-converted.json"
 _LOCK = threading.Lock()
+logger = logging.getLogger(__name__)
 _LLAMA_CTX = 2048  # tokens: the few-shot prompt with a 500-character passage is ~300
 _LOADED: dict[str, tuple[Any, Any]] = {}
 
@@ -803,14 +810,222 @@ def generate_pairs(
     )
 
 
-def _bar(total: int, show: bool) -> Any:
+# ---------------------------------------------------------------------------------------------- adapters' loop
+class QuestionGenerationError(ValueError):
+    """The model produced no usable question for any passage."""
+
+
+@dataclass
+class GeneratedQuestions:
+    """What :func:`ask_in_batches` did: the ``(question, key)`` pairs and counters.
+
+    Attributes:
+        pairs: ``(question, key)`` pairs, those of resumed passages included; ``key`` as given (a passage id).
+        n_documents: passages asked about, resumed ones included.
+        n_succeeded: passages that got at least one usable question; ``n_short``: of those, fewer than requested.
+        n_failed: passages without a question (``n_errors + n_unparseable + n_empty + n_skipped``).
+        n_errors: the model raised (rate limit, timeout, ...).
+        n_unparseable: nothing parseable in the answer (or the model raised one of ``unparseable``).
+        n_empty: the answer parsed but held no usable question.
+        n_skipped: passages with empty text (not sent to the model).
+        n_resumed: passages an earlier run had saved (not asked again).
+        n_questions: questions in ``pairs``.
+        failures: ``{"document", "reason"}`` for the first 100 failed passages.
+    """
+
+    pairs: list[tuple[str, Any]] = field(default_factory=list)
+    n_documents: int = 0
+    n_succeeded: int = 0
+    n_short: int = 0
+    n_failed: int = 0
+    n_errors: int = 0
+    n_unparseable: int = 0
+    n_empty: int = 0
+    n_skipped: int = 0
+    n_resumed: int = 0
+    n_questions: int = 0
+    failures: list[dict[str, str]] = field(default_factory=list)
+
+    def stats(self) -> dict[str, Any]:
+        """The counters as a JSON-ready dict (without the pairs or other payload)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("pairs", "dataset")}
+
+    def _fail(self, key: Any, passage: str, kind: str, reason: str, unit: str = "passage") -> None:
+        self.n_failed += 1
+        setattr(self, kind, getattr(self, kind) + 1)
+        if len(self.failures) < 100:
+            name = key if isinstance(key, str) else f"<{unit} without id: {passage[:40]!r}>"
+            self.failures.append({"document": name, "reason": reason[:300]})
+
+
+class _Run:
+    """The batch / parse / save-per-batch / resume / progress loop shared by :func:`ask_in_batches` and
+    :func:`aask_in_batches`."""
+
+    def __init__(
+        self,
+        keys: Sequence[Any],
+        passages: Sequence[str],
+        *,
+        n_questions: int,
+        batch_size: int = 8,
+        path: str | os.PathLike | None = None,
+        saved: Sequence[tuple[str, Any]] | None = None,
+        save: Callable[[list[tuple[str, Any]]], None] | None = None,
+        show_progress: bool = False,
+        unparseable: tuple[type[BaseException], ...] = (),
+        unit: str = "passage",
+        result: GeneratedQuestions | None = None,
+    ) -> None:
+        for name, value in (("n_questions", n_questions), ("batch_size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if len(keys) != len(passages):
+            raise ValueError(f"got {len(keys)} keys but {len(passages)} passages")
+        if path is not None:
+            saved = read_saved_pairs(path) if saved is None else saved
+            save = save or (lambda new: append_pairs(path, [(q, str(k)) for q, k in new]))
+        if save is not None:
+            without_id = sum(not isinstance(k, str) or not k for k in keys)
+            if without_id:
+                raise ValueError(f"saving progress resumes by id, but {without_id} {unit}(s) have no id")
+        self.n_q, self.batch_size, self.save, self.unparseable = n_questions, batch_size, save, unparseable
+        self.show = show_progress
+        self.result = result if result is not None else GeneratedQuestions()
+        self.result.n_documents, self.unit = len(keys), unit
+        done: dict[Any, list[str]] = {}
+        for q, k in saved or ():
+            done.setdefault(k, []).append(q)
+        self.todo: list[tuple[Any, str]] = []
+        for key, passage in zip(keys, passages):
+            if isinstance(key, str) and key in done:
+                self.result.n_resumed += 1
+                self.result.pairs.extend((q, key) for q in done[key])
+                self.result.n_questions += len(done[key])
+            elif not passage.strip():
+                self.result._fail(key, passage, "n_skipped", f"empty {unit} text", unit)
+            else:
+                self.todo.append((key, passage))
+
+    def batches(self) -> Iterator[list[tuple[Any, str]]]:
+        bar = _bar(len(self.todo), self.show and bool(self.todo), "generating questions", self.unit)
+        try:
+            for b0 in range(0, len(self.todo), self.batch_size):
+                yield self.todo[b0 : b0 + self.batch_size]
+                if bar is not None:
+                    bar.update(min(self.batch_size, len(self.todo) - b0))
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def record(self, batch: list[tuple[Any, str]], outputs: Sequence[Any]) -> None:
+        """Parse a batch's raw outputs (answer, or the exception the model raised) and save its pairs."""
+        if len(outputs) != len(batch):
+            raise ValueError(f"got {len(outputs)} outputs for {len(batch)} passages")
+        r, start = self.result, len(self.result.pairs)
+        for (key, passage), out in zip(batch, outputs):
+            if isinstance(out, BaseException):
+                kind = "n_unparseable" if isinstance(out, self.unparseable) else "n_errors"
+                r._fail(key, passage, kind, f"{type(out).__name__}: {out}", self.unit)
+                continue
+            questions = parse_questions(out, self.n_q, passage=passage)
+            if questions is None:
+                r._fail(
+                    key, passage, "n_unparseable", f"nothing parseable in the answer: {str(out)[:120]!r}", self.unit
+                )
+            elif not questions:
+                r._fail(key, passage, "n_empty", "no usable question in the LLM answer", self.unit)
+            else:
+                r.n_succeeded += 1
+                r.n_short += len(questions) < self.n_q
+                r.pairs.extend((q, key) for q in questions)
+                r.n_questions += len(questions)
+        if self.save is not None:  # after every completed batch: a kill loses at most the batch in flight
+            self.save(r.pairs[start:])
+
+    def finish(self) -> GeneratedQuestions:
+        r = self.result
+        logger.info("question generation: %s", r.stats())
+        if r.n_questions == 0:
+            first = r.failures[0]["reason"] if r.failures else f"no {self.unit}s"
+            raise QuestionGenerationError(
+                f"the model produced no usable question for any of {r.n_documents} {self.unit}(s) "
+                f"({r.n_errors} errors, {r.n_unparseable} unparseable, {r.n_empty} empty, {r.n_skipped} skipped; "
+                f"first failure: {first}); check the model and the prompt"
+            )
+        return r
+
+
+def ask_in_batches(
+    keys: Sequence[Any],
+    passages: Sequence[str],
+    ask: Callable[[list[str]], Sequence[Any]],
+    *,
+    n_questions: int,
+    batch_size: int = 8,
+    path: str | os.PathLike | None = None,
+    saved: Sequence[tuple[str, Any]] | None = None,
+    save: Callable[[list[tuple[str, Any]]], None] | None = None,
+    show_progress: bool = False,
+    unparseable: tuple[type[BaseException], ...] = (),
+    unit: str = "passage",
+    result: GeneratedQuestions | None = None,
+) -> GeneratedQuestions:
+    """Ask a model for ``n_questions`` questions about each passage, in batches: the one generation loop of the
+    framework adapters (each passes only ``ask``, its framework's LLM call).
+
+    Args:
+        keys: one id per passage (pairs name it; with ``path``/``save`` it must be a non-empty str).
+        passages: the texts; an empty one is counted as skipped, never asked.
+        ask: a batch of passages -> one raw answer per passage (text, a parsed object or the exception raised
+            for it), handed to :func:`parse_questions`.
+        n_questions: questions requested per passage.
+        batch_size: passages per ``ask`` call, i.e. between two saves.
+        path: pairs JSONL file (:func:`append_pairs`, flushed after every batch); passages whose id it holds are
+            not asked again (their saved pairs are returned), so a killed run resumes and loses at most one batch.
+        saved, save: instead of ``path``: the pairs an earlier run saved, and a callable given each completed
+            batch's new pairs (an adapter's own file format).
+        show_progress: a tqdm bar in passages, advanced after each batch.
+        unparseable: exception types that count as an unparseable answer rather than an error.
+        unit: how messages and the bar name a passage ("chunk", "document").
+        result: the (empty) result object to fill, e.g. an adapter's subclass of :class:`GeneratedQuestions`.
+
+    Raises:
+        QuestionGenerationError: no passage got a usable question (neither now nor in a resumed run).
+    """
+    run = _Run(
+        keys, passages, n_questions=n_questions, batch_size=batch_size, path=path, saved=saved, save=save,
+        show_progress=show_progress, unparseable=unparseable, unit=unit, result=result,
+    )  # fmt: skip
+    for batch in run.batches():
+        run.record(batch, ask([p for _, p in batch]))
+    return run.finish()
+
+
+async def aask_in_batches(
+    keys: Sequence[Any],
+    passages: Sequence[str],
+    ask: Callable[[list[str]], Sequence[Any] | Awaitable[Sequence[Any]]],
+    *,
+    show_progress: bool = False,
+    **options: Any,
+) -> GeneratedQuestions:
+    """:func:`ask_in_batches` with an ``ask`` that may be a coroutine function (same keyword arguments)."""
+    run = _Run(keys, passages, show_progress=show_progress, **options)
+    for batch in run.batches():
+        outputs = ask([p for _, p in batch])
+        run.record(batch, await outputs if inspect.isawaitable(outputs) else outputs)
+    return run.finish()
+
+
+def _bar(total: int, show: bool, desc: str = "generating", unit: str = "passage") -> Any:
     if not show:
         return None
     try:
         from tqdm.auto import tqdm
     except ImportError:
         return None
-    return tqdm(total=total, desc="generating", unit="passage", file=sys.stderr)
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------------------- command line

@@ -331,3 +331,38 @@ def test_the_parser_drops_copies_of_the_passage_like_clean_question():
     assert parse_questions(answer, passage=PASSAGE) == ["What does vitamin D supplementation do to hip fractures?"]
     assert parse_questions(answer) == [copied, "What does vitamin D supplementation do to hip fractures?"]
     assert copies_passage(copied, PASSAGE) and clean_question(" " + copied, PASSAGE) is None
+
+
+def test_the_adapters_loop_counts_saves_per_batch_and_resumes(tmp_path):
+    """ask_in_batches: one answer per passage, failures counted by kind, a pairs line per question flushed per
+    batch; a second run asks only about what the first did not save, and the async twin awaits a coroutine."""
+    import asyncio
+
+    from nudge_rag.generate import QuestionGenerationError, aask_in_batches, ask_in_batches, read_saved_pairs
+
+    passages = [f"Passage {i} explains how protein {i} binds receptors." for i in range(7)] + ["  "]
+    ids = [f"d{i}" for i in range(8)]
+    asked: list[list[str]] = []
+
+    def ask(batch: list[str]) -> list[object]:
+        asked.append(batch)
+        return [
+            RuntimeError("429") if "3" in p else "Sure!" if "5" in p else f"How does protein {p.split()[1]} bind?"
+            for p in batch
+        ]
+
+    out = tmp_path / "pairs.jsonl"
+    first = ask_in_batches(ids, passages, ask, n_questions=1, batch_size=3, path=out, unit="document")
+    assert [len(b) for b in asked] == [3, 3, 1]  # the empty passage is never asked
+    assert (first.n_succeeded, first.n_errors, first.n_unparseable, first.n_skipped, first.n_failed) == (5, 1, 1, 1, 3)
+    assert first.failures[1] == {"document": "d3", "reason": "RuntimeError: 429"}
+    assert read_saved_pairs(out) == [(q, d) for q, d in first.pairs] and len(first.pairs) == 5
+
+    async def good(batch: list[str]) -> list[str]:
+        return [f"What does passage {p.split()[1]} explain?" for p in batch]
+
+    second = asyncio.run(aask_in_batches(ids, passages, good, n_questions=1, batch_size=3, path=out))
+    assert second.n_resumed == 5 and second.n_succeeded == 2 and second.n_questions == 7
+    assert {d for _, d in read_saved_pairs(out)} == set(ids[:7])
+    with pytest.raises(QuestionGenerationError, match="no usable question for any of 2 passage"):
+        ask_in_batches(["a", "b"], ["x y z", "u v w"], lambda b: ["ok"] * len(b), n_questions=1)

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from langchain_core.documents import Document
@@ -28,7 +25,14 @@ from langchain_core.vectorstores import VectorStore
 from pydantic import BaseModel, Field
 
 from langchain_nudge._pairs import DocumentRef
-from nudge_rag.generate import append_pairs, instruction_prompt, parse_questions, read_saved_pairs
+from nudge_rag.generate import (
+    GeneratedQuestions,
+    QuestionGenerationError,
+    aask_in_batches,
+    ask_in_batches,
+    instruction_prompt,
+    parse_questions,
+)
 
 __all__ = [
     "DEFAULT_QUESTION_PROMPT",
@@ -68,56 +72,6 @@ class QuestionList(BaseModel):
     questions: list[str] = Field(description="Distinct questions answered by the passage, one string each")
 
 
-class QuestionGenerationError(ValueError):
-    """The model produced no usable question for any document."""
-
-
-@dataclass
-class GeneratedQuestions:
-    """Result of :func:`generate_questions`; pass it (or its ``pairs``) to ``NudgeEmbeddings.fit``.
-
-    Attributes:
-        pairs: ``(question, document)`` pairs; the document is its id, or the ``Document`` when it has none.
-        n_documents: documents asked about.
-        n_succeeded: documents that got at least one usable question.
-        n_short: of those, documents that got fewer questions than requested.
-        n_failed: documents without any question (``n_errors + n_unparseable + n_empty + n_skipped``).
-        n_errors: the model raised (rate limit, timeout, ...).
-        n_unparseable: the answer held nothing parseable (junk, empty, malformed JSON).
-        n_empty: the answer parsed but held no usable question.
-        n_skipped: documents with empty text (not sent to the model).
-        n_resumed: documents skipped because ``output_path`` already held their questions (in ``pairs`` too).
-        n_questions: questions in ``pairs``.
-        failures: ``{"document", "reason"}`` for the first 100 failed documents.
-    """
-
-    pairs: list[tuple[str, DocumentRef]] = field(default_factory=list)
-    n_documents: int = 0
-    n_succeeded: int = 0
-    n_short: int = 0
-    n_failed: int = 0
-    n_errors: int = 0
-    n_unparseable: int = 0
-    n_empty: int = 0
-    n_skipped: int = 0
-    n_resumed: int = 0
-    n_questions: int = 0
-    failures: list[dict[str, str]] = field(default_factory=list)
-
-    def stats(self) -> dict[str, Any]:
-        """The counters as a JSON-ready dict (without the pairs)."""
-        out = asdict(self)
-        out.pop("pairs")
-        return out
-
-    def _fail(self, ref: DocumentRef, kind: str, reason: str) -> None:
-        self.n_failed += 1
-        setattr(self, kind, getattr(self, kind) + 1)
-        if len(self.failures) < 100:
-            name = ref if isinstance(ref, str) else f"<document without id: {ref.page_content[:40]!r}>"
-            self.failures.append({"document": name, "reason": reason[:300]})
-
-
 # ---------------------------------------------------------------------------------------------- generation
 def _documents_of(documents: Sequence[Document] | VectorStore) -> list[Document]:
     if isinstance(documents, VectorStore):
@@ -149,80 +103,25 @@ def _runnable(llm: Any, prompt: BasePromptTemplate, structured_output: bool | No
     return prompt | llm
 
 
-def _setup(documents, llm, questions_per_document, prompt, batch_size, max_concurrency, structured_output, path):
-    n_q = questions_per_document
+def _setup(documents, llm, n_q, prompt, max_concurrency, structured_output, output_path, show_progress):
+    """(chain, document refs, texts, batch config, the core loop's options)."""
     if isinstance(n_q, bool) or not isinstance(n_q, int) or n_q < 1:
-        raise ValueError(f"questions_per_document must be a positive integer, got {questions_per_document!r}")
-    for name, value in (("batch_size", batch_size), ("max_concurrency", max_concurrency)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        raise ValueError(f"questions_per_document must be a positive integer, got {n_q!r}")
+    if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
+        raise ValueError(f"max_concurrency must be a positive integer, got {max_concurrency!r}")
     docs = _documents_of(documents)
     from langchain_nudge.llms import LocalQuestionLLM, default_question_llm  # llm=None: the offline local model
 
     llm, prompt, structured_output = default_question_llm(llm, prompt, structured_output)
     chain = _runnable(llm, prompt or DEFAULT_QUESTION_PROMPT, structured_output)
-    result = GeneratedQuestions(n_documents=len(docs))
-    saved: dict[str, list[str]] = {}
-    if path is not None:
-        without_id = sum(not doc.id for doc in docs)
-        if without_id:
-            raise ValueError(f"output_path resumes by document id, but {without_id} document(s) have no id")
-        for q, d in read_saved_pairs(path):
-            saved.setdefault(d, []).append(q)
-    todo: list[tuple[DocumentRef, dict[str, Any]]] = []
-    for doc in docs:
-        ref: DocumentRef = doc.id if doc.id else doc
-        if isinstance(ref, str) and ref in saved:  # done by an earlier run
-            result.n_resumed += 1
-            result.pairs.extend((q, ref) for q in saved[ref])
-            result.n_questions += len(saved[ref])
-        elif not doc.page_content.strip():
-            result._fail(ref, "n_skipped", "empty document text")
-        else:
-            todo.append((ref, {"document": doc.page_content, "num_questions": n_q}))
+    refs: list[DocumentRef] = [doc.id if doc.id else doc for doc in docs]
+    options = dict(
+        n_questions=n_q, path=output_path, show_progress=show_progress, unparseable=(OutputParserException,),
+        unit="document",
+    )  # fmt: skip
     # the local model is synchronous and CPU-bound: no concurrency, one batched forward pass per batch
     config: dict[str, Any] = {} if isinstance(llm, LocalQuestionLLM) else {"max_concurrency": max_concurrency}
-    return chain, result, todo, config
-
-
-def _record(result: GeneratedQuestions, ref: DocumentRef, output: Any, n_q: int, passage: str | None = None) -> None:
-    if isinstance(output, OutputParserException):
-        result._fail(ref, "n_unparseable", f"{type(output).__name__}: {output}")
-        return
-    if isinstance(output, BaseException):
-        result._fail(ref, "n_errors", f"{type(output).__name__}: {output}")
-        return
-    questions = parse_questions(output, n_q, passage=passage)
-    if questions is None:
-        result._fail(ref, "n_unparseable", f"nothing parseable in the answer: {str(output)[:120]!r}")
-    elif not questions:
-        result._fail(ref, "n_empty", "the answer held no usable question")
-    else:
-        result.n_succeeded += 1
-        result.n_short += len(questions) < n_q
-        result.pairs.extend((q, ref) for q in questions)
-        result.n_questions += len(questions)
-
-
-def _after_batch(result, batch, outputs, n_q, path, bar) -> None:
-    """Record a completed batch, append its pairs to ``path`` (flushed: a kill loses at most the next batch)."""
-    start = len(result.pairs)
-    for (ref, inputs), out in zip(batch, outputs):
-        _record(result, ref, out, n_q, inputs["document"])
-    if path is not None:
-        append_pairs(path, [(q, str(ref)) for q, ref in result.pairs[start:]])
-    if bar is not None:
-        bar.update(len(batch))
-
-
-def _progress_bar(total: int, show: bool) -> Any:
-    if not show or not total:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc="generating questions", unit="document", file=sys.stderr)
+    return chain, refs, [doc.page_content for doc in docs], config, options
 
 
 def _failed_wholesale(outputs: list[Any]) -> bool:
@@ -233,18 +132,6 @@ def _failed_wholesale(outputs: list[Any]) -> bool:
     one so that a single failure does not sink the others.
     """
     return len(outputs) > 1 and isinstance(outputs[0], BaseException) and all(o is outputs[0] for o in outputs)
-
-
-def _finish(result: GeneratedQuestions) -> GeneratedQuestions:
-    logger.info("question generation: %s", result.stats())
-    if result.n_questions == 0:
-        first = result.failures[0]["reason"] if result.failures else "no documents"
-        raise QuestionGenerationError(
-            f"the model produced no usable question for any of the {result.n_documents} document(s) "
-            f"({result.n_errors} errors, {result.n_unparseable} unparseable, {result.n_empty} empty, "
-            f"{result.n_skipped} skipped; first failure: {first})"
-        )
-    return result
 
 
 def generate_questions(
@@ -289,30 +176,27 @@ def generate_questions(
         >>> result = generate_questions(docs, ChatOpenAI(model="gpt-4o-mini"), questions_per_document=3)
         >>> embeddings.fit(docs, result)
     """
-    path = None if output_path is None else Path(output_path)
-    chain, result, todo, config = _setup(
-        documents, llm, questions_per_document, prompt, batch_size, max_concurrency, structured_output, path
+    chain, refs, texts, config, options = _setup(
+        documents, llm, questions_per_document, prompt, max_concurrency, structured_output, output_path, show_progress
     )
-    bar = _progress_bar(len(todo), show_progress)
-    for b0 in range(0, len(todo), batch_size):
-        batch = todo[b0 : b0 + batch_size]
-        inputs = [inp for _, inp in batch]
+
+    def ask(batch: list[str]) -> list[Any]:
+        inputs = [{"document": t, "num_questions": questions_per_document} for t in batch]
         try:
             outputs = chain.batch(inputs, config=config, return_exceptions=True)
         except Exception as exc:  # noqa: BLE001
             outputs = [exc] * len(inputs)
-        if _failed_wholesale(outputs):  # one document's failure sank the batch: isolate per document
-            outputs = []
-            for inp in inputs:
-                try:
-                    outputs.append(chain.invoke(inp))
-                except Exception as exc:  # noqa: BLE001 - counted, not fatal
-                    outputs.append(exc)
-        _after_batch(result, batch, outputs, questions_per_document, path, bar)
-        logger.debug("generated questions for %d/%d documents", min(b0 + batch_size, len(todo)), len(todo))
-    if bar is not None:
-        bar.close()
-    return _finish(result)
+        if not _failed_wholesale(outputs):
+            return outputs
+        outputs = []  # one document's failure sank the batch: isolate per document
+        for inp in inputs:
+            try:
+                outputs.append(chain.invoke(inp))
+            except Exception as exc:  # noqa: BLE001 - counted, not fatal
+                outputs.append(exc)
+        return outputs
+
+    return ask_in_batches(refs, texts, ask, batch_size=batch_size, **options)
 
 
 async def agenerate_questions(
@@ -328,26 +212,24 @@ async def agenerate_questions(
     show_progress: bool = False,
 ) -> GeneratedQuestions:
     """Async :func:`generate_questions` (``Runnable.abatch``; same arguments, same saving and resuming)."""
-    path = None if output_path is None else Path(output_path)
-    chain, result, todo, config = _setup(
-        documents, llm, questions_per_document, prompt, batch_size, max_concurrency, structured_output, path
+    chain, refs, texts, config, options = _setup(
+        documents, llm, questions_per_document, prompt, max_concurrency, structured_output, output_path, show_progress
     )
-    bar = _progress_bar(len(todo), show_progress)
-    for b0 in range(0, len(todo), batch_size):
-        batch = todo[b0 : b0 + batch_size]
-        inputs = [inp for _, inp in batch]
+
+    async def ask(batch: list[str]) -> list[Any]:
+        inputs = [{"document": t, "num_questions": questions_per_document} for t in batch]
         try:
             outputs = await chain.abatch(inputs, config=config, return_exceptions=True)
         except Exception as exc:  # noqa: BLE001
             outputs = [exc] * len(inputs)
-        if _failed_wholesale(outputs):
-            outputs = []
-            for inp in inputs:
-                try:
-                    outputs.append(await chain.ainvoke(inp))
-                except Exception as exc:  # noqa: BLE001 - counted, not fatal
-                    outputs.append(exc)
-        _after_batch(result, batch, outputs, questions_per_document, path, bar)
-    if bar is not None:
-        bar.close()
-    return _finish(result)
+        if not _failed_wholesale(outputs):
+            return outputs
+        outputs = []
+        for inp in inputs:
+            try:
+                outputs.append(await chain.ainvoke(inp))
+            except Exception as exc:  # noqa: BLE001 - counted, not fatal
+                outputs.append(exc)
+        return outputs
+
+    return await aask_in_batches(refs, texts, ask, batch_size=batch_size, **options)

@@ -225,7 +225,7 @@ def test_structured_output_is_used_when_available() -> None:
 def test_nothing_parseable_raises() -> None:
     llm = FakeListChatModel(responses=BAD)
     with pytest.raises(
-        QuestionGenerationError, match=r"no usable question for any of the 6 .*3 unparseable, 1 empty, 2 skipped"
+        QuestionGenerationError, match=r"no usable question for any of 6 document.*3 unparseable, 1 empty, 2 skipped"
     ):
         generate_questions(
             make_docs(4) + [Document(id="e1", page_content="  "), Document(id="e2", page_content="")], llm
