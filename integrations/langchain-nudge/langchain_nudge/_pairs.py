@@ -4,7 +4,8 @@ validation carve are :mod:`nudge_rag.finetune`'s)."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+import warnings
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,9 @@ __all__ = [
     "Corpus",
     "normalize_pairs",
     "resolve_pairs",
+    "document_pairs",
+    "rows_by_document",
+    "to_chunks",
 ]
 
 #: A document named by a pair: its id, or the ``Document`` itself (matched by id when set, else by content).
@@ -149,4 +153,56 @@ def resolve_pairs(pairs: list[tuple[str, DocumentRef, float]], corpus: Corpus, n
     out = group_pairs(rows)
     if len(out) == 0:
         raise ValueError(f"{name}: no pair has a positive relevance")
+    return out
+
+
+def document_pairs(pairs: list[tuple[str, DocumentRef, float]], doc_field: str, name: str) -> Questions:
+    """Pairs naming *documents* grouped by question, each answer the document id (a ``Document`` names the value
+    of its ``metadata[doc_field]``)."""
+    out = []
+    for n, (question, ref, rel) in enumerate(pairs):
+        doc = ref
+        if isinstance(ref, Document):
+            doc = ref.metadata.get(doc_field)
+            if doc is None:
+                raise ValueError(f"{name} pair {n} names a Document without metadata[{doc_field!r}] (doc_field)")
+        out.append((question, str(doc), rel))
+    return group_pairs(out)
+
+
+def rows_by_document(documents: Sequence[Document], doc_field: str) -> dict[str, list[int]]:
+    """Document id -> rows of ``documents`` (its chunks) whose ``metadata[doc_field]`` is that id (as a string)."""
+    out: dict[str, list[int]] = {}
+    for row, doc in enumerate(documents):
+        value = doc.metadata.get(doc_field)
+        if value is not None:
+            out.setdefault(str(value), []).append(row)
+    return out
+
+
+def to_chunks(questions: Questions, chunks: Mapping[str, Sequence[Hashable]], doc_field: str, name: str) -> Questions:
+    """``questions`` (answers naming documents) with each document replaced by its current ``chunks`` (document id
+    -> chunk ids or rows, read at fit time) through :meth:`nudge_rag.finetune.Questions.by_document`.
+
+    A document without a chunk (deleted, or never added) gives no answer: its pairs are skipped, with a
+    ``UserWarning`` naming it, and questions left without any answer are dropped and counted (``n_dropped``, the
+    report's ``n_dropped_questions``). ``ValueError`` when no question is left.
+    """
+    named = list(dict.fromkeys(str(d) for a in questions.answers for d in a))
+    missing = [d for d in named if not chunks.get(d)]
+    out = questions.by_document({d: list(chunks.get(d, ())) for d in named})
+    if missing:
+        skipped = sum(str(d) in set(missing) for a in questions.answers for d in a)
+        shown = ", ".join(repr(d) for d in missing[:5])
+        warnings.warn(
+            f"{name}: {len(missing)} of the {len(named)} document ids the pairs name have no chunk with "
+            f"metadata[{doc_field!r}] equal to them (deleted?): {shown}; their {skipped} pair(s) were skipped, "
+            f"{out.n_dropped - questions.n_dropped} question(s) left without an answer were dropped",
+            UserWarning,
+            stacklevel=4,
+        )
+    if len(out) == 0:
+        raise ValueError(
+            f"{name}: none of the {len(named)} documents the pairs name has a chunk (doc_field={doc_field!r})"
+        )
     return out

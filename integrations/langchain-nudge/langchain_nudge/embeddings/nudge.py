@@ -14,7 +14,16 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import InMemoryVectorStore, VectorStore
 from tqdm.auto import tqdm
 
-from langchain_nudge._pairs import Corpus, QuestionPairsInput, content_key, normalize_pairs, resolve_pairs
+from langchain_nudge._pairs import (
+    Corpus,
+    QuestionPairsInput,
+    content_key,
+    document_pairs,
+    normalize_pairs,
+    resolve_pairs,
+    rows_by_document,
+    to_chunks,
+)
 from langchain_nudge._state import (
     FittedState,
     as_float_list,
@@ -40,6 +49,7 @@ from nudge_rag.concurrent import gather_in_batches
 from nudge_rag.finetune import (
     DEFAULT_VAL_FRACTION,
     FinetuneReport,
+    Questions,
     canonical_variant,
     check_question_vectors,
     finetune_pairs,
@@ -125,6 +135,17 @@ def _end_event(report: FinetuneReport, n_written: int) -> dict[str, Any]:
         "n_val_questions": report.n_val_questions,
         "seconds": dict(report.seconds),
     }
+
+
+def _resolve(
+    pairs: QuestionPairsInput, name: str, docs: list[Document], corpus: Corpus, doc_field: str | None
+) -> Questions:
+    """Pairs grouped by question, answers as rows of ``docs``: by document id / content, or with ``doc_field`` by
+    the document id its chunks carry in ``metadata[doc_field]`` (every chunk of it, read now)."""
+    normalized = normalize_pairs(pairs, name)
+    if doc_field is None:
+        return resolve_pairs(normalized, corpus, name)
+    return to_chunks(document_pairs(normalized, doc_field, name), rows_by_document(docs, doc_field), doc_field, name)
 
 
 def _report_from_dict(data: Mapping[str, Any]) -> FinetuneReport:
@@ -358,6 +379,7 @@ class NudgeEmbeddings(Embeddings):
         val_fraction: float = DEFAULT_VAL_FRACTION,
         seed: int = 0,
         question_vectors: Mapping[str, Sequence[float]] | None = None,
+        doc_field: str | None = None,
     ) -> NudgeEmbeddings:
         """Compute nudged vectors for the documents of ``source`` from question-document pairs.
 
@@ -375,6 +397,10 @@ class NudgeEmbeddings(Embeddings):
             seed: seed of that split.
             question_vectors: precomputed query vectors of the questions, ``{question text: vector}`` (e.g.
                 ``dict(zip(texts, array))``) from the same base model; those questions are not embedded again.
+            doc_field: the pairs name *documents* split into chunks, each chunk carrying its document's id in
+                ``metadata[doc_field]`` (e.g. ``"source"``): a pair stands for every chunk of its document, read
+                now, so re-chunked documents keep their pairs. A document without a chunk (deleted) is skipped
+                with a ``UserWarning``; questions left without an answer count in ``n_dropped_questions``.
 
         Returns:
             self. :attr:`report_` tells what happened. On any error nothing changes (a previous fit stays).
@@ -386,10 +412,8 @@ class NudgeEmbeddings(Embeddings):
         _dispatch("nudge_fit_start", {"variant": self.variant, "target": "lookup table"})
         docs, vectors = read_source(source, self.underlying_embeddings)
         corpus = Corpus.from_documents(docs)
-        train = resolve_pairs(normalize_pairs(questions, "questions"), corpus, "questions")
-        val = None
-        if validation is not None:
-            val = resolve_pairs(normalize_pairs(validation, "validation"), corpus, "validation")
+        train = _resolve(questions, "questions", docs, corpus, doc_field)
+        val = None if validation is None else _resolve(validation, "validation", docs, corpus, doc_field)
         args = self._solver_args(int(vectors.shape[1]), val_fraction, seed, question_vectors)
         result = finetune_pairs(vectors, train, val, row_of={r: r for r in range(len(docs))}, **args)
         model, report = result.model, result.report
@@ -446,6 +470,7 @@ class NudgeEmbeddings(Embeddings):
         val_fraction: float = DEFAULT_VAL_FRACTION,
         seed: int = 0,
         question_vectors: Mapping[str, Sequence[float]] | None = None,
+        doc_field: str | None = None,
     ) -> VectorStore:
         """Fit on the vectors ``store`` holds and write the moved ones back into it, by document id.
 
@@ -458,7 +483,10 @@ class NudgeEmbeddings(Embeddings):
         ``nudge_rag.stores.StoreFinetuneReport``) tells what was done. When the store returns the moved documents
         by id (``get_by_ids``), they become the lookup table (:attr:`embeddings_`, :meth:`save`, then
         ``load(...).nudge_vectorstore(original)`` reproduces the store); otherwise the table is left as it was.
-        Any other store raises ``TypeError`` (nothing is copied). Arguments as in :meth:`fit`.
+        Any other store raises ``TypeError`` (nothing is copied). Arguments as in :meth:`fit`; with ``doc_field``
+        the pairs name documents, resolved at fit time to the store's current chunk ids
+        (``nudge_rag.stores.BaseStore.chunks_of``: ``InMemoryVectorStore``, ``Chroma``, ``QdrantVectorStore``; other
+        stores raise ``NotImplementedError`` naming the store).
 
         Returns:
             ``store`` itself, written in place.
@@ -468,7 +496,7 @@ class NudgeEmbeddings(Embeddings):
             raise unsupported_store(store)
         _dispatch("nudge_fit_start", {"variant": self.variant, "target": core.describe()})
         args = self._solver_args(core.dim, val_fraction, seed, question_vectors)
-        result, written, vectors = fit_in_place(core, questions, validation, **args)
+        result, written, vectors = fit_in_place(core, questions, validation, doc_field, **args)
         model, report = result.model, result.report
         moved = documents_by_id(store, written) if written else None
         if moved is not None:  # the moved documents become the lookup table (save, nudge_vectorstore, ...)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from langchain_core.documents import Document
 
-from langchain_nudge._pairs import QuestionPairsInput, normalize_pairs
+from langchain_nudge._pairs import QuestionPairsInput, document_pairs, normalize_pairs, to_chunks
 from nudge_rag.finetune import FinetuneResult, Questions, group_pairs
 from nudge_rag.stores import BaseStore, StoreError, StoreFinetuneReport, fit_store
 
@@ -29,6 +29,7 @@ __all__ = [
     "bind_embeddings",
     "EMBEDDING_ATTRIBUTES",
     "pairs_by_id",
+    "store_questions",
     "unsupported_store",
 ]
 
@@ -158,11 +159,29 @@ def pairs_by_id(pairs: QuestionPairsInput, name: str) -> Questions:
     return group_pairs(out)
 
 
+def store_questions(core: BaseStore, pairs: QuestionPairsInput, name: str, doc_field: str | None) -> Questions:
+    """``pairs`` grouped by question, each answer a store id: named directly (``doc_field`` None), or a document
+    whose chunks carry its id in the metadata field ``doc_field``, resolved now to its current chunks
+    (:meth:`nudge_rag.stores.BaseStore.chunks_of`; a document without a chunk is skipped and counted, see
+    :func:`langchain_nudge._pairs.to_chunks`). ``NotImplementedError`` naming the store where it has no metadata
+    lookup."""
+    if doc_field is None:
+        return pairs_by_id(pairs, name)
+    docs = document_pairs(normalize_pairs(pairs, name), doc_field, name)
+    named = sorted({str(d) for a in docs.answers for d in a})
+    return to_chunks(docs, core.chunks_of(doc_field, named), doc_field, name)
+
+
 def fit_in_place(
-    core: BaseStore, questions: QuestionPairsInput, validation: QuestionPairsInput | None, **solver_args: Any
+    core: BaseStore,
+    questions: QuestionPairsInput,
+    validation: QuestionPairsInput | None,
+    doc_field: str | None = None,
+    **solver_args: Any,
 ) -> tuple[FinetuneResult, list[str], np.ndarray]:
-    """Fit on ``core`` (:func:`nudge_rag.stores.fit_store`; pairs in any accepted form, answers named by store id)
-    and write only the moved vectors back, by id, compare-and-set against what the fit read; closes ``core``.
+    """Fit on ``core`` (:func:`nudge_rag.stores.fit_store`; pairs in any accepted form, answers named by store id,
+    or by document id with ``doc_field``: :func:`store_questions`) and write only the moved vectors back, by id,
+    compare-and-set against what the fit read; closes ``core``.
 
     Returns the fit (its report a :class:`~nudge_rag.stores.StoreFinetuneReport`), the ids written and their
     (n, d) float32 vectors (rows changed or deleted by another client meanwhile are skipped, and reported).
@@ -170,11 +189,10 @@ def fit_in_place(
     not unit-norm.
     """
     with core:
-        val = None if validation is None else pairs_by_id(validation, "validation")
+        train = store_questions(core, questions, "questions", doc_field)
+        val = None if validation is None else store_questions(core, validation, "validation", doc_field)
         try:
-            fit = fit_store(
-                core, pairs_by_id(questions, "questions"), val, report_cls=StoreFinetuneReport, **solver_args
-            )
+            fit = fit_store(core, train, val, report_cls=StoreFinetuneReport, **solver_args)
         except StoreError as exc:
             raise ValueError(str(exc)) from None
         written = fit.write(core)
