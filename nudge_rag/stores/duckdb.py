@@ -1,4 +1,5 @@
-"""DuckDB tables with a ``FLOAT[d]`` vector column, searched through the VSS extension's HNSW index, as a
+"""DuckDB tables with a ``FLOAT[d]`` vector column, searched through the VSS extension's HNSW index, or a
+``FLOAT[]`` / ``DOUBLE[]`` list column (what LangChain's ``DuckDB`` creates), searched exactly, as a
 :class:`~nudge_rag.stores.VectorStore`.
 
 Ids and vectors default to the columns ``id`` and ``embedding``. DuckDB never downloads anything here: extension
@@ -10,6 +11,10 @@ insert); the ledger is a SQLite file beside the database (``<file>.nudge-ledger.
 Exact competitor search is one streamed Arrow scan scored in NumPy (DuckDB's own exact search is a scan per
 query); ``exact=False`` asks the HNSW index (``hnsw_ef_search`` raised to k for the query). ``similarity``
 defaults to the HNSW index's metric (``cosine``, ``ip``, ``l2sq``), else cosine.
+
+A list column has no fixed size and no HNSW index (VSS indexes arrays only): its dimension is read from the data
+(a row of another length is refused, naming it), writes keep the column's list type, and every search, ``exact=False``
+included, is the exact streamed scan.
 
 DuckDB lets one process open a database file for writing: a second process gets one line naming the holder.
 """
@@ -114,7 +119,8 @@ def _ident(name: str) -> str:
 
 
 class DuckDBStore(BaseStore):
-    """A DuckDB table with a ``FLOAT[d]`` (or ``DOUBLE[d]``) array column.
+    """A DuckDB table with a ``FLOAT[d]`` (or ``DOUBLE[d]``) array column, or a ``FLOAT[]`` / ``DOUBLE[]`` list
+    column whose rows all hold ``d`` numbers (``d`` read from the data; an empty list column is refused).
 
     Args:
         conn: a path to the database file, or a ``duckdb`` connection (VSS is loaded into it from the package
@@ -162,12 +168,16 @@ class DuckDBStore(BaseStore):
                     f"DuckDB table {table!r} has no column {c!r} (columns: {', '.join(cols)}); "
                     "name them with id_column= / vector_column= (&id_column=...&vector_column=... in a URI)"
                 )
-        m = re.fullmatch(r"(FLOAT|DOUBLE)\[(\d+)\]", str(cols[vector_column]).upper())
+        m = re.fullmatch(r"(FLOAT|DOUBLE)\[(\d*)\]", str(cols[vector_column]).upper())
         if m is None:
-            raise StoreError(f"column {vector_column!r} is {cols[vector_column]}, not a FLOAT[d] array")
-        self.dim = int(m.group(2))
-        self._vtype = f"{m.group(1)}[{self.dim}]"
+            raise StoreError(
+                f"column {vector_column!r} is {cols[vector_column]}, not a FLOAT[d] array or a FLOAT[] list"
+            )
         self.id_type = str(cols[id_column])
+        #: a variable-length list column (``FLOAT[]``/``DOUBLE[]``): exact search only, dimension from the data
+        self.is_list = not m.group(2)
+        self.dim = self._list_dim() if self.is_list else int(m.group(2))
+        self._vtype = f"{m.group(1)}[]" if self.is_list else f"{m.group(1)}[{self.dim}]"
         self.hnsw_metric = self._hnsw_metric()
         self.similarity = similarity or _HNSW_METRIC.get(self.hnsw_metric or "", "cosine")
         if self.similarity not in SIMILARITIES:
@@ -197,6 +207,7 @@ class DuckDBStore(BaseStore):
 
     def describe(self) -> str:
         index = f", HNSW {self.hnsw_metric}" if self.hnsw_metric else ""
+        index += ", list column" if self.is_list else ""
         return f"DuckDB table {self.schema}.{self.table} ({self.count()} x {self.dim}, {self.similarity}{index})"
 
     def close(self) -> None:
@@ -210,6 +221,37 @@ class DuckDBStore(BaseStore):
             "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
         ).fetchone()
         return str(row[0]) if row and row[0] else None
+
+    def _list_dim(self) -> int:
+        """The one length of every vector in the list column (``StoreError`` naming a row of another length, or
+        when no row holds a vector)."""
+        v = _ident(self.vector_column)
+        row = self.conn.execute(
+            f"SELECT len({v}) AS n, count(*) AS c FROM {self._t()} WHERE {v} IS NOT NULL GROUP BY n "
+            "ORDER BY c DESC, n LIMIT 1"
+        ).fetchone()
+        if row is None:
+            raise StoreError(
+                f"{self.label}: the list column {self.vector_column!r} (a FLOAT[] list) holds no vector, so "
+                "its dimension is unknown; add the documents first"
+            )
+        dim = int(row[0])
+        odd = self.conn.execute(
+            f"SELECT CAST({_ident(self.id_column)} AS VARCHAR), len({v}) FROM {self._t()} "
+            f"WHERE {v} IS NOT NULL AND len({v}) <> ? LIMIT 1",
+            [dim],
+        ).fetchone()
+        if odd is not None:
+            raise self._ragged(str(odd[0]), int(odd[1]), dim)
+        if dim == 0:
+            raise StoreError(f"{self.label}: the vectors in list column {self.vector_column!r} are empty")
+        return dim
+
+    def _ragged(self, row_id: str, length: int, dim: int) -> StoreError:
+        return StoreError(
+            f"{self.label}: row {row_id!r} holds a {length}-number vector in list column {self.vector_column!r}, "
+            f"other rows {dim}: every vector must have one length (re-embed that row with the same model)"
+        )
 
     def _hnsw_metric(self) -> str | None:
         """The metric of the table's HNSW index on the vector column (``cosine``, ``ip``, ``l2sq``), or None."""
@@ -240,6 +282,13 @@ class DuckDBStore(BaseStore):
         col = col.combine_chunks() if hasattr(col, "combine_chunks") else col
         if len(col) == 0:
             return ids, np.zeros((0, self.dim), dtype=np.float32)
+        if self.is_list:  # a row written since the store opened may have another length: refuse, naming it
+            import pyarrow.compute as pc
+
+            lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
+            bad = np.flatnonzero(lengths != self.dim)
+            if bad.size:
+                raise self._ragged(ids[int(bad[0])], int(lengths[bad[0]]), self.dim)
         flat = col.flatten().to_numpy(zero_copy_only=False)
         return ids, np.asarray(flat, dtype=np.float32).reshape(-1, self.dim)
 
@@ -309,7 +358,7 @@ class DuckDBStore(BaseStore):
         VSS keeps an updated row's old entry in the index as a tombstone (a nudge and its revert leave two per
         row, concentrated where the questions look), and an index scan of ``LIMIT k`` then returns fewer than k
         live rows: a query that comes back short asks again for twice as many, up to k plus every tombstone."""
-        if exact:
+        if exact or self.is_list:  # a list column has no index: exact is the only search it has
             return self.scan_search(queries, k)
         fn, _ = _DIST[self.similarity]
         n = self.count()

@@ -18,14 +18,15 @@ from tests.stores.conftest import check_contract  # noqa: E402
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def make_duckdb(path, s, *, metric: str | None = "cosine") -> None:
+def make_duckdb(path, s, *, metric: str | None = "cosine", column: str | None = None) -> None:
     """A DuckDB file with SciFact in table ``docs`` (id, embedding FLOAT[384], text), bulk-loaded through Arrow,
-    with an HNSW index of ``metric`` (None: no index)."""
+    with an HNSW index of ``metric`` (None: no index). ``column``: another vector column type (e.g. ``FLOAT[]``,
+    the list column LangChain's DuckDB creates; no index then)."""
     d = s.docs.shape[1]
     vec = pa.FixedSizeListArray.from_arrays(pa.array(s.docs.ravel(), type=pa.float32()), d)
     rows = pa.table({"id": s.ids, "embedding": vec, "text": [f"doc {i}" for i in s.ids]})  # noqa: F841
     conn = connect(path)
-    conn.execute(f"CREATE TABLE docs (id VARCHAR PRIMARY KEY, embedding FLOAT[{d}], text VARCHAR)")
+    conn.execute(f"CREATE TABLE docs (id VARCHAR PRIMARY KEY, embedding {column or f'FLOAT[{d}]'}, text VARCHAR)")
     conn.execute("INSERT INTO docs SELECT * FROM rows")
     if metric is not None:
         conn.execute(f"CREATE INDEX docs_hnsw ON docs USING HNSW (embedding) WITH (metric = '{metric}')")
@@ -62,6 +63,51 @@ def test_duckdb_contract(tmp_path, scifact_ids, reference_fit, monkeypatch):
     assert [r[0] for r in conn.execute("SHOW TABLES").fetchall()] == ["docs"]  # the ledger is a file beside it
     conn.close()
     assert (tmp_path / "rag.duckdb.nudge-ledger.sqlite").exists()
+
+
+@pytest.mark.parametrize("column", ["FLOAT[]", "DOUBLE[]"])
+def test_duckdb_list_column_contract(column, tmp_path, scifact_ids, reference_fit, monkeypatch):
+    """A ``FLOAT[]`` / ``DOUBLE[]`` list column (LangChain's DuckDB default): the dimension comes from the data,
+    the full contract and safety suite pass with exact search (``exact=False`` included: no index on a list),
+    and the column keeps its list type."""
+    s = scifact_ids
+    path = tmp_path / "list.duckdb"
+    make_duckdb(path, s, metric=None, column=column)
+    store = DuckDBStore(str(path), "docs")
+    assert (store.is_list, store.dim, store.count(), store.hnsw_metric) == (True, 384, len(s.ids), None)
+    q = s.test.embeddings[:20]
+    assert store.search(q, 10, exact=False)[1] == store.search(q, 10, exact=True)[1]
+    uri = f"duckdb://{path}?table=docs"
+    store = check_contract(
+        store, s, reference_fit, monkeypatch, reopen=lambda: open_store(uri), uri=uri, tmp_path=tmp_path,
+        delete=_delete,
+    )  # fmt: skip
+    store.close()
+    conn = connect(path)
+    kind = conn.execute(
+        "SELECT data_type FROM information_schema.columns WHERE table_name = 'docs' AND column_name = 'embedding'"
+    ).fetchone()[0]
+    assert kind == column
+    conn.close()
+
+
+def test_duckdb_list_column_refuses_ragged_and_empty(tmp_path, scifact_ids):
+    s = scifact_ids
+    path = tmp_path / "list.duckdb"
+    make_duckdb(path, s, metric=None, column="FLOAT[]")
+    conn = connect(path)
+    conn.execute("INSERT INTO docs VALUES ('short-one', ?, 'x')", [s.docs[0][:383].tolist()])
+    with pytest.raises(StoreError, match="row 'short-one' holds a 383-number vector"):
+        DuckDBStore(conn, "docs")
+    conn.execute("DELETE FROM docs WHERE id = 'short-one'")
+    store = DuckDBStore(conn, "docs")  # a ragged row written after the store opened: refused when read
+    conn.execute("INSERT INTO docs VALUES ('long-one', ?, 'x')", [[*s.docs[0].tolist(), 0.0]])
+    with pytest.raises(StoreError, match="row 'long-one' holds a 385-number vector"):
+        store.search(s.test.embeddings[:2], 5)
+    conn.execute("CREATE TABLE empty_docs (id VARCHAR, embedding FLOAT[], text VARCHAR)")
+    with pytest.raises(StoreError, match="holds no vector"):
+        DuckDBStore(conn, "empty_docs")
+    conn.close()
 
 
 def test_duckdb_hnsw_recall_against_exact(tmp_path, scifact_ids, reference_fit):
