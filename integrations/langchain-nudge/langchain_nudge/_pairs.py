@@ -161,7 +161,7 @@ def document_pairs(pairs: list[tuple[str, DocumentRef, float]], doc_field: str, 
     of its ``metadata[doc_field]``)."""
     out = []
     for n, (question, ref, rel) in enumerate(pairs):
-        doc = ref
+        doc: Any = ref
         if isinstance(ref, Document):
             doc = ref.metadata.get(doc_field)
             if doc is None:

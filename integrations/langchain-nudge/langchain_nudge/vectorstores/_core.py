@@ -79,26 +79,17 @@ def _sqlitevec(store: Any) -> BaseStore:
 
 
 def _duckdb(store: Any) -> BaseStore:
-    """``DuckDB`` ranks by cosine over its ``vector_key`` column; the core store needs a fixed-size array column."""
+    """``DuckDB`` ranks by cosine over its ``vector_key`` column: the ``FLOAT[]`` list column LangChain creates
+    (searched exactly by the core store) or a ``FLOAT[d]`` array column of a table created beforehand."""
     from nudge_rag import stores
 
-    try:
-        return stores.DuckDBStore(
-            store._connection,
-            store._table_name,
-            id_column=store._id_key,
-            vector_column=store._vector_key,
-            similarity="cosine",
-        )
-    except StoreError as exc:
-        if "not a FLOAT[d]" not in str(exc):
-            raise
-        raise StoreError(
-            f"{exc}: LangChain's DuckDB creates a FLOAT[] list column, which cannot be updated by id here; create "
-            f"the table before the store, with a fixed size (CREATE TABLE {store._table_name} ({store._id_key} "
-            f"VARCHAR PRIMARY KEY, {store._text_key} VARCHAR, {store._vector_key} FLOAT[384], metadata VARCHAR)); "
-            "DuckDB keeps it as it is"
-        ) from None
+    return stores.DuckDBStore(
+        store._connection,
+        store._table_name,
+        id_column=store._id_key,
+        vector_column=store._vector_key,
+        similarity="cosine",
+    )
 
 
 def core_store(store: Any) -> BaseStore | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,11 @@ def _sqlitevec(emb: Any, tmp_path: Path, docs: list) -> tuple[Any, list[str], st
     return store, ids, uri, lambda: store
 
 
-def _duckdb(emb: Any, tmp_path: Path, docs: list) -> tuple[Any, list[str], str, Callable[[], Any]]:
+def _duckdb(
+    emb: Any, tmp_path: Path, docs: list, column: str | None = None
+) -> tuple[Any, list[str], str, Callable[[], Any]]:
+    """LangChain's default ``DuckDB`` store (its own table: a ``FLOAT[]`` list column), or with ``column`` a table
+    created beforehand with that vector column type (e.g. ``FLOAT[384]``)."""
     duckdb = pytest.importorskip("duckdb")
     pytest.importorskip("duckdb_extension_vss")
     from langchain_community.vectorstores import DuckDB
@@ -57,11 +62,11 @@ def _duckdb(emb: Any, tmp_path: Path, docs: list) -> tuple[Any, list[str], str, 
 
     def open_() -> Any:
         conn = duckdb.connect(str(path), config=dict(SAFE_CONFIG))
-        # LangChain's own CREATE TABLE makes a FLOAT[] list column; a fixed size is what DuckDB updates by id
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS embeddings "
-            "(id VARCHAR PRIMARY KEY, text VARCHAR, embedding FLOAT[384], metadata VARCHAR)"
-        )
+        if column is not None:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS embeddings "
+                f"(id VARCHAR PRIMARY KEY, text VARCHAR, embedding {column}, metadata VARCHAR)"
+            )
         return DuckDB(connection=conn, embedding=emb)
 
     store = open_()
@@ -94,7 +99,7 @@ def _reindex(kind: str, store: Any, doc: Any, doc_id: str, vector: np.ndarray) -
         store._connection.execute(
             "UPDATE scifact_vec SET text_embedding = ? WHERE rowid = ?", (vector.astype("<f4").tobytes(), int(doc_id))
         )
-    elif kind == "duckdb":
+    elif kind.startswith("duckdb"):
         store._connection.execute("UPDATE embeddings SET embedding = ? WHERE id = ?", [vector.tolist(), doc_id])
     else:  # Typesense upserts by id: LangChain's own add_documents
         store.add_documents([doc], ids=[doc_id])
@@ -105,7 +110,7 @@ def _vectors(store: Any, ids: list[str]) -> np.ndarray:
         return core.fetch(ids)
 
 
-@pytest.mark.parametrize("kind", ["sqlitevec", "duckdb", "typesense"])
+@pytest.mark.parametrize("kind", ["sqlitevec", "duckdb", "duckdb-array", "typesense"])
 def test_fit_status_revert_in_the_store(kind, scifact, sup, tmp_path, monkeypatch, request):
     monkeypatch.setenv("NUDGE_RAG_HOME", str(tmp_path / "home"))  # a server store's ledger (Typesense)
     emb = sup.MiniLMEmbeddings(scifact.known)
@@ -113,7 +118,8 @@ def test_fit_status_revert_in_the_store(kind, scifact, sup, tmp_path, monkeypatc
     if kind == "typesense":
         store, ids, uri, reopen = _typesense(emb, tmp_path, docs, request.getfixturevalue("ts"))
     else:
-        store, ids, uri, reopen = {"sqlitevec": _sqlitevec, "duckdb": _duckdb}[kind](emb, tmp_path, docs)
+        make = {"sqlitevec": _sqlitevec, "duckdb": _duckdb, "duckdb-array": partial(_duckdb, column="FLOAT[384]")}
+        store, ids, uri, reopen = make[kind](emb, tmp_path, docs)
     store_id = {d.id: i for d, i in zip(docs, ids)}
     pairs = [(q, store_id[d]) for q, d in scifact.pairs("train") if d in store_id]
     before = _vectors(store, ids)
@@ -123,6 +129,12 @@ def test_fit_status_revert_in_the_store(kind, scifact, sup, tmp_path, monkeypatc
     after = _vectors(store, ids)
     report = nudged.report_
     assert isinstance(report, StoreFinetuneReport) and report.val_source == "carved"
+    if kind == "duckdb":  # LangChain's own FLOAT[] list column stays a list, and LangChain's search reads it
+        column = store._connection.execute(
+            "SELECT data_type FROM information_schema.columns WHERE table_name = 'embeddings' "
+            "AND column_name = 'embedding'"
+        ).fetchone()[0]
+        assert column == "FLOAT[]" and len(store.similarity_search(pairs[0][0], k=3)) == 3
 
     changed = {ids[j] for j in np.flatnonzero(np.abs(after - before).max(axis=1) > 0)}
     assert 0 < len(changed) == report.written == nudged.model_.n_moved_ and changed <= {d for _, d in pairs}
@@ -148,7 +160,7 @@ def test_fit_status_revert_in_the_store(kind, scifact, sup, tmp_path, monkeypatc
     assert NudgeEmbeddings.reapply_vectorstore(store).reapplied == 1
     np.testing.assert_array_equal(_vectors(store, ids), after)
 
-    if kind == "duckdb":  # DuckDB lets one process open a file: hand it over to the reader, then reopen
+    if kind.startswith("duckdb"):  # DuckDB lets one process open a file: hand it over to the reader, then reopen
         store._connection.close()
     out = tmp_path / "read.npy"
     subprocess.run([sys.executable, "-c", READER, uri, ",".join(ids), str(out)], check=True, timeout=120)
