@@ -42,7 +42,7 @@ from ._base import (
     WriteResult,
 )
 from ._corpus import StoreCorpus
-from ._ledger import Ledger, LedgerRecord
+from ._ledger import Ledger, LedgerRecord, SqliteLedger
 from ._registry import BACKENDS, StoreURI, open_store, parse_uri
 
 __all__ = [
@@ -56,6 +56,7 @@ __all__ = [
     "StoreStatus",
     "Ledger",
     "LedgerRecord",
+    "SqliteLedger",
     "SIMILARITIES",
     "StoreCorpus",
     "StoreURI",
@@ -66,7 +67,9 @@ __all__ = [
     "StoreFinetuneReport",
     "StoreFit",
     "fit_store",
+    "insert_store",
     "check_unit_norm",
+    "check_variant_fits_store",
     "retune_store",
     "RetuneReport",
     "PgVectorStore",
@@ -96,7 +99,9 @@ _LAZY = {
     "StoreFinetuneReport": "_finetune",
     "StoreFit": "_finetune",
     "fit_store": "_finetune",
+    "insert_store": "_finetune",
     "check_unit_norm": "_finetune",
+    "check_variant_fits_store": "_finetune",
     "retune_store": "_retune",
     "RetuneReport": "_retune",
 }

@@ -7,8 +7,9 @@ The fit reads only the vectors that the pairs name and one competitor search per
 from __future__ import annotations
 
 import contextlib
+import copy
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +24,7 @@ from ..finetune import (
     finetune_pairs,
 )
 from ..patch import Patch
-from ._base import StoreError, VectorStore
+from ._base import BaseStore, StoreError, VectorStore
 from ._corpus import StoreCorpus
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "StoreFit",
     "finetune_store",
     "fit_store",
+    "insert_store",
     "check_variant_fits_store",
     "check_unit_norm",
     "by_document",
@@ -232,6 +234,7 @@ def finetune_store(
     store_name: str | None = None,
     revert_hint: str | None = None,
     doc_field: str | None = None,
+    params: Mapping[str, Any] | None = None,
 ) -> tuple[StoreFinetuneReport, Any]:
     """Fit NUDGE on the vectors in ``store`` and write the moved ones back (only those).
 
@@ -246,10 +249,13 @@ def finetune_store(
             per query (False), or the faster of the two for this store (None, default; see :class:`StoreCorpus`).
         write: False for a dry run (fit and report only).
         doc_field: pairs name documents whose chunks carry their id in this metadata field (:func:`by_document`).
+        params: further solver options (``nudge_rag.NudgeN`` / ``NudgeM`` arguments, e.g. ``{"batch_size": 64}``).
+        store_name, revert_hint: how the report names the store and says how to revert a write.
 
     Returns:
         ``(report, model)``: a :class:`StoreFinetuneReport` and the fitted estimator (``model.patch_`` holds
-        the moved rows; ``model.patch_.with_ids(corpus ids)`` what was written).
+        the moved rows; ``model.corpus_.ids`` the store id of each row, so ``model.patch_.with_ids(...)`` is what
+        was written).
     """
     lock = getattr(store, "locked", None)
     with lock() if write and lock is not None else contextlib.nullcontext():
@@ -270,6 +276,7 @@ def finetune_store(
             store_name=store_name,
             revert_hint=revert_hint,
             doc_field=doc_field,
+            params=params,
         )
 
 
@@ -291,6 +298,7 @@ def _finetune_store_locked(
     store_name: str | None,
     revert_hint: str | None,
     doc_field: str | None = None,
+    params: Mapping[str, Any] | None = None,
 ) -> tuple[StoreFinetuneReport, Any]:
     t1 = time.perf_counter()
     fit = fit_store(
@@ -307,6 +315,7 @@ def _finetune_store_locked(
         metric=metric,
         val_fraction=val_fraction,
         seed=seed,
+        **({} if params is None else {"params": dict(params)}),
     )
     result, corpus, fetch_s = fit.result, fit.corpus, fit.fetch_seconds
     fit_s = time.perf_counter() - t1 - fetch_s
@@ -339,8 +348,65 @@ def _finetune_store_locked(
     }
     if fit.write_result is not None:
         report.record_write(fit.write_result)
-    report.revert = revert_hint or ("store.revert()" if report.written else "nothing written")
+    report.revert = (revert_hint or "store.revert()") if report.written else "nothing written"
     return report, model
+
+
+class _StoreWithAdded(StoreCorpus):
+    """A corpus over a store the new documents were already added to: ``append`` has nothing to do."""
+
+    def append(self, new_embeddings: Any) -> StoreCorpus:
+        return self
+
+
+def insert_store(
+    store: BaseStore,
+    model: Any,
+    row_ids: Sequence[str],
+    train: Questions | None = None,
+    val: Questions | None = None,
+    *,
+    train_vectors: np.ndarray | None = None,
+    val_vectors: np.ndarray | None = None,
+    added: np.ndarray | None = None,
+) -> tuple[Any, StoreCorpus, list[str]]:
+    """Insert new documents and/or pairs into a model fitted on ``store`` (gamma fixed, :meth:`NudgeN.insert
+    <nudge_rag.NudgeN.insert>`), then write the rows whose vector changed, ledgered (kind ``"insert"``).
+
+    Args:
+        store: the store the model was fitted on; the new documents are already in it.
+        model: the fitted model (left unchanged: a copy is updated).
+        row_ids: the store id of each of the model's rows (``model.corpus_.ids`` after :func:`finetune_store`).
+        train, val: new pairs naming store ids (old rows or new documents); ``train_vectors`` / ``val_vectors``:
+            their (n, d) float32 query vectors.
+        added: (m, d) vectors of the new documents, in the order the store appends them after ``row_ids``.
+
+    Returns:
+        ``(model, corpus, written ids)``: the updated copy, the corpus it reads (``corpus.ids``: the store id of
+        each row) and the ids written (rows moved now, and rows moved before but not now, restored).
+    """
+    corpus = _StoreWithAdded(store, list(row_ids))
+    named = sorted({str(d) for qs in (train, val) if qs is not None for d in qs.documents()})
+    row_of: dict[Hashable, int] = dict(zip(named, corpus.rows_of(named).tolist()))
+    previous = getattr(model, "corpus_", None)  # None once reloaded from a file: the store is never copied
+    new = copy.deepcopy(model, {} if previous is None else {id(previous): corpus})
+    new.corpus_ = corpus
+    new.insert(
+        added,
+        None if train is None else train.query_answers(np.asarray(train_vectors, dtype=np.float32), row_of),
+        None if val is None else val.query_answers(np.asarray(val_vectors, dtype=np.float32), row_of),
+    )
+    before = dict(zip(model.patch_.rows.tolist(), model.patch_.new))
+    after = dict(zip(new.patch_.rows.tolist(), new.patch_.new))
+    rows = [r for r, v in after.items() if r not in before or not np.array_equal(before[r], v)]
+    vecs = [after[r] for r in rows]
+    olds = dict(zip(model.patch_.rows.tolist(), model.patch_.old))
+    dropped = [r for r in before if r not in after]  # moved before, not now (e.g. gamma 0): their originals
+    rows, vecs = rows + dropped, vecs + [olds[r] for r in dropped]
+    ids = corpus.ids_of(np.asarray(rows, dtype=np.int64)) if rows else []
+    if rows:
+        store.write(list(ids), np.stack(vecs), kind="insert")
+    return new, corpus, list(ids)
 
 
 def _as_embedder(

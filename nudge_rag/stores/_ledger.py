@@ -24,6 +24,7 @@ import contextlib
 import os
 import socket
 import sqlite3
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -394,6 +395,22 @@ class SqliteLedger(Ledger):
 
     def close(self) -> None:
         self.conn.close()
+
+    def backup(self, path: str | os.PathLike[str]) -> Path:
+        """Copy this ledger (e.g. an in-memory one, beside a persisted in-process store) into the SQLite file
+        ``path``, atomically (a temporary file renamed into place; created 0600). Returns the path."""
+        dest = Path(path)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+        os.close(fd)
+        try:
+            with contextlib.closing(sqlite3.connect(tmp)) as out:
+                self.conn.backup(out)
+            os.replace(tmp, dest)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return dest
 
 
 class PgLedger(Ledger):

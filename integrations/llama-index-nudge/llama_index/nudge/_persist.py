@@ -1,4 +1,5 @@
-"""The engine's files beside a persisted index: the report, the solver state and the row -> node id map."""
+"""The engine's files beside a persisted index: the report, the solver state, the row -> node id map and, for an
+in-process store (``SimpleVectorStore``, FAISS), its ledger, so a new process can still revert."""
 
 from __future__ import annotations
 
@@ -12,27 +13,34 @@ from llama_index.nudge.report import REPORT_FILENAME
 
 import nudge_rag
 from nudge_rag.files import atomic_write_text
-from nudge_rag.stores import StoreFinetuneReport
+from nudge_rag.stores import BaseStore, SqliteLedger, StoreFinetuneReport
 
-__all__ = ["MODEL_FILENAME", "STATE_FILENAME", "save_engine", "open_state", "load_fitted"]
+__all__ = ["MODEL_FILENAME", "STATE_FILENAME", "LEDGER_FILENAME", "save_engine", "open_state", "load_fitted"]
 
 MODEL_FILENAME = "nudge_model.npz"
 STATE_FILENAME = "nudge_state.json"
+LEDGER_FILENAME = "nudge_ledger.sqlite"
 _FORMAT = "llama-index-nudge"
 
 
 def save_engine(
     persist_dir: str | os.PathLike,
     index: Any,
+    core: BaseStore,
     report: StoreFinetuneReport,
     model: Any,
     row_ids: list[str],
     variant: str,
     settings: dict[str, Any],
 ) -> None:
-    """``storage_context.persist`` plus the report, the model and the state file (each written atomically)."""
+    """``storage_context.persist`` plus the report, the model, the state file and an in-process store's ledger
+    (in memory, or an earlier persist dir's file): each written atomically."""
     path = Path(persist_dir)
     index.storage_context.persist(persist_dir=str(path))
+    ledger, target = core.ledger, path / LEDGER_FILENAME
+    if isinstance(ledger, SqliteLedger) and (ledger.path is None or ledger.path.name == LEDGER_FILENAME):
+        if ledger.path is None or ledger.path.resolve() != target.resolve():
+            ledger.backup(target)
     report.save(path / REPORT_FILENAME)
     model.save(path / MODEL_FILENAME)  # the solver state without the corpus (the store holds it): for insert
     state = {"format": _FORMAT, "format_version": 2, "variant": variant, "row_node_ids": row_ids, **settings}

@@ -7,11 +7,11 @@ the fit, write, insert, revert, status and reapply are the core's (:mod:`nudge_r
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import llama_index.core.instrumentation as instrument
@@ -24,25 +24,32 @@ from llama_index.core.settings import Settings
 from llama_index.core.storage.storage_context import DEFAULT_PERSIST_DIR
 from llama_index.nudge._backends import core_store, store_class_name
 from llama_index.nudge._capture import check_unique, embed_missing, embed_queries, node_text, question_vector_map
-from llama_index.nudge._persist import MODEL_FILENAME, STATE_FILENAME, load_fitted, open_state, save_engine
+from llama_index.nudge._persist import (
+    LEDGER_FILENAME,
+    MODEL_FILENAME,
+    STATE_FILENAME,
+    load_fitted,
+    open_state,
+    save_engine,
+)
 from llama_index.nudge.dataset import PairsInput, check_insert_questions, check_nodes, collect_questions
 from llama_index.nudge.generate import generate_question_pairs
 from llama_index.nudge.report import NudgeFinetuneEndEvent, NudgeFinetuneStartEvent
 
 from nudge_rag.finetune import DEFAULT_VAL_FRACTION, VARIANTS, Questions, canonical_variant, make_model
-from nudge_rag.stores import BaseStore, StoreCorpus, StoreError, StoreFinetuneReport, fit_store
+from nudge_rag.stores import (
+    BaseStore,
+    StoreError,
+    StoreFinetuneReport,
+    check_variant_fits_store,
+    finetune_store,
+    insert_store,
+)
 
 __all__ = ["NudgeFinetuneEngine", "VARIANTS", "MODEL_FILENAME", "STATE_FILENAME"]
 
 logger = logging.getLogger(__name__)
 dispatcher = instrument.get_dispatcher(__name__)
-
-
-class _StoreWithAdded(StoreCorpus):
-    """A corpus over a store the new nodes were already added to (by the index): ``append`` has nothing to do."""
-
-    def append(self, new_embeddings: Any) -> StoreCorpus:
-        return self
 
 
 class NudgeFinetuneEngine:
@@ -153,13 +160,10 @@ class NudgeFinetuneEngine:
     def _open(self, index: VectorStoreIndex) -> None:
         """Take ``index`` and the core store over its vector store; refuse NUDGE-M on a non-inner-product store."""
         self._index, self._core = index, core_store(index)
-        sim = self._core.similarity
-        if self.variant == "nudge-m" and sim != "inner_product":
-            raise ValueError(
-                f"NUDGE-M vectors are not unit-norm and rank correctly only under inner product, but the "
-                f"{self._core.describe()} searches by {sim}. Use variant='nudge-n' (the default), or a store created "
-                "for dot product, e.g. QdrantVectorStore(..., dense_config=VectorParams(size=d, distance=Distance.DOT))"
-            )
+        try:
+            check_variant_fits_store(self.variant, self._core)
+        except StoreError as exc:
+            raise ValueError(f"{exc} (Qdrant: dense_config=VectorParams(size=d, distance=Distance.DOT))") from None
 
     @property
     def _store_name(self) -> str:
@@ -192,30 +196,16 @@ class NudgeFinetuneEngine:
         train, val = (self._resolve(qs, name) for qs, name in ((train, "train_dataset"), (val, "val_dataset")))
         if self._model is not None or self._report is not None:
             core.revert()  # a refit starts from the original vectors
-        embed = lambda texts: self._embed_questions(texts, core.dim)  # noqa: E731
         params = dict(self.nudge_kwargs)
-        args = dict(variant=self.variant, gamma=self.gamma, val_fraction=self.val_fraction, seed=self.seed)
-        with core.locked():
-            try:
-                fit = fit_store(
-                    core, train, val, embed_queries=embed, metric=params.pop("metric", None), params=params,
-                    report_cls=StoreFinetuneReport, show_progress=self.show_progress, **args,
-                )  # fmt: skip
-            except StoreError as exc:  # e.g. non-unit vectors in a non-cosine store: nothing was written
-                raise ValueError(str(exc)) from None
-            fit.write(core)  # compare-and-set; a failed batch is rolled back (StoreError)
-        report = fit.result.report
-        assert isinstance(report, StoreFinetuneReport)
-        report.store, report.store_similarity = self._store_name, core.similarity
-        report.vectors_read = int(fit.corpus.stats["fetched"])
-        report.search_strategy = "one streamed scan" if fit.corpus.scan else "per query"
-        if fit.write_result is not None:
-            report.record_write(fit.write_result)
-        report.revert = "engine.revert()" if report.written else "nothing written"
-        report.seconds.update(total=time.perf_counter() - t, fetch=fit.fetch_seconds)
-        report.seconds = {k: round(float(v), 4) for k, v in report.seconds.items()}
+        # compare-and-set, under the store's lock; a failed write is rolled back (StoreError)
+        report, model = finetune_store(
+            core, train, val, embed_queries=lambda texts: self._embed_questions(texts, core.dim), variant=self.variant,
+            gamma=self.gamma, metric=params.pop("metric", None), val_fraction=self.val_fraction, seed=self.seed,
+            show_progress=self.show_progress, store_name=self._store_name, revert_hint="engine.revert()", params=params,
+        )  # fmt: skip
+        report.seconds["total"] = round(time.perf_counter() - t, 4)
         self.generation, self.n_embedded_nodes = generation, n_embedded
-        self._model, self._row_ids, self._report = fit.result.model, fit.corpus.ids, report
+        self._model, self._row_ids, self._report = model, model.corpus_.ids, report
         dispatcher.event(NudgeFinetuneEndEvent.of(report))
         return report
 
@@ -320,8 +310,10 @@ class NudgeFinetuneEngine:
         if new_nodes:
             self._index.insert_nodes(copies)
         try:
-            added = vectors if new_nodes else None
-            model, corpus, n_written = self._insert_fit(core, added, train, val, qvecs, new_ids)
+            model, corpus, ids = insert_store(
+                core, old, self._row_ids, train, val, train_vectors=qvecs.get("train"), val_vectors=qvecs.get("val"),
+                added=vectors if new_nodes else None,
+            )  # fmt: skip
         except BaseException:
             if new_nodes:
                 try:
@@ -336,7 +328,7 @@ class NudgeFinetuneEngine:
             "n_val_questions": 0 if val is None else len(val),
             "val_score": model.val_score_,
             "val_base_score": model.val_base_score_,
-            "n_written": n_written,
+            "n_written": len(set(ids) - set(new_ids)) + len(new_ids),  # the new nodes count once, moved or not
             "seconds": round(time.perf_counter() - t, 4),
         }
         self.inserts.append(entry)
@@ -345,7 +337,7 @@ class NudgeFinetuneEngine:
         report.n_train_questions += entry["n_train_questions"]
         report.n_train_pairs += 0 if train is None else train.n_pairs
         report.n_val_questions += entry["n_val_questions"]
-        report.written += n_written
+        report.written += entry["n_written"]
         self._model, self._row_ids = model, corpus.ids
         return report
 
@@ -354,7 +346,8 @@ class NudgeFinetuneEngine:
         (what :meth:`from_persist_dir` needs to continue with :meth:`insert`); each file written atomically."""
         self._check_fitted()
         settings = {"val_fraction": self.val_fraction, "seed": self.seed, "documents": sorted(self._documents)}
-        save_engine(persist_dir, self._index, self._report, self._model, self._row_ids, self.variant, settings)
+        core = self._store("persist")
+        save_engine(persist_dir, self._index, core, self._report, self._model, self._row_ids, self.variant, settings)
 
     @classmethod
     def from_persist_dir(
@@ -378,6 +371,8 @@ class NudgeFinetuneEngine:
         kwargs.setdefault("val_fraction", state.get("val_fraction", DEFAULT_VAL_FRACTION))
         kwargs.setdefault("seed", state.get("seed", 0))
         engine = cls(index, embed_model=embed_model, variant=state["variant"], **kwargs)
+        if (Path(persist_dir) / LEDGER_FILENAME).is_file():  # an in-process store's originals, for revert()
+            engine._store("from_persist_dir").use_ledger(Path(persist_dir) / LEDGER_FILENAME)
         engine._model, engine._row_ids, engine._report = load_fitted(persist_dir, state)
         engine._documents = set(state.get("documents", []))
         return engine
@@ -478,41 +473,6 @@ class NudgeFinetuneEngine:
             return dict(self._index.docstore.get_all_ref_doc_info() or {})
         except NotImplementedError:  # pragma: no cover - a docstore without ref-doc tracking
             return {}
-
-    def _insert_fit(
-        self,
-        core: BaseStore,
-        added: np.ndarray | None,
-        train: Questions | None,
-        val: Questions | None,
-        qvecs: dict[str, np.ndarray],
-        new_ids: list[str],
-    ) -> tuple[Any, StoreCorpus, int]:
-        """The core insert on a fresh corpus over the store (the fit's rows first; ``added``: vectors of the nodes
-        just added to it), then one write of the vectors that changed. Returns (model, corpus, rows written)."""
-        corpus = _StoreWithAdded(core, self._row_ids)
-        named = sorted({str(d) for qs in (train, val) if qs is not None for d in qs.documents()})
-        row_of = dict(zip(named, corpus.rows_of(named).tolist()))
-        old = self._model
-        previous = getattr(old, "corpus_", None)  # None once reloaded from a persist dir
-        model = copy.deepcopy(old, {} if previous is None else {id(previous): corpus})  # never copies the store
-        model.corpus_ = corpus
-        model.insert(
-            added,
-            None if train is None else train.query_answers(qvecs["train"], row_of),
-            None if val is None else val.query_answers(qvecs["val"], row_of),
-        )
-        before = dict(zip(old.patch_.rows.tolist(), old.patch_.new))
-        after = dict(zip(model.patch_.rows.tolist(), model.patch_.new))
-        rows = [r for r, v in after.items() if r not in before or not np.array_equal(before[r], v)]
-        vecs = [after[r] for r in rows]
-        olds = dict(zip(old.patch_.rows.tolist(), old.patch_.old))
-        dropped = [r for r in before if r not in after]  # moved before, not now (e.g. gamma 0): unit originals
-        rows, vecs = rows + dropped, vecs + [olds[r] for r in dropped]
-        if rows:
-            core.write(corpus.ids_of(np.asarray(rows)), np.stack(vecs), kind="insert")
-        new = set(new_ids)  # the new nodes count once, moved or not
-        return model, corpus, sum(i not in new for i in corpus.ids_of(np.asarray(rows, dtype=np.int64))) + len(new)
 
 
 def _present(store: BaseStore, ids: Iterable[str]) -> set[str]:
