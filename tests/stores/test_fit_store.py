@@ -87,3 +87,31 @@ def test_nudge_m_is_refused_on_a_cosine_store(scifact_ids):
     store = QdrantStore(client, "c")
     with pytest.raises(StoreError, match="NUDGE-M output is not unit-norm"):
         fit_store(store, scifact_ids.train_q, None, embed_queries=scifact_ids.vectors, variant="nudge-m")
+
+
+def test_finetune_store_takes_solver_params_and_insert_store_equals_a_refit(scifact_ids):
+    """``params=`` reaches the solver; ``insert_store`` adds the other half of the pairs with gamma fixed, writes
+    only what changed, and the store then holds what one fit on all pairs (same gamma) gives."""
+    from nudge_rag.stores import finetune_store, insert_store
+
+    s = scifact_ids
+    store = _store(s.docs, s.ids)
+    half = len(s.train_q) // 2
+    first, second = s.train_q.subset(np.arange(half)), s.train_q.subset(np.arange(half, len(s.train_q)))
+    report, model = finetune_store(store, first, s.val_q, embed_queries=s.vectors, params={"smoothing": 0.05})
+    assert model.smoothing == 0.05 and report.written == len(model.patch_) > 0 and report.revert == "store.revert()"
+    before = store.fetch(s.ids)
+    vecs = np.stack([s.vectors[t] for t in second.texts])
+    new, corpus, written = insert_store(store, model, model.corpus_.ids, second, train_vectors=vecs)
+    assert new is not model and new.gamma_ == model.gamma_ and written
+    changed = {s.ids[i] for i in np.flatnonzero((store.fetch(s.ids) != before).any(axis=1))}
+    assert changed <= set(written)  # nothing outside the write moved
+
+    _, refit = finetune_store(
+        _store(s.docs, s.ids), s.train_q, s.val_q, embed_queries=s.vectors, gamma=model.gamma_,
+        params={"smoothing": 0.05}, write=False,
+    )  # fmt: skip
+    expected = dict(zip(refit.corpus_.ids_of(refit.patch_.rows), refit.patch_.new))
+    np.testing.assert_allclose(
+        store.fetch(sorted(expected)), np.stack([expected[i] for i in sorted(expected)]), atol=1e-6
+    )
