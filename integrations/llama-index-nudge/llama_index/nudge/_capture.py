@@ -12,14 +12,12 @@ from llama_index.core.schema import BaseNode, MetadataMode
 from tqdm.auto import tqdm
 
 from nudge_rag.concurrent import gather_in_batches
-from nudge_rag.finetune import check_question_vectors
 
 __all__ = [
     "check_unique",
     "embed_missing",
     "embed_queries",
     "batched_query_method",
-    "question_vector_map",
     "QUERY_BATCH_SIZE",
     "node_text",
 ]
@@ -143,8 +141,3 @@ def embed_queries(
             f"dimension {dim}: use the embed model the index was built with"
         )
     return np.asarray(vecs, dtype=np.float32).reshape(len(vecs), dim)
-
-
-def question_vector_map(question_vectors: Mapping[str, Any] | None) -> dict[str, np.ndarray]:
-    """Precomputed question vectors (text -> vector) checked and copied as float32; ``{}`` for ``None``."""
-    return {t: v.astype(np.float32) for t, v in check_question_vectors(question_vectors).items()}

@@ -7,6 +7,7 @@ the fit, write, insert, revert, status and reapply are the core's (:mod:`nudge_r
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -23,7 +24,7 @@ from llama_index.core.schema import BaseNode
 from llama_index.core.settings import Settings
 from llama_index.core.storage.storage_context import DEFAULT_PERSIST_DIR
 from llama_index.nudge._backends import core_store, store_class_name
-from llama_index.nudge._capture import check_unique, embed_missing, embed_queries, node_text, question_vector_map
+from llama_index.nudge._capture import check_unique, embed_missing, embed_queries, node_text
 from llama_index.nudge._persist import (
     LEDGER_FILENAME,
     MODEL_FILENAME,
@@ -36,7 +37,14 @@ from llama_index.nudge.dataset import PairsInput, check_insert_questions, check_
 from llama_index.nudge.generate import generate_question_pairs
 from llama_index.nudge.report import NudgeFinetuneEndEvent, NudgeFinetuneStartEvent
 
-from nudge_rag.finetune import DEFAULT_VAL_FRACTION, VARIANTS, Questions, canonical_variant, make_model
+from nudge_rag.finetune import (
+    DEFAULT_VAL_FRACTION,
+    VARIANTS,
+    Questions,
+    canonical_variant,
+    check_question_vectors,
+    make_model,
+)
 from nudge_rag.stores import (
     BaseStore,
     StoreError,
@@ -129,7 +137,7 @@ class NudgeFinetuneEngine:
         self.generation_kwargs = dict(generation_kwargs or {})
         self.nudge_kwargs = dict(nudge_kwargs or {})
         self.show_progress = show_progress
-        self._question_vectors = question_vector_map(question_vectors)
+        self._question_vectors = check_question_vectors(question_vectors)
         self._train_source, self._val_source, self._llm = train_dataset, val_dataset, llm
         make_model(self.variant, gamma=gamma, **self.nudge_kwargs)  # validates gamma / nudge_kwargs early
         self._index: VectorStoreIndex | None = None
@@ -287,7 +295,7 @@ class NudgeFinetuneEngine:
         if nodes is None and train_dataset is None and val_dataset is None:
             raise ValueError("insert needs nodes, train_dataset or val_dataset")
         if question_vectors is not None:
-            self._question_vectors = {**self._question_vectors, **question_vector_map(question_vectors)}
+            self._question_vectors = {**self._question_vectors, **check_question_vectors(question_vectors)}
         t = time.perf_counter()
         new_nodes = list(nodes or [])
         if new_nodes and store_class_name(self._index.vector_store) == "FaissVectorStore":
@@ -477,16 +485,13 @@ class NudgeFinetuneEngine:
 
 def _present(store: BaseStore, ids: Iterable[str]) -> set[str]:
     """Which of ``ids`` the store holds (one batched read when all are there, else one read per id)."""
-    wanted = sorted({str(i) for i in ids})
-    found: set[str] = set()
-    for batch in [wanted, *[[i] for i in wanted]] if wanted else []:
-        try:
+    wanted, found = sorted({str(i) for i in ids}), set()
+    for batch in [wanted, *([i] for i in wanted)] if wanted else []:
+        with contextlib.suppress(StoreError, ValueError):
             store.fetch(batch)
-        except (StoreError, ValueError):
-            continue
-        if len(batch) == len(wanted):
-            return set(wanted)
-        found.add(batch[0])
+            if len(batch) == len(wanted):
+                return set(wanted)
+            found.add(batch[0])
     return found
 
 

@@ -1,9 +1,8 @@
 """Question-node pairs: the three inputs the engine accepts, normalised to one internal form.
 
-``EmbeddingQAFinetuneDataset`` is LlamaIndex's format for (question, relevant node ids) data. It lived in
-``llama_index.core.llama_dataset.legacy.embedding`` until llama-index-core 0.14.20; it is re-exported from
-there when available, and otherwise replaced by a field-for-field compatible class, so JSON files written
-by either load with either.
+``EmbeddingQAFinetuneDataset`` is LlamaIndex's format for (question, relevant node ids) data (in
+``llama_index.core.llama_dataset.legacy.embedding`` until llama-index-core 0.14.20); the class here has the same
+fields, so JSON files written by either load with either.
 """
 
 from __future__ import annotations
@@ -13,6 +12,8 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Union
+
+from llama_index.core.bridge.pydantic import BaseModel
 
 from nudge_rag.files import atomic_write_text
 from nudge_rag.finetune import Questions, group_pairs
@@ -26,53 +27,37 @@ __all__ = [
     "check_insert_questions",
 ]
 
-try:  # llama-index-core <= 0.14.20
-    from llama_index.core.llama_dataset.legacy.embedding import (  # type: ignore[import-not-found]
-        EmbeddingQAFinetuneDataset,
-    )
-except ImportError:  # pragma: no cover - depends on the installed llama-index-core
-    from llama_index.core.bridge.pydantic import BaseModel
 
-    class EmbeddingQAFinetuneDataset(BaseModel):  # type: ignore[no-redef]
-        """Questions, the corpus they were asked about and which corpus entries answer each question.
+class EmbeddingQAFinetuneDataset(BaseModel):
+    """Questions, the corpus they were asked about and which corpus entries answer each question: the fields and
+    JSON layout of LlamaIndex's class of that name (removed from llama-index-core in 0.14.21), so files round-trip.
 
-        Same fields and JSON layout as LlamaIndex's ``EmbeddingQAFinetuneDataset`` (removed from
-        llama-index-core in 0.14.21), so files round-trip between the two.
+    Args:
+        queries: question id -> question text.
+        corpus: node id -> node text.
+        relevant_docs: question id -> ids of the nodes that answer it.
+        mode: always ``"text"``.
+    """
 
-        Args:
-            queries: question id -> question text.
-            corpus: node id -> node text.
-            relevant_docs: question id -> ids of the nodes that answer it.
-            mode: always ``"text"``.
+    queries: dict[str, str]
+    corpus: dict[str, str]
+    relevant_docs: dict[str, list[str]]
+    mode: str = "text"
 
-        Example:
-            >>> ds = EmbeddingQAFinetuneDataset(
-            ...     queries={"q1": "What moves?"}, corpus={"n1": "The vectors move."}, relevant_docs={"q1": ["n1"]}
-            ... )
-            >>> ds.save_json("pairs.json")
-            >>> EmbeddingQAFinetuneDataset.from_json("pairs.json") == ds
-            True
-        """
+    @property
+    def query_docid_pairs(self) -> list[tuple[str, list[str]]]:
+        """(question text, relevant node ids) for every question."""
+        return [(text, self.relevant_docs[qid]) for qid, text in self.queries.items()]
 
-        queries: dict[str, str]
-        corpus: dict[str, str]
-        relevant_docs: dict[str, list[str]]
-        mode: str = "text"
+    def save_json(self, path: str) -> None:
+        """Write the dataset to ``path`` as JSON (atomically)."""
+        atomic_write_text(path, json.dumps(self.model_dump(), indent=4))
 
-        @property
-        def query_docid_pairs(self) -> list[tuple[str, list[str]]]:
-            """(question text, relevant node ids) for every question."""
-            return [(text, self.relevant_docs[qid]) for qid, text in self.queries.items()]
-
-        def save_json(self, path: str) -> None:
-            """Write the dataset to ``path`` as JSON (atomically)."""
-            atomic_write_text(path, json.dumps(self.model_dump(), indent=4))
-
-        @classmethod
-        def from_json(cls, path: str) -> EmbeddingQAFinetuneDataset:
-            """Read a dataset written by :meth:`save_json` (or by LlamaIndex's own class)."""
-            with open(path, encoding="utf-8") as fh:
-                return cls(**json.load(fh))
+    @classmethod
+    def from_json(cls, path: str) -> EmbeddingQAFinetuneDataset:
+        """Read a dataset written by :meth:`save_json` (or by LlamaIndex's own class)."""
+        with open(path, encoding="utf-8") as fh:
+            return cls(**json.load(fh))
 
 
 #: What ``train_dataset`` / ``val_dataset`` may be: an ``EmbeddingQAFinetuneDataset`` (or any object with
