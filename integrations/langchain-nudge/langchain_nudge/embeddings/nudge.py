@@ -12,7 +12,6 @@ import numpy as np
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import InMemoryVectorStore, VectorStore
-from tqdm.auto import tqdm
 
 from langchain_nudge._pairs import (
     Corpus,
@@ -45,7 +44,8 @@ from langchain_nudge.vectorstores._core import (
 )
 from langchain_nudge.vectorstores.adapters import get_adapter, read_source
 from nudge_rag import NotFittedError, NudgeM, NudgeN
-from nudge_rag.concurrent import gather_in_batches
+from nudge_rag.concurrent import QUERY_BATCH_SIZE
+from nudge_rag.concurrent import embed_questions as core_embed_questions
 from nudge_rag.finetune import (
     DEFAULT_VAL_FRACTION,
     FinetuneReport,
@@ -60,9 +60,6 @@ from nudge_rag.stores import StoreFinetuneReport
 __all__ = ["NudgeEmbeddings", "QUERY_BATCH_SIZE", "queries_embed_like_documents", "embed_questions"]
 
 logger = logging.getLogger(__name__)
-
-#: Questions per ``embed_documents`` call (or per round of concurrent ``aembed_query`` calls) during a fit.
-QUERY_BATCH_SIZE = 256
 
 
 def _defined_by(emb: Any, method: str) -> type | None:
@@ -94,21 +91,24 @@ def queries_embed_like_documents(emb: Embeddings) -> bool:
 
 
 def embed_questions(
-    emb: Embeddings, texts: list[str], *, show_progress: bool = False, batch_size: int = QUERY_BATCH_SIZE
-) -> list[list[float]]:
-    """Query vectors of ``texts`` from ``emb``: ``embed_documents`` in batches of ``batch_size`` when
-    :func:`queries_embed_like_documents`, else ``aembed_query`` run concurrently, ``batch_size`` at a time.
-    A tqdm bar counts the questions when ``show_progress``."""
-    texts = list(texts)
-    with tqdm(total=len(texts), desc="Embedding questions", unit="q", disable=not show_progress) as bar:
-        if queries_embed_like_documents(emb):
-            out: list[Any] = []
-            for i in range(0, len(texts), batch_size):
-                out += emb.embed_documents(texts[i : i + batch_size])
-                bar.update(min(batch_size, len(texts) - i))
-        else:
-            out = gather_in_batches(emb.aembed_query, texts, batch=batch_size, done=bar.update)
-    return [as_float_list(v) for v in out]
+    emb: Embeddings,
+    texts: list[str],
+    *,
+    show_progress: bool = False,
+    batch_size: int = QUERY_BATCH_SIZE,
+    dim: int | None = None,
+    known: Mapping[str, Any] | None = None,
+) -> np.ndarray:
+    """(len(texts), d) float32 query vectors of ``texts`` from ``emb`` (:func:`nudge_rag.concurrent.embed_questions`):
+    ``embed_documents`` in batches of ``batch_size`` when :func:`queries_embed_like_documents`, else ``aembed_query``
+    run concurrently, ``batch_size`` at a time; texts in ``known`` are not embedded; ``ValueError`` when a vector's
+    dimension is not ``dim``. A tqdm bar counts the questions when ``show_progress``."""
+    batch = emb.embed_documents if queries_embed_like_documents(emb) else None
+    return core_embed_questions(
+        list(texts), dim, batch=batch, one_async=emb.aembed_query, known=known, batch_size=batch_size,
+        show_progress=show_progress, model="the base embeddings return",
+        hint="; wrap the embedding model that built the store",
+    )  # fmt: skip
 
 
 def _question_vector_map(question_vectors: Mapping[str, Any] | None) -> dict[str, list[float]]:
@@ -326,32 +326,9 @@ class NudgeEmbeddings(Embeddings):
 
     # ------------------------------------------------------------------------------------------ fitting
     def _embed_questions(self, questions: list[str], dim: int, known: Mapping[str, list[float]]) -> np.ndarray:
-        vecs: list[Any] = [known.get(q) for q in questions]
-        given = sorted({len(v) for v in vecs if v is not None} - {dim})
-        if given:
-            raise ValueError(
-                f"dimension mismatch: the precomputed question vectors have {given} dimensions but the stored "
-                f"document vectors have {dim}"
-            )
-        todo = [i for i, v in enumerate(vecs) if v is None]
-        if todo:
-            fresh = embed_questions(
-                self.underlying_embeddings, [questions[i] for i in todo], show_progress=self.show_progress
-            )
-            for i, v in zip(todo, fresh):
-                vecs[i] = v
-        if not vecs:
-            return np.zeros((0, dim), dtype=np.float32)
-        dims = {len(v) for v in vecs}
-        if len(dims) != 1:
-            raise ValueError(f"the base embeddings returned query vectors of different dimensions: {sorted(dims)}")
-        got = dims.pop()
-        if got != dim:
-            raise ValueError(
-                f"dimension mismatch: the base embeddings return {got}-dimensional query vectors but the stored "
-                f"document vectors have {dim} dimensions; wrap the embedding model that built the store"
-            )
-        return np.asarray(vecs, dtype=np.float32)
+        return embed_questions(
+            self.underlying_embeddings, questions, show_progress=self.show_progress, dim=dim, known=known
+        )
 
     def _solver_args(
         self, dim: int, val_fraction: float, seed: int, question_vectors: Mapping[str, Any] | None = None

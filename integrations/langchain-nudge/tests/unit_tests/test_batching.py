@@ -180,7 +180,7 @@ def test_precomputed_question_vectors_partial_and_checked():
     half = {q: _qvec(q) for q, _ in pairs[: N_QUESTIONS // 2]}
     NudgeEmbeddings(model).fit_vectorstore(store, pairs, question_vectors=half)
     assert model.async_calls == N_QUESTIONS - len(half)
-    with pytest.raises(ValueError, match="precomputed question vectors have \\[17\\] dimensions"):
+    with pytest.raises(ValueError, match="precomputed question vectors have dimension \\[17\\]"):
         NudgeEmbeddings(Refusing()).fit(store, pairs, question_vectors={q: [0.5] * 17 for q, _ in pairs})
     with pytest.raises(TypeError, match="question_vectors must map"):
         NudgeEmbeddings(Refusing()).fit(store, pairs, question_vectors=[[0.1] * DIM])

@@ -9,9 +9,8 @@ from typing import Any
 import numpy as np
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.schema import BaseNode, MetadataMode
-from tqdm.auto import tqdm
 
-from nudge_rag.concurrent import gather_in_batches
+from nudge_rag.concurrent import QUERY_BATCH_SIZE, embed_questions
 
 __all__ = [
     "check_unique",
@@ -67,10 +66,6 @@ def embed_missing(
     return out, missing
 
 
-#: Questions per batched (or concurrent) call of the embed model while embedding questions.
-QUERY_BATCH_SIZE = 256
-
-
 def _is_huggingface(embed_model: BaseEmbedding) -> bool:
     """``HuggingFaceEmbedding`` (llama-index-embeddings-huggingface) with its own query method and no cache."""
     # the class that defines the query method must be HuggingFaceEmbedding itself (not a subclass that changes it)
@@ -106,38 +101,10 @@ def embed_queries(
     show_progress: bool = False,
     batch_size: int = QUERY_BATCH_SIZE,
 ) -> np.ndarray:
-    """(len(texts), dim) float32 query vectors from the base embed model (``ValueError`` on another size).
-
-    Texts found in ``known`` (precomputed question vectors: text -> vector) are not embedded. The others are
-    embedded with the model's query method: in batches of ``batch_size`` where the model has a batched query
-    call (:func:`batched_query_method`), else by ``aget_query_embedding`` run concurrently, ``batch_size``
-    questions at a time. A tqdm bar counts the questions when ``show_progress``.
-    """
-    known = known or {}
-    vecs: list[Any] = [known.get(t) for t in texts]
-    todo = [i for i, v in enumerate(vecs) if v is None]
-    if todo:
-        pending = [texts[i] for i in todo]
-        batched = batched_query_method(embed_model)
-        with tqdm(total=len(pending), desc="Embedding questions", unit="q", disable=not show_progress) as bar:
-            if batched is not None:
-                fresh: list[Any] = []
-                for i in range(0, len(pending), batch_size):
-                    fresh += batched(pending[i : i + batch_size])
-                    bar.update(min(batch_size, len(pending) - i))
-            else:
-                fresh = gather_in_batches(embed_model.aget_query_embedding, pending, batch=batch_size, done=bar.update)
-        for i, v in zip(todo, fresh):
-            vecs[i] = v
-    given = sorted({len(known[t]) for t in texts if t in known} - {dim})
-    if given:
-        raise ValueError(
-            f"the precomputed question vectors have dimension {given} but the index stores vectors of dimension {dim}"
-        )
-    bad = sorted({len(v) for v in vecs} - {dim})
-    if bad:
-        raise ValueError(
-            f"the embed model produces query vectors of dimension {bad} but the index stores vectors of "
-            f"dimension {dim}: use the embed model the index was built with"
-        )
-    return np.asarray(vecs, dtype=np.float32).reshape(len(vecs), dim)
+    """(len(texts), dim) float32 query vectors from the base embed model, texts in ``known`` (text -> vector) not
+    embedded: :func:`nudge_rag.concurrent.embed_questions` over :func:`batched_query_method` when the model has
+    one, else ``aget_query_embedding`` run concurrently, ``batch_size`` at a time."""
+    return embed_questions(
+        texts, dim, batch=batched_query_method(embed_model), one_async=embed_model.aget_query_embedding, known=known,
+        batch_size=batch_size, show_progress=show_progress, hint=": use the embed model the index was built with",
+    )  # fmt: skip
