@@ -34,6 +34,7 @@ model package; torch must be installed first, see the README).
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import importlib
 import inspect
@@ -518,12 +519,12 @@ def _load_llama(
     key = f"llama|{gguf.resolve()}|{n_threads}|{n_ctx}"
     with _LOCK:
         if key not in _LOADED:
-            _LOADED[key] = (
-                None,
-                llama_cpp.Llama(
-                    model_path=str(gguf), n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads, verbose=False
-                ),
+            llm = llama_cpp.Llama(
+                model_path=str(gguf), n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads, verbose=False
             )
+            if hasattr(llm, "close"):  # free it before interpreter shutdown tears down the binding
+                atexit.register(llm.close)
+            _LOADED[key] = (None, llm)
         return _LOADED[key][1]
 
 
@@ -548,7 +549,9 @@ class LocalGenerator:
         threads: CPU threads for generation (default: torch's setting; llama.cpp: every available core).
         backend: ``"transformers"`` (default) or ``"llama.cpp"`` (``llama-cpp-python``, the optional extra
             ``nudge-rag[llama]``): runs the model's GGUF file directly (the default model's Q4_K_M file, or
-            ``model=`` a ``.gguf`` path), one prompt at a time; no conversion needed.
+            ``model=`` a ``.gguf`` path), one prompt at a time; no conversion needed. It reuses the KV cache of
+            the prompt prefix shared with the previous prompt, so greedy output is not bit-reproducible across
+            calls (a question may be worded differently); use transformers where that matters.
     """
 
     model: str | os.PathLike | None = None
