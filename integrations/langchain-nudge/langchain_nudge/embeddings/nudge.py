@@ -475,7 +475,7 @@ class NudgeEmbeddings(Embeddings):
         args = self._solver_args(core.dim, val_fraction, seed, question_vectors)
         result, written, vectors = fit_in_place(core, questions, validation, doc_field, **args)
         model, report = result.model, result.report
-        moved = documents_by_id(store, written) if written else None
+        moved = documents_by_id(store, written) if written else []
         if moved is not None:  # the moved documents become the lookup table (save, nudge_vectorstore, ...)
             self._adopt(model, report, written, [content_key(d.page_content) for d in moved], vectors)
         self.model_, self._report = model, report

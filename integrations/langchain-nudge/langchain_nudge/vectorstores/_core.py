@@ -196,8 +196,8 @@ def fit_in_place(
         report.record_write(fit.write_result)
     patch = fit.patch
     row = {d: j for j, d in enumerate(patch.ids or ())}
-    vectors = np.asarray(patch.new, dtype=np.float32)[[row[i] for i in written]]
-    return fit.result, written, vectors.reshape(len(written), -1)
+    vectors = np.asarray(patch.new, dtype=np.float32).reshape(-1, report.dimension)  # (0, d) when nothing moved
+    return fit.result, written, vectors[[row[i] for i in written]]
 
 
 def documents_by_id(store: Any, ids: list[str]) -> list[Document] | None:

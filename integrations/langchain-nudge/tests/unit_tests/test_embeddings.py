@@ -520,3 +520,14 @@ def test_save_is_atomic(fitted, base, tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         fitted.save(path)
     assert path.read_bytes() == good and os.listdir(tmp_path) == ["nudge.npz"]
+
+
+def test_a_fit_that_moves_nothing_writes_nothing_and_does_not_fail(base, docs, pairs):
+    """gamma = 0 (fixed here; validation picks it when nothing beats no change): no row moves, nothing is written,
+    and the fit still returns the store with its report (it used to fail reshaping an empty patch)."""
+    store = InMemoryVectorStore.from_documents(docs, base)
+    before = snapshot(store)
+    w = NudgeEmbeddings(base, gamma=0.0)
+    assert w.fit_vectorstore(store, pairs) is store
+    assert w.report_.written == w.report_.n_moved == 0 and w.report_.revert == "nothing written"
+    assert snapshot(store) == before and w.document_ids_ == []
