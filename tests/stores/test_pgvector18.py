@@ -135,3 +135,17 @@ def test_pg18_hnsw_iterative_scan_competitors(pg18, scifact_ids):
     conn.execute("RESET enable_seqscan")
     store.close()
     conn.close()
+
+
+def test_pg18_cli_finetune_and_revert(pg18, tmp_path, scifact_ids, reference_fit):
+    """``nudge-rag finetune --store postgresql://...`` on PostgreSQL 18 + pgvector 0.8, then ``nudge-rag revert``,
+    each a subprocess as a user runs them: the in-memory gamma and moved rows, revert bit for bit."""
+    from tests.stores.test_cli_store import test_cli_finetune_and_revert as cli_check
+
+    def make_uri(tmp_path, s):
+        conn = _conn(pg18)
+        _load(conn, "scifact_cli", s.ids, s.docs)
+        conn.close()
+        return _uri(pg18, "table=scifact_cli")
+
+    cli_check(tmp_path, scifact_ids, reference_fit, make_uri)
