@@ -119,6 +119,21 @@ class Questions:
         """Document references not in ``known``, sorted by their string form."""
         return sorted(self.documents().difference(known), key=str)
 
+    def check_known(
+        self,
+        known: Mapping[Hashable, Any] | set[Hashable],
+        name: str = "the pairs",
+        what: str = "document id(s)",
+        where: str = "the corpus",
+        hint: str = "",
+    ) -> None:
+        """``ValueError`` "<name>: <n> <what> not in <where>: <first 5><hint>" when an answer is not in ``known``."""
+        missing = self.unknown(known)
+        if missing:
+            more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
+            shown = ", ".join(repr(m) for m in missing[:5])
+            raise ValueError(f"{name}: {len(missing)} {what} not in {where}: {shown}{more}{hint}")
+
     def subset(self, rows: Sequence[int] | np.ndarray) -> Questions:
         """The questions at ``rows``, in that order (``n_dropped`` is not carried over)."""
         rows = [int(r) for r in rows]
@@ -163,10 +178,7 @@ class Questions:
     def query_answers(self, vectors: np.ndarray, row_of: Mapping[Hashable, int]) -> QueryAnswers:
         """:class:`QueryAnswers` of these questions: ``vectors`` (len, d) their embeddings, ``row_of`` maps a
         document reference to its corpus row (``ValueError`` naming the references it does not know)."""
-        missing = self.unknown(row_of)
-        if missing:
-            shown = ", ".join(repr(m) for m in missing[:5])
-            raise ValueError(f"{len(missing)} document id(s) named by the pairs are not in the corpus: {shown}")
+        self.check_known(row_of)
         return QueryAnswers.from_lists(
             vectors,
             [[row_of[d] for d in a] for a in self.answers],

@@ -1,9 +1,4 @@
-"""Question-node pairs: the three inputs the engine accepts, normalised to one internal form.
-
-``EmbeddingQAFinetuneDataset`` is LlamaIndex's format for (question, relevant node ids) data (in
-``llama_index.core.llama_dataset.legacy.embedding`` until llama-index-core 0.14.20); the class here has the same
-fields, so JSON files written by either load with either.
-"""
+"""Question-node pairs: the three inputs the engine accepts, normalised to core ``Questions``."""
 
 from __future__ import annotations
 
@@ -29,15 +24,9 @@ __all__ = [
 
 
 class EmbeddingQAFinetuneDataset(BaseModel):
-    """Questions, the corpus they were asked about and which corpus entries answer each question: the fields and
-    JSON layout of LlamaIndex's class of that name (removed from llama-index-core in 0.14.21), so files round-trip.
-
-    Args:
-        queries: question id -> question text.
-        corpus: node id -> node text.
-        relevant_docs: question id -> ids of the nodes that answer it.
-        mode: always ``"text"``.
-    """
+    """LlamaIndex's (question, relevant node ids) format, removed from llama-index-core in 0.14.21: same fields and
+    JSON, so files round-trip. ``queries``: question id -> text; ``corpus``: node id -> text; ``relevant_docs``:
+    question id -> ids of the nodes that answer it; ``mode``: always ``"text"``."""
 
     queries: dict[str, str]
     corpus: dict[str, str]
@@ -74,14 +63,8 @@ def check_nodes(qs: Questions, known: Mapping[str, Any] | set[str], name: str, d
             f"{name} names {len(gone)} node id(s) deleted from the index after fine-tuning (first: {gone[0]!r}); "
             "a deleted node is never written back"
         )
-    unknown = qs.unknown(known)
-    if unknown:
-        shown = ", ".join(repr(u) for u in unknown[:5])
-        more = f" (and {len(unknown) - 5} more)" if len(unknown) > 5 else ""
-        raise ValueError(
-            f"{name} names {len(unknown)} node id(s) that are not in the index: {shown}{more}. "
-            "Pairs must use the ids of nodes stored in the index (node.node_id)."
-        )
+    hint = ". Pairs must use the ids of nodes stored in the index (node.node_id)."
+    qs.check_known(known, name, "node id(s)", "the index", hint)
 
 
 def _as_text(x: Any) -> str:

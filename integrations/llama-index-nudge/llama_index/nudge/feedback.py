@@ -61,11 +61,7 @@ class FeedbackEventHandler(BaseEventHandler):
         remember: int = 4096,
     ) -> None:
         own = not isinstance(log, FeedbackRecorder)
-        rec = (
-            log
-            if isinstance(log, FeedbackRecorder)
-            else FeedbackRecorder(log, impressions=impressions, remember=remember)
-        )
+        rec = FeedbackRecorder(log, impressions=impressions, remember=remember) if own else log  # type: ignore[arg-type]
         super().__init__(recorder=rec, by_document=by_document, owns_recorder=own)  # type: ignore[call-arg]
 
     @classmethod

