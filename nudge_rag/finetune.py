@@ -39,6 +39,7 @@ from .queries import QueryAnswers
 
 __all__ = [
     "check_question_vectors",
+    "insert_questions",
     "DEFAULT_VAL_FRACTION",
     "VARIANTS",
     "VAL_SOURCES",
@@ -630,3 +631,20 @@ def check_question_vectors(question_vectors: Mapping[str, Any] | None) -> dict[s
             raise ValueError(f"question_vectors[{text!r}] must be a finite 1-d vector, got shape {v.shape}")
         out[str(text)] = v
     return out
+
+
+def insert_questions(
+    train: Questions | None, val: Questions | None, carve: tuple[float, int] | None = None
+) -> tuple[Questions | None, Questions | None]:
+    """The (train, validation) questions of an insert into a fitted model (``ValueError`` when neither is
+    usable); without validation and with ``carve = (val_fraction, seed)``, validation is carved from 2+ new
+    training questions (:meth:`Questions.carve`)."""
+    if train is not None and len(train) == 0:
+        if val is None:
+            raise ValueError("train_dataset has no usable training pairs")
+        train = None
+    if val is None and train is not None and len(train) >= 2 and carve is not None:
+        train, val = train.carve(*carve)
+    if val is not None and len(val) == 0:
+        raise ValueError("val_dataset has no usable question")
+    return train, val

@@ -16,6 +16,7 @@ from nudge_rag.finetune import (
     finetune_pairs,
     finetune_queries,
     group_pairs,
+    insert_questions,
     make_model,
     n_validation,
     validation_metric,
@@ -135,3 +136,20 @@ def test_by_document_expands_documents_to_their_current_chunks():
     assert q.answers[0] == ("D1", "n9")  # not mutated
     # an edit re-chunks the document: the same pairs follow the new chunks
     assert q.by_document({"D1": ["n7"], "D2": ["n8"]}).answers == (("n7", "n9"), ("n8",), ("n7", "n1"))
+
+
+def test_check_known_names_the_unknown_ids_and_insert_questions_carves_only_from_enough_new_questions():
+    qs = group_pairs([(f"question {i}?", f"d{i}") for i in range(8)])
+    qs.check_known({f"d{i}" for i in range(8)})
+    with pytest.raises(ValueError, match=r"train: 7 node id\(s\) not in the index: 'd1', .*'d5' \(and 2 more\)\. hint"):
+        qs.check_known({"d0"}, "train", "node id(s)", "the index", ". hint")
+    train, val = insert_questions(qs, None, (0.25, 0))
+    assert train is not None and val is not None and (len(train), len(val)) == (6, 2)
+    assert insert_questions(qs, None, None) == (qs, None)  # gamma fixed without validation: nothing carved
+    one = group_pairs([("only question?", "d0")])
+    assert insert_questions(one, None, (0.25, 0)) == (one, None)
+    assert insert_questions(group_pairs([]), one) == (None, one)
+    with pytest.raises(ValueError, match="no usable training pairs"):
+        insert_questions(group_pairs([]), None)
+    with pytest.raises(ValueError, match="val_dataset has no usable question"):
+        insert_questions(one, group_pairs([]))

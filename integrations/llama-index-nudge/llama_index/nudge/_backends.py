@@ -1,9 +1,6 @@
-"""Which core store (:mod:`nudge_rag.stores`) serves a LlamaIndex vector store: one builder per vector-store class.
-
-Every index is fitted, written, reverted and inspected through the core store returned here (ledger,
-compare-and-set writes, revert, status, reapply): the in-memory ``SimpleVectorStore`` through
-:class:`~nudge_rag.stores.MemoryStore` over its own ``embedding_dict`` (changed in place), the databases through
-their backends, each built from the vector store's own client. Adding a store is one builder and one line below.
+"""Which core store (:mod:`nudge_rag.stores`) serves a LlamaIndex vector store: one builder per vector-store class
+(``SimpleVectorStore``: a :class:`~nudge_rag.stores.MemoryStore` over its ``embedding_dict``, changed in place; the
+databases: their backends over the vector store's own client). Adding a store is one builder and one line below.
 """
 
 from __future__ import annotations

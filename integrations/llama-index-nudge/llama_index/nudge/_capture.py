@@ -46,14 +46,12 @@ def embed_missing(
     nodes ``nodes_of(rows)``; (n,) bool mask of the embedded rows. ``ValueError`` on mixed dimensions (``dim``:
     the one expected), non-finite values or all-zero vectors."""
     vecs, missing = list(stored), np.array([v is None for v in stored], dtype=bool)
-    rows = np.flatnonzero(missing).tolist()
-    if rows:
+    if rows := np.flatnonzero(missing).tolist():
         texts = [node_text(n) for n in nodes_of(rows)]
         for i, v in zip(rows, embed_model.get_text_embedding_batch(texts, show_progress=show_progress)):
             vecs[i] = v
     dims = Counter(len(v) for v in vecs)
-    if dim is not None:
-        dims[dim] += 0
+    dims.update({} if dim is None else {dim: 0})  # the expected dimension, counted 0 times
     if len(dims) > 1:
         desc = ", ".join(f"{n} vector(s) of dimension {d}" for d, n in sorted(dims.items()))
         raise ValueError(f"mixed embedding dimensions: {desc}. All vectors must come from the same embed model.")

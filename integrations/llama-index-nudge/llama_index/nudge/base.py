@@ -33,7 +33,7 @@ from llama_index.nudge._persist import (
     open_state,
     save_engine,
 )
-from llama_index.nudge.dataset import PairsInput, check_insert_questions, check_nodes, collect_questions
+from llama_index.nudge.dataset import PairsInput, check_nodes, collect_questions
 from llama_index.nudge.generate import generate_question_pairs
 from llama_index.nudge.report import NudgeFinetuneEndEvent, NudgeFinetuneStartEvent
 
@@ -43,6 +43,7 @@ from nudge_rag.finetune import (
     Questions,
     canonical_variant,
     check_question_vectors,
+    insert_questions,
     make_model,
 )
 from nudge_rag.stores import (
@@ -292,7 +293,7 @@ class NudgeFinetuneEngine:
         train = self._resolve(collect_questions(train_dataset, "train_dataset"), "train_dataset", set(new_ids))
         val = self._resolve(collect_questions(val_dataset, "val_dataset"), "val_dataset", set(new_ids))
         carve = (self.val_fraction, self.seed) if old.val_ is not None else None
-        train, val = check_insert_questions(train, val, carve)
+        train, val = insert_questions(train, val, carve)
         qvecs = {k: self._embed_questions(list(qs.texts), core.dim) for k, qs in (("train", train), ("val", val)) if qs}
         if new_nodes:
             self._index.insert_nodes(copies)

@@ -19,7 +19,6 @@ __all__ = [
     "Questions",
     "collect_questions",
     "check_nodes",
-    "check_insert_questions",
 ]
 
 
@@ -117,19 +116,3 @@ def _from_mappings(queries: Mapping[str, str], relevant: Mapping[str, Sequence[s
         raise TypeError(f"{name}: queries and relevant_docs must be dicts")
     pairs = [(_as_text(text), _refs(relevant.get(qid))) for qid, text in queries.items()]
     return group_pairs(pairs, ids=[str(q) for q in queries])
-
-
-def check_insert_questions(
-    train: Questions | None, val: Questions | None, carve: tuple[float, int] | None
-) -> tuple[Questions | None, Questions | None]:
-    """The (train, validation) questions of an ``insert`` (ids already checked): without validation pairs and
-    with ``carve = (val_fraction, seed)``, validation is carved from 2 or more new questions."""
-    if train is not None and len(train) == 0 and val is None:
-        raise ValueError("train_dataset has no usable training pairs")
-    if train is not None and len(train) == 0:
-        train = None
-    if val is None and train is not None and len(train) >= 2 and carve is not None:
-        train, val = train.carve(*carve)
-    if val is not None and len(val) == 0:
-        raise ValueError("val_dataset has no usable question")
-    return train, val
