@@ -15,7 +15,7 @@ import nudge_rag
 from nudge_rag.files import atomic_write_text
 from nudge_rag.stores import BaseStore, SqliteLedger, StoreFinetuneReport
 
-__all__ = ["MODEL_FILENAME", "STATE_FILENAME", "LEDGER_FILENAME", "save_engine", "open_state", "load_fitted"]
+__all__ = ["MODEL_FILENAME", "STATE_FILENAME", "LEDGER_FILENAME", "save_engine", "open_state"]
 
 MODEL_FILENAME = "nudge_model.npz"
 STATE_FILENAME = "nudge_state.json"
@@ -47,8 +47,12 @@ def save_engine(
     atomic_write_text(path / STATE_FILENAME, json.dumps(state))
 
 
-def open_state(persist_dir: str | os.PathLike, index: Any, embed_model: Any) -> tuple[dict[str, Any], Any]:
-    """The state file's contents and the index (``load_index_from_storage`` on the folder unless given)."""
+def open_state(
+    persist_dir: str | os.PathLike, index: Any, embed_model: Any
+) -> tuple[dict[str, Any], Any, tuple[Any, list[str], StoreFinetuneReport]]:
+    """The state file's contents, the index (``load_index_from_storage`` on the folder unless given) and what
+    :func:`save_engine` saved: (model, store id of each solver row, report); the store holds the vectors and, in
+    its ledger, their originals."""
     from llama_index.core import load_index_from_storage
 
     path = Path(persist_dir) / STATE_FILENAME
@@ -58,18 +62,12 @@ def open_state(persist_dir: str | os.PathLike, index: Any, embed_model: Any) -> 
         raise ValueError(f"{path} is not a llama-index-nudge state file ({exc})") from None
     if not isinstance(state, dict) or state.get("format") != _FORMAT or not isinstance(state.get("row_node_ids"), list):
         raise ValueError(f"{path} is not a llama-index-nudge state file")
+    saved = path.parent / MODEL_FILENAME
+    model = nudge_rag.load(saved) if saved.is_file() else None  # older persist dirs kept no solver state
+    if model is not None and getattr(model, "embeddings_", None) is not None:
+        raise ValueError(f"{path.parent}: written by an older in-memory engine; call finetune() again to refit")
+    report = StoreFinetuneReport.load(path.parent / REPORT_FILENAME)
     if index is None:
         extra = {} if embed_model is None else {"embed_model": embed_model}
         index = load_index_from_storage(StorageContext.from_defaults(persist_dir=str(path.parent)), **extra)
-    return state, index
-
-
-def load_fitted(persist_dir: str | os.PathLike, state: dict[str, Any]) -> tuple[Any, list[str], StoreFinetuneReport]:
-    """(model, store id of each solver row, report) saved by :func:`save_engine` (the store holds the vectors and,
-    in its ledger, their originals)."""
-    path = Path(persist_dir)
-    saved = path / MODEL_FILENAME
-    model = nudge_rag.load(saved) if saved.is_file() else None  # older persist dirs kept no solver state
-    if model is not None and getattr(model, "embeddings_", None) is not None:
-        raise ValueError(f"{path}: written by an older in-memory engine; call finetune() again to refit")
-    return model, [str(r) for r in state["row_node_ids"]], StoreFinetuneReport.load(path / REPORT_FILENAME)
+    return state, index, (model, [str(r) for r in state["row_node_ids"]], report)

@@ -29,7 +29,6 @@ from llama_index.nudge._persist import (
     LEDGER_FILENAME,
     MODEL_FILENAME,
     STATE_FILENAME,
-    load_fitted,
     open_state,
     save_engine,
 )
@@ -351,13 +350,13 @@ class NudgeFinetuneEngine:
         ``index``: default ``load_index_from_storage`` on ``persist_dir`` (an external vector store: pass e.g.
         ``VectorStoreIndex.from_vector_store(qdrant_store)``); ``kwargs``: other constructor arguments.
         """
-        state, index = open_state(persist_dir, index, embed_model)
+        state, index, fitted = open_state(persist_dir, index, embed_model)
         kwargs.setdefault("val_fraction", state.get("val_fraction", DEFAULT_VAL_FRACTION))
         kwargs.setdefault("seed", state.get("seed", 0))
         engine = cls(index, embed_model=embed_model, variant=state["variant"], **kwargs)
         if (Path(persist_dir) / LEDGER_FILENAME).is_file():  # an in-process store's originals, for revert()
             engine._store("from_persist_dir").use_ledger(Path(persist_dir) / LEDGER_FILENAME)
-        engine._model, engine._row_ids, engine._report = load_fitted(persist_dir, state)
+        engine._model, engine._row_ids, engine._report = fitted
         engine._documents = set(state.get("documents", []))
         return engine
 
