@@ -438,6 +438,32 @@ class BaseStore:
                 out[b0 : b0 + len(part)] = np.stack([got[i] for i in part]) if part else out[b0:b0]
         return out
 
+    def present(self, ids: Iterable[object]) -> set[str]:
+        """Which of ``ids`` the store holds (read in batches; an absent id raises nothing). A batch the backend
+        rejects (e.g. an id Qdrant cannot parse) is re-read one id at a time, a rejected id counting as absent;
+        :class:`StoreError` when every one is rejected (the store itself failed)."""
+        wanted = list(dict.fromkeys(str(i) for i in ids))
+        found: set[str] = set()
+
+        def read(batch: list[str]) -> set[str]:
+            with self._translate("present"):
+                return set(self._get(batch)) & set(batch)
+
+        for b0 in range(0, len(wanted), self.batch_size):
+            part = wanted[b0 : b0 + self.batch_size]
+            try:
+                found |= read(part)
+            except StoreError:
+                rejected = 0
+                for i in part:
+                    try:
+                        found |= read([i])
+                    except StoreError:
+                        rejected += 1
+                if rejected == len(part):
+                    raise
+        return found
+
     def search(self, queries: np.ndarray, k: int, *, exact: bool = True) -> tuple[np.ndarray, list[list[str]]]:
         """Top-k of each query (V, d), best first: exact, or (``exact=False``) the store's ANN index, which
         always yields min(k, count) rows per query (see :meth:`_complete`)."""

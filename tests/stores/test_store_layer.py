@@ -107,3 +107,15 @@ def test_a_row_deleted_between_the_re_read_and_the_write_is_reported_missing_not
     assert "d2" not in records and records["d1"] == [0.5] * 4
     assert set(store.ledger.records(["d1", "d2", "d3"])) == {"d1", "d3"}
     assert store.revert() == 2 and records["d1"] == np.eye(4)[1].tolist()
+
+
+def test_present_reads_in_batches_and_counts_a_rejected_id_absent():
+    from nudge_rag.stores import MemoryStore
+
+    records = {"a": [1.0, 0.0], "b": [0.0, 1.0], "c": [1.0, 1.0], "bad": [1.0, 0.0, 0.0]}
+    store = MemoryStore(records, batch_size=2)  # "bad" (3-d) makes any batch holding it raise
+    assert store.present(["a", "zz", "a", "c"]) == {"a", "c"}
+    assert store.present([]) == set()
+    assert store.present(["b", "bad", "c", "nope"]) == {"b", "c"}  # its batch re-read id by id
+    with pytest.raises(StoreError, match="several dimensions"):
+        store.present(["bad"])  # every read rejected: the store failed, not an absent id

@@ -7,7 +7,6 @@ the fit, write, insert, revert, status and reapply are the core's (:mod:`nudge_r
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import time
@@ -285,7 +284,7 @@ class NudgeFinetuneEngine:
         if not all(isinstance(n, BaseNode) for n in new_nodes):
             raise TypeError("nodes must be LlamaIndex nodes (BaseNode)")
         new_ids = [n.node_id for n in new_nodes]
-        clash = sorted(_present(core, new_ids))
+        clash = sorted(core.present(new_ids))
         if clash:
             raise ValueError(f"{len(clash)} new node id(s) already exist in the index (first: {clash[0]!r})")
         copies, vectors, n_embedded = self._with_vectors(new_nodes, core.dim, "the new nodes")
@@ -445,21 +444,9 @@ class NudgeFinetuneEngine:
         qs = qs.by_document(chunks) if chunks else qs
         new = set(new)
         named = {str(d) for d in qs.documents()} - new
-        present = _present(self._core, named)
+        present = self._core.present(named)
         check_nodes(qs, present | new, name, deleted=(named - present) & set(self._row_ids))
         return qs
-
-
-def _present(store: BaseStore, ids: Iterable[str]) -> set[str]:
-    """Which of ``ids`` the store holds (one batched read when all are there, else one read per id)."""
-    wanted, found = sorted({str(i) for i in ids}), set()
-    for batch in [wanted, *([i] for i in wanted)] if wanted else []:
-        with contextlib.suppress(StoreError, ValueError):
-            store.fetch(batch)
-            if len(batch) == len(wanted):
-                return set(wanted)
-            found.add(batch[0])
-    return found
 
 
 def _with_vectors(nodes: Sequence[BaseNode], vectors: np.ndarray) -> list[BaseNode]:
