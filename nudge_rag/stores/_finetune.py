@@ -86,6 +86,32 @@ class StoreFinetuneReport(FinetuneReport):
         self.skipped_ids_sample = list((result.changed + result.missing)[:10])
         self.generation = int(result.generation)
 
+    def record_insert(
+        self,
+        model: Any,
+        train: Questions | None,
+        val: Questions | None,
+        written: Sequence[str],
+        added: Sequence[str] = (),
+    ) -> dict[str, Any]:
+        """Account for one :func:`insert_store`: refresh the fitted fields from the updated ``model``, add the new
+        questions and pairs, and count the rows written (``written``: the ids it wrote; ``added``: the ids of the
+        new documents, each counted once whether moved or not). Returns that insert's own counts (questions,
+        validation scores, ``n_written``)."""
+        entry = {
+            "n_train_questions": 0 if train is None else len(train),
+            "n_val_questions": 0 if val is None else len(val),
+            "val_score": model.val_score_,
+            "val_base_score": model.val_base_score_,
+            "n_written": len(set(written) | set(added)),
+        }
+        self.refresh(model)
+        self.n_train_questions += entry["n_train_questions"]
+        self.n_train_pairs += 0 if train is None else train.n_pairs
+        self.n_val_questions += entry["n_val_questions"]
+        self.written += entry["n_written"]
+        return entry
+
 
 def check_variant_fits_store(variant: str, store: VectorStore) -> None:
     """Refuse NUDGE-M unless ``store`` scores by inner product (its vectors are not unit-norm: a cosine store

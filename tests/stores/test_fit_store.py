@@ -106,6 +106,14 @@ def test_finetune_store_takes_solver_params_and_insert_store_equals_a_refit(scif
     assert new is not model and new.gamma_ == model.gamma_ and written
     changed = {s.ids[i] for i in np.flatnonzero((store.fetch(s.ids) != before).any(axis=1))}
     assert changed <= set(written)  # nothing outside the write moved
+    n_q, n_pairs, n_written = report.n_train_questions, report.n_train_pairs, report.written
+    entry = report.record_insert(new, second, None, written, added=[written[0], "new-doc"])
+    assert entry == {
+        "n_train_questions": len(second), "n_val_questions": 0, "val_score": new.val_score_,
+        "val_base_score": new.val_base_score_, "n_written": len(set(written)) + 1,
+    }  # fmt: skip
+    assert report.n_train_questions == n_q + len(second) and report.n_train_pairs == n_pairs + second.n_pairs
+    assert report.written == n_written + len(set(written)) + 1 and report.n_moved == new.n_moved_
 
     _, refit = finetune_store(
         _store(s.docs, s.ids), s.train_q, s.val_q, embed_queries=s.vectors, gamma=model.gamma_,

@@ -307,25 +307,11 @@ class NudgeFinetuneEngine:
                 except Exception:  # pragma: no cover - best effort; the original error matters
                     logger.exception("could not delete the nodes added by the failed insert: %s", new_ids[:5])
             raise
-        entry = {
-            "n_new_nodes": len(new_nodes),
-            "n_embedded_nodes": n_embedded,
-            "n_train_questions": 0 if train is None else len(train),
-            "n_val_questions": 0 if val is None else len(val),
-            "val_score": model.val_score_,
-            "val_base_score": model.val_base_score_,
-            "n_written": len(set(ids) - set(new_ids)) + len(new_ids),  # the new nodes count once, moved or not
-            "seconds": round(time.perf_counter() - t, 4),
-        }
-        self.inserts.append(entry)
-        report = self._report
-        report.refresh(model)
-        report.n_train_questions += entry["n_train_questions"]
-        report.n_train_pairs += 0 if train is None else train.n_pairs
-        report.n_val_questions += entry["n_val_questions"]
-        report.written += entry["n_written"]
+        entry = {"n_new_nodes": len(new_nodes), "n_embedded_nodes": n_embedded}
+        entry |= self._report.record_insert(model, train, val, ids, added=new_ids)
+        self.inserts.append({**entry, "seconds": round(time.perf_counter() - t, 4)})
         self._model, self._row_ids = model, corpus.ids
-        return report
+        return self._report
 
     def persist(self, persist_dir: str | os.PathLike = DEFAULT_PERSIST_DIR) -> None:
         """Persist the index (``storage_context.persist``) and, beside it, the report and the solver state
