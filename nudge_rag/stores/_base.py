@@ -341,8 +341,9 @@ class BaseStore:
         """What names this store inside its ledger (a collection or table name)."""
         return self.label
 
-    #: For an in-process store: the object holding its vectors (a framework store). Every store object over the
-    #: same owner shares one in-memory ledger, so a revert from a later call still finds what was written.
+    #: For an in-process store: the object holding its vectors (a framework store; hashable or not, weakly
+    #: referenceable). Every store object over the same owner shares one in-memory ledger, so a revert from a
+    #: later call still finds what was written; the ledger is dropped when the owner is garbage-collected.
     ledger_owner: Any = None
     #: How the ledger keeps vectors: "<f4" (float32), or "<f8" for stores whose vectors are Python floats.
     ledger_dtype: str = "<f4"
@@ -350,10 +351,12 @@ class BaseStore:
     def _open_ledger(self) -> Ledger:
         path = self._ledger_path if self._ledger_path is not None else self._ledger_home()
         if path is None and self.ledger_owner is not None:
-            ledger = _MEMORY_LEDGERS.get(self.ledger_owner)
+            key = id(self.ledger_owner)  # by identity: an owner may be unhashable (a pydantic model)
+            ledger = _MEMORY_LEDGERS.get(key)
             if ledger is None:
                 ledger = SqliteLedger(None, self._ledger_key(), self.dim, dtype=self.ledger_dtype)
-                _MEMORY_LEDGERS[self.ledger_owner] = ledger
+                _MEMORY_LEDGERS[key] = ledger
+                weakref.finalize(self.ledger_owner, _MEMORY_LEDGERS.pop, key, None)  # dropped with the owner
             return ledger
         mode = 0o600  # a ledger beside a store is created no wider than the store's own file or folder
         if path is not None and path.name.endswith(_LEDGER_SUFFIX):
@@ -817,8 +820,8 @@ def server_ledger_path(scheme: str, host: str, port: int | None, name: str) -> P
 
 
 _LEDGER_SUFFIX = ".nudge-ledger.sqlite"
-#: in-process owner object -> its in-memory ledger (dropped with the owner)
-_MEMORY_LEDGERS: weakref.WeakKeyDictionary[Any, SqliteLedger] = weakref.WeakKeyDictionary()
+#: ``id()`` of an in-process owner object (which must support weak references) -> its in-memory ledger
+_MEMORY_LEDGERS: dict[int, SqliteLedger] = {}
 
 
 def beside(path: str | Path) -> Path:

@@ -30,8 +30,8 @@ class MemoryStore(BaseStore):
         records: the framework's own mapping, changed in place.
         similarity: how the framework searches it (``"cosine"`` for both frameworks' defaults).
         field: the key of the vector inside each record (None: the values are the vectors).
-        owner: the framework object the mapping belongs to: keys the shared in-memory ledger (default: none, the
-            ledger lives with this store object).
+        owner: the framework object the mapping belongs to (hashable or not, e.g. a pydantic model; it must take
+            weak references): keys the shared in-memory ledger (default: none, the ledger lives with this store).
         name: how messages name the store.
         metadata: id -> metadata dict of each record, where :meth:`chunks_of` reads ``doc_field`` (a dotted
             path such as ``"a.b"`` reaches nested dicts). Default: the records themselves, looking inside their

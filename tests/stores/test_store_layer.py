@@ -119,3 +119,23 @@ def test_present_reads_in_batches_and_counts_a_rejected_id_absent():
     assert store.present(["b", "bad", "c", "nope"]) == {"b", "c"}  # its batch re-read id by id
     with pytest.raises(StoreError, match="several dimensions"):
         store.present(["bad"])  # every read rejected: the store failed, not an absent id
+
+
+def test_memory_stores_over_one_unhashable_owner_share_a_ledger_dropped_with_it():
+    import gc
+
+    from nudge_rag.stores import MemoryStore
+    from nudge_rag.stores._base import _MEMORY_LEDGERS
+
+    class Owner:  # unhashable, like a pydantic model (LlamaIndex's SimpleVectorStore)
+        __hash__ = None  # type: ignore[assignment]
+
+    owner, records = Owner(), {"a": [1.0, 0.0], "b": [0.0, 1.0]}
+    MemoryStore(records, owner=owner).write(["a"], np.array([[0.6, 0.8]], dtype=np.float32))
+    assert records["a"] != [1.0, 0.0]
+    assert MemoryStore(records, owner=owner).revert() == 1  # a later store object finds the first one's write
+    assert records["a"] == [1.0, 0.0]
+    n = len(_MEMORY_LEDGERS)
+    del owner
+    gc.collect()
+    assert len(_MEMORY_LEDGERS) == n - 1

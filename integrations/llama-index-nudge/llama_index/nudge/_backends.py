@@ -5,7 +5,6 @@ databases: their backends over the vector store's own client). Adding a store is
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -20,25 +19,9 @@ def store_class_name(vector_store: Any) -> str:
     return type(vector_store).__name__
 
 
-class _Owner:
-    """A hashable stand-in for an unhashable (pydantic) vector store, alive as long as the store: it keys the
-    core's shared in-memory ledger."""
-
-
-_OWNERS: dict[int, _Owner] = {}
-
-
-def _owner(vector_store: Any) -> _Owner:
-    key = id(vector_store)
-    if key not in _OWNERS:
-        _OWNERS[key] = _Owner()
-        weakref.finalize(vector_store, _OWNERS.pop, key, None)
-    return _OWNERS[key]
-
-
 def _simple(index: Any) -> BaseStore:
     vs = index.vector_store  # node id -> list of floats; the ledger is shared by every engine over this store
-    return stores.MemoryStore(vs.data.embedding_dict, similarity="cosine", owner=_owner(vs), name="SimpleVectorStore")
+    return stores.MemoryStore(vs.data.embedding_dict, similarity="cosine", owner=vs, name="SimpleVectorStore")
 
 
 def _qdrant(index: Any) -> BaseStore:
