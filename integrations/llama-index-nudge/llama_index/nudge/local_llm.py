@@ -18,7 +18,7 @@ from typing import Any
 from llama_index.core.base.llms.types import CompletionResponse, CompletionResponseGen, LLMMetadata
 from llama_index.core.llms.callbacks import llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
 from nudge_rag.generate import LocalGenerator, prompt_template
 
@@ -47,7 +47,6 @@ class LocalQuestionLLM(CustomLLM):
     max_new_tokens: int = Field(default=32, gt=0)
     first_line_only: bool = True
     cache_dir: str | None = None
-    _gen: Any = PrivateAttr(default=None)
 
     @classmethod
     def class_name(cls) -> str:
@@ -57,14 +56,11 @@ class LocalQuestionLLM(CustomLLM):
     def metadata(self) -> LLMMetadata:
         return LLMMetadata(num_output=self.max_new_tokens, is_chat_model=False, model_name=self.model or "gemma-3-270m")
 
-    def _generator(self) -> LocalGenerator:
-        if self._gen is None:
-            self._gen = LocalGenerator(model=self.model, max_new_tokens=self.max_new_tokens, cache_dir=self.cache_dir)
-        return self._gen
-
     def complete_batch(self, prompts: list[str]) -> list[str]:
-        """Completions of several prompts in batched forward passes (synchronous)."""
-        return self._generator().complete_text(prompts, first_line=self.first_line_only)
+        """Completions of several prompts in batched forward passes (synchronous; the model is loaded on first
+        use and memoised by :mod:`nudge_rag.generate`)."""
+        gen = LocalGenerator(model=self.model, max_new_tokens=self.max_new_tokens, cache_dir=self.cache_dir)
+        return gen.complete_text(prompts, first_line=self.first_line_only)
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
