@@ -239,8 +239,8 @@ def test_local_model_writes_real_questions_for_scifact_abstracts(tmp_path):
 def test_llamaindex_default_is_the_local_model_with_its_few_shot_prompt():
     pytest.importorskip("llama_index.nudge")
     from llama_index.core.settings import Settings
-    from llama_index.nudge.generate import DEFAULT_QUESTION_PROMPT
-    from llama_index.nudge.local_llm import LOCAL_QUESTION_PROMPT, LocalQuestionLLM, default_question_llm
+    from llama_index.nudge.generate import DEFAULT_QUESTION_PROMPT, default_question_llm
+    from llama_index.nudge.local_llm import LOCAL_QUESTION_PROMPT, LocalQuestionLLM
 
     if Settings._llm is not None:
         pytest.skip("a global LlamaIndex LLM is configured in this process")

@@ -40,6 +40,7 @@ from ._base import (
     StoreStatus,
     VectorStore,
     WriteResult,
+    as_id_list,
 )
 from ._corpus import StoreCorpus
 from ._ledger import Ledger, LedgerRecord, SqliteLedger
@@ -58,6 +59,7 @@ __all__ = [
     "LedgerRecord",
     "SqliteLedger",
     "SIMILARITIES",
+    "as_id_list",
     "StoreCorpus",
     "StoreURI",
     "BACKENDS",

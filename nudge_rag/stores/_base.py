@@ -387,6 +387,18 @@ class BaseStore:
             raise StoreError(f"{self.label}: the ledger is already open ({self._ledger.describe()})")
         self._ledger_path = Path(path)
 
+    def save_ledger(self, path: str | Path) -> bool:
+        """Copy an in-process store's ledger (in memory, or the file :meth:`use_ledger` named) into the SQLite file
+        ``path`` atomically, so another process can still revert. Returns False, copying nothing, when the ledger
+        lives beside the store or in its database (durable there already) or is ``path`` itself."""
+        ledger = self.ledger
+        if not isinstance(ledger, SqliteLedger) or (ledger.path is not None and self._ledger_path is None):
+            return False
+        if ledger.path is not None and ledger.path.resolve() == Path(path).resolve():
+            return False
+        ledger.backup(path)
+        return True
+
     @property
     def ledger(self) -> Ledger:
         """This store's :class:`~nudge_rag.stores._ledger.Ledger` (opened on first use)."""

@@ -275,7 +275,8 @@ def finetune_store(
             per query (False), or the faster of the two for this store (None, default; see :class:`StoreCorpus`).
         write: False for a dry run (fit and report only).
         doc_field: pairs name documents whose chunks carry their id in this metadata field (:func:`by_document`).
-        params: further solver options (``nudge_rag.NudgeN`` / ``NudgeM`` arguments, e.g. ``{"batch_size": 64}``).
+        params: further solver options (``nudge_rag.NudgeN`` / ``NudgeM`` arguments, e.g. ``{"batch_size": 64}``);
+            a ``"metric"`` entry is taken as ``metric`` (the argument wins when both are given).
         store_name, revert_hint: how the report names the store and says how to revert a write.
 
     Returns:
@@ -283,6 +284,10 @@ def finetune_store(
         the moved rows; ``model.corpus_.ids`` the store id of each row, so ``model.patch_.with_ids(...)`` is what
         was written).
     """
+    if params is not None and "metric" in params:
+        params = dict(params)
+        metric = metric if metric is not None else params.pop("metric")
+        params.pop("metric", None)
     lock = getattr(store, "locked", None)
     with lock() if write and lock is not None else contextlib.nullcontext():
         return _finetune_store_locked(

@@ -114,6 +114,8 @@ def test_finetune_store_takes_solver_params_and_insert_store_equals_a_refit(scif
     }  # fmt: skip
     assert report.n_train_questions == n_q + len(second) and report.n_train_pairs == n_pairs + second.n_pairs
     assert report.written == n_written + len(set(written)) + 1 and report.n_moved == new.n_moved_
+    dry, _ = finetune_store(store, first, s.val_q, embed_queries=s.vectors, write=False, params={"metric": "ndcg@10"})
+    assert dry.val_metric == "ndcg@10"  # a "metric" entry in params is the metric
 
     _, refit = finetune_store(
         _store(s.docs, s.ids), s.train_q, s.val_q, embed_queries=s.vectors, gamma=model.gamma_,

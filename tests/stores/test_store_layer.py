@@ -139,3 +139,18 @@ def test_memory_stores_over_one_unhashable_owner_share_a_ledger_dropped_with_it(
     del owner
     gc.collect()
     assert len(_MEMORY_LEDGERS) == n - 1
+
+
+def test_save_ledger_copies_an_in_process_ledger_once(tmp_path):
+    from nudge_rag.stores import MemoryStore, SqliteLedger
+
+    records = {"a": [1.0, 0.0], "b": [0.0, 1.0]}
+    store = MemoryStore(records)  # its ledger is in memory
+    store.write(["a"], np.array([[0.6, 0.8]], dtype=np.float32))
+    target = tmp_path / "ledger.sqlite"
+    assert store.save_ledger(target) and target.is_file()
+    reopened = MemoryStore(records)
+    reopened.use_ledger(target)  # another process: the copied originals still revert
+    assert not reopened.save_ledger(target)  # already that file
+    assert isinstance(reopened.ledger, SqliteLedger) and reopened.revert() == 1
+    assert records["a"] == [1.0, 0.0]

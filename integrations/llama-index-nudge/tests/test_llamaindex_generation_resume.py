@@ -109,16 +109,16 @@ def test_a_killed_generation_resumes_without_redoing_saved_chunks(tmp_path):
 
 
 def test_the_default_batch_is_small_and_saved_after_each_batch(tmp_path, monkeypatch):
-    import llama_index.nudge.generate as gen
+    import llama_index.nudge.dataset as ds  # each save is EmbeddingQAFinetuneDataset.save_json
 
     writes: list[int] = []
-    real = gen.atomic_write_text
+    real = ds.atomic_write_text
 
     def counting(path: Any, text: str) -> None:
         writes.append(len(json.loads(text)["corpus"]))
         real(path, text)
 
-    monkeypatch.setattr(gen, "atomic_write_text", counting)
+    monkeypatch.setattr(ds, "atomic_write_text", counting)
     generate_question_pairs(make_nodes(20), PassageLLM(), output_path=tmp_path / "qa.json")
     assert writes == [8, 16, 20]
 

@@ -12,27 +12,12 @@ from llama_index.core.schema import BaseNode, MetadataMode
 
 from nudge_rag.concurrent import QUERY_BATCH_SIZE, embed_questions
 
-__all__ = [
-    "check_unique",
-    "embed_missing",
-    "embed_queries",
-    "batched_query_method",
-    "QUERY_BATCH_SIZE",
-    "node_text",
-]
+__all__ = ["embed_missing", "embed_queries", "batched_query_method", "QUERY_BATCH_SIZE", "node_text"]
 
 
 def node_text(node: BaseNode) -> str:
     """The text a node is embedded from."""
     return node.get_content(metadata_mode=MetadataMode.EMBED)
-
-
-def check_unique(ids: Sequence[str], what: str) -> None:
-    """``ValueError`` naming the first node id that ``ids`` holds twice."""
-    if len(set(ids)) != len(ids):
-        seen: set[str] = set()
-        dup = next(i for i in ids if i in seen or seen.add(i))  # type: ignore[func-returns-value]
-        raise ValueError(f"{what} hold node id {dup!r} more than once")
 
 
 def embed_missing(

@@ -13,7 +13,7 @@ from llama_index.nudge.report import REPORT_FILENAME
 
 import nudge_rag
 from nudge_rag.files import atomic_write_text
-from nudge_rag.stores import BaseStore, SqliteLedger, StoreFinetuneReport
+from nudge_rag.stores import BaseStore, StoreFinetuneReport
 
 __all__ = ["MODEL_FILENAME", "STATE_FILENAME", "LEDGER_FILENAME", "save_engine", "open_state"]
 
@@ -37,10 +37,7 @@ def save_engine(
     (in memory, or an earlier persist dir's file): each written atomically."""
     path = Path(persist_dir)
     index.storage_context.persist(persist_dir=str(path))
-    ledger, target = core.ledger, path / LEDGER_FILENAME
-    if isinstance(ledger, SqliteLedger) and (ledger.path is None or ledger.path.name == LEDGER_FILENAME):
-        if ledger.path is None or ledger.path.resolve() != target.resolve():
-            ledger.backup(target)
+    core.save_ledger(path / LEDGER_FILENAME)  # an in-process store's originals (a database keeps its own)
     report.save(path / REPORT_FILENAME)
     model.save(path / MODEL_FILENAME)  # the solver state without the corpus (the store holds it): for insert
     state = {"format": _FORMAT, "format_version": 2, "variant": variant, "row_node_ids": row_ids, **settings}

@@ -7,6 +7,7 @@ the fit, write, insert, revert, status and reapply are the core's (:mod:`nudge_r
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -23,7 +24,7 @@ from llama_index.core.schema import BaseNode
 from llama_index.core.settings import Settings
 from llama_index.core.storage.storage_context import DEFAULT_PERSIST_DIR
 from llama_index.nudge._backends import core_store, store_class_name
-from llama_index.nudge._capture import check_unique, embed_missing, embed_queries, node_text
+from llama_index.nudge._capture import embed_missing, embed_queries, node_text
 from llama_index.nudge._persist import (
     LEDGER_FILENAME,
     MODEL_FILENAME,
@@ -48,6 +49,7 @@ from nudge_rag.stores import (
     BaseStore,
     StoreError,
     StoreFinetuneReport,
+    as_id_list,
     check_variant_fits_store,
     finetune_store,
     insert_store,
@@ -190,12 +192,11 @@ class NudgeFinetuneEngine:
         train, val = (self._resolve(qs, name) for qs, name in ((train, "train_dataset"), (val, "val_dataset")))
         if self._model is not None or self._report is not None:
             core.revert()  # a refit starts from the original vectors
-        params = dict(self.nudge_kwargs)
         # compare-and-set, under the store's lock; a failed write is rolled back (StoreError)
         report, model = finetune_store(
             core, train, val, embed_queries=lambda texts: self._embed_questions(texts, core.dim), variant=self.variant,
-            gamma=self.gamma, metric=params.pop("metric", None), val_fraction=self.val_fraction, seed=self.seed,
-            show_progress=self.show_progress, store_name=self._store_name, revert_hint="engine.revert()", params=params,
+            gamma=self.gamma, val_fraction=self.val_fraction, seed=self.seed, show_progress=self.show_progress,
+            store_name=self._store_name, revert_hint="engine.revert()", params=self.nudge_kwargs,
         )  # fmt: skip
         report.seconds["total"] = round(time.perf_counter() - t, 4)
         self.generation, self.n_embedded_nodes = generation, n_embedded
@@ -371,7 +372,7 @@ class NudgeFinetuneEngine:
     def _with_vectors(self, nodes: list[BaseNode], dim: int | None, what: str) -> tuple[list[BaseNode], Any, int]:
         """(copies of ``nodes`` carrying their vectors, those (n, d) float32 vectors, how many were embedded in
         batches for want of one); ``ValueError`` on a repeated id, a node without text or mixed dimensions."""
-        check_unique([n.node_id for n in nodes], what)
+        as_id_list([n.node_id for n in nodes], what)
         empty = [n.node_id for n in nodes if not node_text(n).strip()]
         if empty:
             raise ValueError(f"{len(empty)} of {what} have no text to index (first: {empty[0]!r})")
@@ -407,7 +408,7 @@ class NudgeFinetuneEngine:
                 f"generating questions for the {self._store_name} needs generate_for=[node ids]: the nodes' texts "
                 "live in the store, which is read by id, never whole (or pass train_dataset)"
             )
-        check_unique(ids, "generate_for")
+        as_id_list(ids, "generate_for")
         result = generate_question_pairs(
             _nodes_by_id(self._index, ids), self._llm, num_questions_per_chunk=self.num_questions_per_chunk,
             output_path=self.generation_path, show_progress=self.show_progress, **self.generation_kwargs,
@@ -445,10 +446,8 @@ def _nodes_by_id(index: Any, node_ids: Sequence[str]) -> list[BaseNode]:
     found = {n: node for n in node_ids if (node := index.docstore.get_node(n, raise_error=False)) is not None}
     rest = [n for n in node_ids if n not in found]
     if rest and getattr(index.vector_store, "stores_text", False):
-        try:
+        with contextlib.suppress(NotImplementedError):
             found.update({n.node_id: n for n in index.vector_store.get_nodes(node_ids=rest) if n.node_id in rest})
-        except NotImplementedError:
-            pass
     missing = [n for n in node_ids if n not in found]
     if missing:
         raise ValueError(f"{len(missing)} node id(s) are in neither the docstore nor the vector store ({missing[0]!r})")

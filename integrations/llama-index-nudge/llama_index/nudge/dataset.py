@@ -44,8 +44,7 @@ class EmbeddingQAFinetuneDataset(BaseModel):
     @classmethod
     def from_json(cls, path: str) -> EmbeddingQAFinetuneDataset:
         """Read a dataset written by :meth:`save_json` (or by LlamaIndex's own class)."""
-        with open(path, encoding="utf-8") as fh:
-            return cls(**json.load(fh))
+        return cls(**json.loads(Path(path).read_text(encoding="utf-8")))
 
 
 #: What ``train_dataset`` / ``val_dataset`` may be: an ``EmbeddingQAFinetuneDataset`` (or any object with

@@ -14,7 +14,6 @@ is counted and skipped.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +26,6 @@ from llama_index.nudge.dataset import EmbeddingQAFinetuneDataset
 from llama_index.nudge.local_llm import LOCAL_QUESTION_PROMPT, LocalQuestionLLM
 
 from nudge_rag.concurrent import gather_in_batches
-from nudge_rag.files import atomic_write_text
 from nudge_rag.generate import GeneratedQuestions as CoreGeneratedQuestions
 from nudge_rag.generate import QuestionGenerationError, ask_in_batches, instruction_prompt, parse_questions
 
@@ -123,8 +121,7 @@ def generate_question_pairs(
             qid = next(f"q{i}" for i in itertools.count(len(queries)) if f"q{i}" not in queries)
             queries[qid], relevant[qid], corpus[node_id] = q, [node_id], text_of[node_id]
         if path is not None:
-            layout = {"queries": queries, "corpus": corpus, "relevant_docs": relevant, "mode": "text"}
-            atomic_write_text(path, json.dumps(layout, indent=1))
+            EmbeddingQAFinetuneDataset(queries=queries, corpus=corpus, relevant_docs=relevant).save_json(str(path))
 
     saved = [(q, d) for qid, q in queries.items() for d in relevant.get(qid, [])]
     result = ask_in_batches(

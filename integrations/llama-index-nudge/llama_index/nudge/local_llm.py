@@ -56,11 +56,13 @@ class LocalQuestionLLM(CustomLLM):
     def metadata(self) -> LLMMetadata:
         return LLMMetadata(num_output=self.max_new_tokens, is_chat_model=False, model_name=self.model or "gemma-3-270m")
 
+    def _generator(self) -> LocalGenerator:
+        """The core generator (cheap: it loads the model on first use, memoised by :mod:`nudge_rag.generate`)."""
+        return LocalGenerator(model=self.model, max_new_tokens=self.max_new_tokens, cache_dir=self.cache_dir)
+
     def complete_batch(self, prompts: list[str]) -> list[str]:
-        """Completions of several prompts in batched forward passes (synchronous; the model is loaded on first
-        use and memoised by :mod:`nudge_rag.generate`)."""
-        gen = LocalGenerator(model=self.model, max_new_tokens=self.max_new_tokens, cache_dir=self.cache_dir)
-        return gen.complete_text(prompts, first_line=self.first_line_only)
+        """Completions of several prompts in batched forward passes (synchronous)."""
+        return self._generator().complete_text(prompts, first_line=self.first_line_only)
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
