@@ -110,6 +110,14 @@ def bench_langchain(data: SciFactTexts, queries: list[str], tmp: Path, block: in
     inline = InlineRecord(tmp / "lc-inline.sqlite")
     hooks: dict[str, list[Any]] = dict(zip(CONDITIONS, ([], [Noop()], [memory], [logged], [inline])))
     retrieve = {c: (lambda q, h=h: retriever.invoke(q, config={"callbacks": h})) for c, h in hooks.items()}
+    return measure(queries, retrieve, logged, memory, tmp / "lc-logged.sqlite", block, warmup)
+
+
+def measure(
+    queries: list[str], retrieve: dict[str, Any], logged: Any, memory: Any, log_path: Path, block: int, warmup: int
+) -> dict[str, Any]:
+    """Time every condition's retrievals (warm-up untimed), then 50 ``record_feedback`` calls on the logging hook;
+    close both hooks and count the impressions that reached ``log_path``."""
     flush = {c: (logged.flush if c == "hook, logged" else (lambda: None)) for c in CONDITIONS}
     run_blocks(queries[:warmup], retrieve, flush, block)
     times = run_blocks(queries, retrieve, flush, block)
@@ -120,7 +128,7 @@ def bench_langchain(data: SciFactTexts, queries: list[str], tmp: Path, block: in
         feedback.append((time.perf_counter() - t) * 1e3)
     logged.close()
     memory.close()
-    with FeedbackLog(tmp / "lc-logged.sqlite") as log:
+    with FeedbackLog(log_path) as log:
         written = sum(e.source == "retrieved" for e in log.iter_events())
     return {"times": times, "record_feedback": feedback, "impressions_written": written}
 
@@ -181,19 +189,7 @@ def bench_llamaindex(data: SciFactTexts, queries: list[str], tmp: Path, block: i
 
     retrieve = {c: (lambda q, h=hook: run(q, h)) for c, hook in hooks.items()}
     # attach / detach is a list append / pop (sub-microsecond); it is inside the timed call for all hooked conditions
-    flush = {c: (logged.flush if c == "hook, logged" else (lambda: None)) for c in CONDITIONS}
-    run_blocks(queries[:warmup], retrieve, flush, block)
-    times = run_blocks(queries, retrieve, flush, block)
-    feedback = []
-    for q in queries[:50]:
-        t = time.perf_counter()
-        logged.record_feedback(q, logged.last(q).ids[0], source="click")
-        feedback.append((time.perf_counter() - t) * 1e3)
-    logged.close()
-    memory.close()
-    with FeedbackLog(tmp / "li-logged.sqlite") as log:
-        written = sum(e.source == "retrieved" for e in log.iter_events())
-    return {"times": times, "record_feedback": feedback, "impressions_written": written}
+    return measure(queries, retrieve, logged, memory, tmp / "li-logged.sqlite", block, warmup)
 
 
 # ------------------------------------------------------------------------------------------ main
